@@ -1,0 +1,533 @@
+// tenorite/channel.hpp — a bounded multi-producer queue with async, blocking and try forms.
+//
+// Invariants (all under the channel's mutex):
+// - at most capacity() items are buffered; a sender that finds the buffer full waits in a
+//   FIFO of send waiters, holding its own value (backpressure: the (N+1)-th send waits);
+// - receivers wait only while the buffer is empty; a sender that finds a waiting receiver
+//   hands its value straight to it;
+// - when a receiver takes an item and a sender is waiting, the oldest waiting sender's value
+//   moves into the buffer in the same step (FIFO order is kept);
+// - close() is final: every buffered item and every waiting sender's value is handed back
+//   through the callbacks, so nothing queued is ever dropped; later sends fail with `closed`;
+// - once the senders are gone (mark_no_senders) receivers drain the buffer, then get "end";
+// - no callback and no completion handler ever runs under the mutex.
+//
+// Example:
+//   tenorite::channel<int> ch(ex, 8);
+//   co_await ch.async_send(1, boost::asio::use_awaitable);
+//   auto [ec, v] = co_await ch.async_receive(
+//       boost::asio::as_tuple(boost::asio::use_awaitable));
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/system/error_code.hpp>
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <tenorite/detail/completion.hpp>
+#include <tenorite/oneshot.hpp>
+#include <utility>
+#include <vector>
+
+namespace tenorite {
+
+/// The outcome of a non-waiting send.
+enum class send_status {
+  sent,     ///< the value is in the channel (or with a receiver)
+  waiting,  ///< (node sends only) the channel was full; the node waits in the channel
+  full,     ///< (try_send only) the channel was full; the value was not taken
+  closed,   ///< the channel is closed; the value was not taken
+};
+
+namespace detail {
+
+template <class N>
+struct fifo {
+  N* head = nullptr;
+  N* tail = nullptr;
+
+  bool empty() const noexcept { return head == nullptr; }
+  void push_back(N* n) noexcept {
+    n->next = nullptr;
+    n->prev = tail;
+    (tail ? tail->next : head) = n;
+    tail = n;
+    n->linked = true;
+  }
+  N* pop_front() noexcept {
+    N* n = head;
+    if (n) unlink(n);
+    return n;
+  }
+  void unlink(N* n) noexcept {
+    (n->prev ? n->prev->next : head) = n->next;
+    (n->next ? n->next->prev : tail) = n->prev;
+    n->next = n->prev = nullptr;
+    n->linked = false;
+  }
+  fifo take() noexcept {
+    fifo r = *this;
+    head = tail = nullptr;
+    return r;
+  }
+};
+
+/// A sender waiting for room. When the channel accepts the value it moves `value` out and,
+/// if `on_accepted` is set, calls it (after unlocking; a node without `on_accepted` may be
+/// gone by then, so it is read under the lock). On close it leaves `value` in place and calls
+/// on_closed(node): the owner takes its value back.
+template <class T>
+struct send_waiter {
+  using notify_fn = void (*)(send_waiter*) noexcept;
+  send_waiter(notify_fn accepted, notify_fn closed) noexcept
+      : on_accepted(accepted), on_closed(closed) {}
+  std::optional<T> value;
+  notify_fn on_accepted;
+  notify_fn on_closed;
+  send_waiter* next = nullptr;
+  send_waiter* prev = nullptr;
+  bool linked = false;
+};
+
+/// A receiver waiting for an item: ready(node, ec, item) hands over an item, the end of the
+/// stream (empty optional), or an error (operation_aborted after abort_receivers). When the
+/// receiver's execution context shuts down, `destroy` (if set) frees it without running it.
+template <class T>
+struct recv_waiter {
+  using ready_fn = void (*)(recv_waiter*, boost::system::error_code, std::optional<T>&&) noexcept;
+  using destroy_fn = void (*)(recv_waiter*) noexcept;
+  explicit recv_waiter(ready_fn f, destroy_fn d = nullptr) noexcept : ready(f), destroy(d) {}
+  ready_fn ready;
+  destroy_fn destroy;
+  recv_waiter* next = nullptr;
+  recv_waiter* prev = nullptr;
+  bool linked = false;
+};
+
+}  // namespace detail
+
+template <class T>
+class channel {
+ public:
+  using value_type = T;
+  using executor_type = boost::asio::any_io_executor;
+  /// Completion signature of async_send: on error (closed) the value comes back.
+  using send_signature = void(boost::system::error_code, std::optional<T>);
+  /// Completion signature of async_receive: an empty optional means the stream ended.
+  using receive_signature = void(boost::system::error_code, std::optional<T>);
+
+  /// `ex` runs handlers that have no executor of their own. Throws std::invalid_argument
+  /// when capacity is 0.
+  channel(executor_type ex, std::size_t capacity) : ex_(std::move(ex)), capacity_(capacity) {
+    if (capacity == 0)
+      throw std::invalid_argument(
+          "tenorite::channel: capacity must be at least 1 (it bounds how many items may wait "
+          "in the queue)");
+  }
+  channel(const channel&) = delete;
+  channel& operator=(const channel&) = delete;
+  ~channel() {
+    // Owners close the channel before it dies; what is left is destroyed with it.
+    std::lock_guard lk(m_);
+    while (size_ > 0) pop_locked();
+    free_slots(slots_);
+  }
+
+  std::size_t capacity() const noexcept { return capacity_; }
+  const executor_type& get_executor() const noexcept { return ex_; }
+  std::size_t size() const {
+    std::lock_guard lk(m_);
+    return size_;
+  }
+  bool is_closed() const {
+    std::lock_guard lk(m_);
+    return closed_;
+  }
+
+  // ---- producer side -------------------------------------------------------------------
+
+  /// Sends without waiting: sent (value moved from), full or closed (value untouched).
+  send_status try_send(T& value) {
+    std::unique_lock lk(m_);
+    if (closed_) return send_status::closed;
+    if (auto* r = receivers_.pop_front()) {
+      lk.unlock();
+      r->ready(r, {}, std::optional<T>(std::move(value)));
+      return send_status::sent;
+    }
+    if (size_ >= capacity_) return send_status::full;
+    push_locked(std::move(value));
+    return send_status::sent;
+  }
+
+  /// Sends the node's value, or parks the node until there is room (status `waiting`).
+  /// On `sent` the node's value is consumed, the node is not retained and on_accepted is NOT
+  /// called (the caller knows); on `closed` the value stays in the node.
+  send_status send_or_wait(detail::send_waiter<T>* node) {
+    std::unique_lock lk(m_);
+    if (closed_) return send_status::closed;
+    if (auto* r = receivers_.pop_front()) {
+      lk.unlock();
+      std::optional<T> v(std::move(*node->value));
+      node->value.reset();
+      r->ready(r, {}, std::move(v));
+      return send_status::sent;
+    }
+    if (size_ < capacity_) {
+      push_locked(std::move(*node->value));
+      node->value.reset();
+      return send_status::sent;
+    }
+    senders_.push_back(node);
+    return send_status::waiting;
+  }
+
+  /// Takes a parked node back (its value still inside). False if the channel already took
+  /// its value or handed it back.
+  bool withdraw(detail::send_waiter<T>* node) {
+    std::lock_guard lk(m_);
+    if (!node->linked) return false;
+    senders_.unlink(node);
+    return true;
+  }
+
+  /// Sends, waiting for room. Completes with (error_code, std::optional<T>): success and an
+  /// empty optional, or channel_closed-style `boost::asio::error::broken_pipe` and the value.
+  template <class Token>
+  auto async_send(T value, Token&& token) {
+    return boost::asio::async_initiate<Token, send_signature>(
+        [this](auto handler, T v) { this->initiate_send(std::move(handler), std::move(v)); },
+        token, std::move(value));
+  }
+
+  /// Sends from a plain thread, waiting for room. Returns the value back when closed.
+  std::optional<T> send_blocking(T value) {
+    struct node : detail::send_waiter<T> {
+      node() : detail::send_waiter<T>(&on_accept, &on_close) {}
+      static void on_accept(detail::send_waiter<T>* n) noexcept {
+        static_cast<node*>(n)->accepted = true;
+        static_cast<node*>(n)->flag.set();
+      }
+      static void on_close(detail::send_waiter<T>* n) noexcept { static_cast<node*>(n)->flag.set(); }
+      bool accepted = false;
+      detail::wake_flag flag;
+    } n;
+    n.value.emplace(std::move(value));
+    switch (send_or_wait(&n)) {
+      case send_status::sent:
+        return std::nullopt;
+      case send_status::waiting:
+        n.flag.wait();
+        if (n.accepted) return std::nullopt;
+        return std::move(n.value);
+      default:
+        return std::move(n.value);
+    }
+  }
+
+  // ---- consumer side -------------------------------------------------------------------
+
+  /// Takes an item if one is buffered.
+  std::optional<T> try_receive() {
+    detail::send_waiter<T>* refilled = nullptr;
+    std::optional<T> v;
+    {
+      std::lock_guard lk(m_);
+      if (size_ == 0) return std::nullopt;
+      v.emplace(take_locked(refilled));
+    }
+    if (refilled) refilled->on_accepted(refilled);
+    return v;
+  }
+
+  /// Takes up to `limit` buffered items at once, appending them to `out`; returns how many.
+  std::size_t try_receive_many(std::vector<T>& out, std::size_t limit) {
+    std::vector<detail::send_waiter<T>*> refilled;
+    std::size_t n = 0;
+    {
+      std::lock_guard lk(m_);
+      while (n < limit && size_ > 0) {
+        detail::send_waiter<T>* r = nullptr;
+        out.push_back(take_locked(r));
+        if (r) refilled.push_back(r);
+        ++n;
+      }
+    }
+    for (auto* r : refilled) r->on_accepted(r);
+    return n;
+  }
+
+  /// Receives one item. Completes with (error_code, std::optional<T>): an item; an empty
+  /// optional once the channel is closed or all senders are gone and the buffer is drained;
+  /// or operation_aborted after abort_receivers().
+  template <class Token>
+  auto async_receive(Token&& token) {
+    return boost::asio::async_initiate<Token, receive_signature>(
+        [this](auto handler) { this->initiate_receive(std::move(handler)); }, token);
+  }
+
+  /// Receives from a plain thread (same outcomes as async_receive).
+  std::optional<T> receive_blocking(boost::system::error_code& ec) {
+    struct node : detail::recv_waiter<T> {
+      node() : detail::recv_waiter<T>(&on_ready) {}
+      static void on_ready(detail::recv_waiter<T>* n, boost::system::error_code e,
+                           std::optional<T>&& v) noexcept {
+        auto* self = static_cast<node*>(n);
+        self->ec = e;
+        self->value = std::move(v);
+        self->flag.set();
+      }
+      boost::system::error_code ec;
+      std::optional<T> value;
+      detail::wake_flag flag;
+    } n;
+    if (receive_or_wait(&n)) n.flag.wait();
+    ec = n.ec;
+    return std::move(n.value);
+  }
+
+  /// Receives now, or parks `node` (returns true) until an item or the end arrives. When it
+  /// returns false, node->ready has already been called.
+  bool receive_or_wait(detail::recv_waiter<T>* node) {
+    detail::send_waiter<T>* refilled = nullptr;
+    std::optional<T> v;
+    boost::system::error_code ec;
+    {
+      std::lock_guard lk(m_);
+      if (receive_error_) {
+        ec = receive_error_;
+      } else if (size_ > 0) {
+        v.emplace(take_locked(refilled));
+      } else if (!closed_ && !no_senders_) {
+        receivers_.push_back(node);
+        return true;
+      }
+    }
+    if (refilled) refilled->on_accepted(refilled);
+    node->ready(node, ec, std::move(v));
+    return false;
+  }
+
+  // ---- lifetime ------------------------------------------------------------------------
+
+  /// Closes the channel for good: `on_item(T&&)` gets every buffered item (oldest first),
+  /// waiting senders get their values back (on_closed), waiting receivers get the
+  /// end of the stream, and every later send fails with `closed`.
+  template <class F>
+  void close(F&& on_item) {
+    T* slots;
+    std::size_t head, size, alloc;
+    detail::fifo<detail::send_waiter<T>> senders;
+    detail::fifo<detail::recv_waiter<T>> receivers;
+    {
+      std::lock_guard lk(m_);
+      closed_ = true;
+      slots = std::exchange(slots_, nullptr);
+      head = std::exchange(head_, 0);
+      size = std::exchange(size_, 0);
+      alloc = std::exchange(alloc_, 0);
+      senders = senders_.take();
+      receivers = receivers_.take();
+    }
+    for (std::size_t i = 0; i < size; ++i) {
+      T* p = slots + ((head + i) % alloc);
+      T item(std::move(*p));
+      p->~T();
+      on_item(std::move(item));
+    }
+    free_slots(slots);
+    while (auto* s = senders.pop_front()) s->on_closed(s);
+    while (auto* r = receivers.pop_front()) r->ready(r, {}, std::nullopt);
+  }
+
+  /// Closes with no owner-side handling: buffered items are destroyed.
+  void close() {
+    close([](T&&) {});
+  }
+
+  /// Tells the receivers that no sender is left: they drain the buffer, then see the end.
+  void mark_no_senders() {
+    detail::fifo<detail::recv_waiter<T>> receivers;
+    {
+      std::lock_guard lk(m_);
+      no_senders_ = true;
+      if (size_ == 0) receivers = receivers_.take();
+    }
+    while (auto* r = receivers.pop_front()) r->ready(r, {}, std::nullopt);
+  }
+
+  /// Makes every pending and later receive fail with `ec` (used by abort).
+  void abort_receivers(boost::system::error_code ec) {
+    detail::fifo<detail::recv_waiter<T>> receivers;
+    {
+      std::lock_guard lk(m_);
+      receive_error_ = ec;
+      receivers = receivers_.take();
+    }
+    while (auto* r = receivers.pop_front()) r->ready(r, ec, std::nullopt);
+  }
+
+  /// Frees the parked receivers without running them: their execution context is shutting
+  /// down and will never run their handlers (Asio's rule for pending operations). Receivers
+  /// that cannot be freed (plain threads) get operation_aborted.
+  void destroy_receivers() {
+    detail::fifo<detail::recv_waiter<T>> receivers;
+    {
+      std::lock_guard lk(m_);
+      receivers = receivers_.take();
+    }
+    while (auto* r = receivers.pop_front()) {
+      if (r->destroy) {
+        r->destroy(r);
+      } else {
+        r->ready(r, boost::asio::error::operation_aborted, std::nullopt);
+      }
+    }
+  }
+
+ private:
+  template <class Handler>
+  struct recv_op : detail::recv_waiter<T> {
+    recv_op(Handler&& h, const executor_type& ex)
+        : detail::recv_waiter<T>(&on_ready, &on_destroy),
+          executor(detail::tracked_executor(h, ex)),
+          handler(std::move(h)) {}
+    static void on_ready(detail::recv_waiter<T>* n, boost::system::error_code ec,
+                         std::optional<T>&& v) noexcept {
+      auto* self = static_cast<recv_op*>(n);
+      Handler h(std::move(self->handler));
+      auto ex = std::move(self->executor);
+      const bool immediate = detail::initiating_op() == self;
+      detail::delete_op(self);
+      detail::complete_on<Handler>(
+          ex,
+          [h = std::move(h), ec, v = std::move(v)]() mutable { std::move(h)(ec, std::move(v)); },
+          immediate);
+    }
+    static void on_destroy(detail::recv_waiter<T>* n) noexcept {
+      detail::delete_op(static_cast<recv_op*>(n));
+    }
+    detail::tracked_executor_t<Handler, executor_type> executor;
+    Handler handler;
+  };
+
+  template <class Handler>
+  struct send_op : detail::send_waiter<T> {
+    send_op(Handler&& h, const executor_type& ex)
+        : detail::send_waiter<T>(&on_accept, &on_close),
+          executor(detail::tracked_executor(h, ex)),
+          handler(std::move(h)) {}
+    static void on_accept(detail::send_waiter<T>* n) noexcept { finish(n, true); }
+    static void on_close(detail::send_waiter<T>* n) noexcept { finish(n, false); }
+    static void finish(detail::send_waiter<T>* n, bool accepted) noexcept {
+      auto* self = static_cast<send_op*>(n);
+      Handler h(std::move(self->handler));
+      auto ex = std::move(self->executor);
+      std::optional<T> back;
+      if (!accepted) back = std::move(self->value);
+      const bool immediate = detail::initiating_op() == self;
+      detail::delete_op(self);
+      boost::system::error_code ec;
+      if (!accepted) ec = boost::asio::error::broken_pipe;
+      detail::complete_on<Handler>(
+          ex, [h = std::move(h), ec, back = std::move(back)]() mutable {
+            std::move(h)(ec, std::move(back));
+          },
+          immediate);
+    }
+    detail::tracked_executor_t<Handler, executor_type> executor;
+    Handler handler;
+  };
+
+  template <class Handler>
+  void initiate_receive(Handler handler) {
+    auto* op = detail::new_op<recv_op<Handler>>(handler, ex_);
+    detail::initiation_scope scope(op);
+    receive_or_wait(op);
+  }
+
+  template <class Handler>
+  void initiate_send(Handler handler, T value) {
+    auto* op = detail::new_op<send_op<Handler>>(handler, ex_);
+    op->value.emplace(std::move(value));
+    detail::initiation_scope scope(op);
+    switch (send_or_wait(op)) {
+      case send_status::sent:
+        op->on_accepted(op);
+        break;
+      case send_status::closed:
+        op->on_closed(op);
+        break;
+      default:
+        break;
+    }
+  }
+
+  void push_locked(T&& v) {
+    if (size_ == alloc_) grow_locked();
+    std::size_t i = head_ + size_;
+    if (i >= alloc_) i -= alloc_;
+    ::new (static_cast<void*>(slots_ + i)) T(std::move(v));
+    ++size_;
+  }
+
+  T pop_locked() {
+    T* p = slots_ + head_;
+    T v(std::move(*p));
+    p->~T();
+    if (++head_ == alloc_) head_ = 0;
+    --size_;
+    return v;
+  }
+
+  // Pops the oldest item and refills the buffer from the oldest waiting sender.
+  T take_locked(detail::send_waiter<T>*& refilled) {
+    T v = pop_locked();
+    if (auto* s = senders_.pop_front()) {
+      push_locked(std::move(*s->value));
+      s->value.reset();
+      if (s->on_accepted) refilled = s;
+    }
+    return v;
+  }
+
+  // The buffer grows on demand up to capacity, so an idle channel costs no item storage.
+  void grow_locked() {
+    std::size_t n = alloc_ == 0 ? std::min<std::size_t>(capacity_, 4)
+                                : std::min(capacity_, alloc_ * 2);
+    T* fresh = static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(alignof(T))));
+    for (std::size_t k = 0; k < size_; ++k) {
+      T* p = slots_ + ((head_ + k) % alloc_);
+      ::new (static_cast<void*>(fresh + k)) T(std::move(*p));
+      p->~T();
+    }
+    free_slots(slots_);
+    slots_ = fresh;
+    alloc_ = n;
+    head_ = 0;
+  }
+
+  static void free_slots(T* p) noexcept {
+    if (p) ::operator delete(p, std::align_val_t(alignof(T)));
+  }
+
+  mutable std::mutex m_;
+  executor_type ex_;
+  std::size_t capacity_;
+  T* slots_ = nullptr;
+  std::size_t alloc_ = 0;
+  std::size_t head_ = 0;
+  std::size_t size_ = 0;
+  bool closed_ = false;
+  bool no_senders_ = false;
+  boost::system::error_code receive_error_;
+  detail::fifo<detail::send_waiter<T>> senders_;
+  detail::fifo<detail::recv_waiter<T>> receivers_;
+};
+
+}  // namespace tenorite

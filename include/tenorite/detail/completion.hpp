@@ -1,0 +1,122 @@
+// tenorite/detail/completion.hpp — how tenorite completes a user's handler.
+//
+// Rules every operation in the library follows:
+// - an operation's state is allocated with the handler's associated allocator and freed
+//   before the handler runs (so the handler may start the next operation at once);
+// - a handler always runs on its associated executor;
+// - a handler completed from inside its own initiating function is posted, except for
+//   the handlers of Asio coroutines (awaitable_handler), which are resumed directly: that
+//   is how a caller and a worker on one thread hand off without the scheduler;
+// - direct resumption nests on the stack, so it is bounded by a per-thread depth: past the
+//   bound the handler is posted and the stack unwinds.
+#pragma once
+
+#include <boost/asio/associated_allocator.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/execution.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <memory>
+#include <type_traits>
+#include <utility>
+
+namespace tenorite::detail {
+
+/// How deep direct (inline) resumptions may nest on one thread before we post instead.
+inline constexpr int max_inline_depth = 8;
+
+inline int& inline_depth() noexcept {
+  thread_local int depth = 0;
+  return depth;
+}
+
+struct inline_depth_scope {
+  inline_depth_scope() noexcept { ++inline_depth(); }
+  ~inline_depth_scope() { --inline_depth(); }
+  inline_depth_scope(const inline_depth_scope&) = delete;
+  inline_depth_scope& operator=(const inline_depth_scope&) = delete;
+};
+
+/// True for the handler type Asio uses to resume a coroutine (use_awaitable).
+template <class H>
+struct is_coroutine_handler : std::false_type {};
+template <class Executor, class... Ts>
+struct is_coroutine_handler<boost::asio::detail::awaitable_handler<Executor, Ts...>>
+    : std::true_type {};
+
+/// Runs `f` (which invokes `handler`) on the handler's executor `ex`.
+///   immediate: we are still inside the operation's initiating function.
+template <class Handler, class Executor, class F>
+void complete_on(const Executor& ex, F&& f, bool immediate) {
+  constexpr bool coroutine = is_coroutine_handler<std::decay_t<Handler>>::value;
+  if ((!immediate || coroutine) && inline_depth() < max_inline_depth) {
+    inline_depth_scope scope;
+    if (immediate) {
+      // Inside the initiation of a coroutine's operation we are already on its executor.
+      std::forward<F>(f)();
+    } else {
+      boost::asio::dispatch(ex, std::forward<F>(f));
+    }
+  } else {
+    boost::asio::post(ex, std::forward<F>(f));
+  }
+}
+
+/// The handler's executor, counting as outstanding work until the operation completes (so
+/// an io_context::run() does not return while a tenorite operation is pending).
+template <class Handler, class Default>
+auto tracked_executor(const Handler& h, const Default& fallback) {
+  return boost::asio::prefer(boost::asio::get_associated_executor(h, fallback),
+                             boost::asio::execution::outstanding_work.tracked);
+}
+template <class Handler, class Default>
+using tracked_executor_t =
+    decltype(tracked_executor(std::declval<const Handler&>(), std::declval<const Default&>()));
+
+/// Allocates and constructs an operation with the handler's associated allocator.
+template <class Op, class Handler, class... Args>
+Op* new_op(Handler& handler, Args&&... args) {
+  auto alloc = boost::asio::get_associated_allocator(handler);
+  using traits = typename std::allocator_traits<decltype(alloc)>::template rebind_traits<Op>;
+  typename traits::allocator_type a(alloc);
+  Op* p = traits::allocate(a, 1);
+  try {
+    return ::new (static_cast<void*>(p)) Op(std::move(handler), std::forward<Args>(args)...);
+  } catch (...) {
+    traits::deallocate(a, p, 1);
+    throw;
+  }
+}
+
+/// Destroys and frees an operation made by new_op. The handler must be moved out first or
+/// still be inside (it is then destroyed).
+template <class Op>
+void delete_op(Op* op) noexcept {
+  auto alloc = boost::asio::get_associated_allocator(op->handler);
+  using traits = typename std::allocator_traits<decltype(alloc)>::template rebind_traits<Op>;
+  typename traits::allocator_type a(alloc);
+  op->~Op();
+  traits::deallocate(a, op, 1);
+}
+
+/// The thread-local marker of an operation whose initiating function is running.
+inline const void*& initiating_op() noexcept {
+  thread_local const void* op = nullptr;
+  return op;
+}
+
+struct initiation_scope {
+  explicit initiation_scope(const void* op) noexcept : saved_(initiating_op()) {
+    initiating_op() = op;
+  }
+  ~initiation_scope() { initiating_op() = saved_; }
+  initiation_scope(const initiation_scope&) = delete;
+  initiation_scope& operator=(const initiation_scope&) = delete;
+
+ private:
+  const void* saved_;
+};
+
+}  // namespace tenorite::detail

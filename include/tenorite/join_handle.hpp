@@ -1,0 +1,288 @@
+// tenorite/join_handle.hpp — the owner's view of a running worker: join, wait, abort.
+//
+// Invariants:
+// - the task's outcome is set exactly once, after the worker's queue is closed (so any call
+//   made after a join returned fails with send_failure at once);
+// - the outcome is taken at most once (join() or wait()); a second take throws;
+// - abort() before the outcome is set makes the outcome is_cancelled(), whatever the worker
+//   does next; after it, abort() does nothing;
+// - a panic that no join will observe (the handle was dropped) goes to the unhandled-
+//   exception hook exactly once.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <expected>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <tenorite/detail/completion.hpp>
+#include <tenorite/error.hpp>
+#include <tenorite/oneshot.hpp>
+#include <tenorite/runtime.hpp>
+#include <tenorite/unhandled_exception.hpp>
+#include <utility>
+
+namespace tenorite {
+
+namespace detail {
+
+/// What abort() needs from a service: fail the worker's receives, cancel its other waits.
+struct abortable {
+  virtual void abort_receivers() noexcept = 0;
+  virtual ~abortable() = default;
+};
+
+/// The lifecycle of one worker: running -> finished, with an abort flag on the way.
+class task_control {
+ public:
+  /// Called once when the worker starts: where to post the cancellation, and how.
+  void arm(boost::asio::any_io_executor worker_executor,
+           std::shared_ptr<boost::asio::cancellation_signal> signal,
+           std::shared_ptr<abortable> service) {
+    std::lock_guard lk(m_);
+    executor_ = std::move(worker_executor);
+    signal_ = std::move(signal);
+    service_ = std::move(service);
+  }
+
+  /// Requests cancellation; returns false when the worker had already finished.
+  bool abort() {
+    boost::asio::any_io_executor ex;
+    std::shared_ptr<boost::asio::cancellation_signal> sig;
+    std::shared_ptr<abortable> svc;
+    {
+      std::lock_guard lk(m_);
+      if (finished_) return false;
+      aborted_ = true;
+      ex = executor_;
+      sig = signal_;
+      svc = service_;
+    }
+    if (svc) svc->abort_receivers();
+    if (ex && sig) {
+      // Cancellation slots are not thread-safe: emit where the worker runs (its strand).
+      boost::asio::post(ex, [ctl = this->shared_from_this_(), sig] {
+        std::lock_guard lk(ctl->m_);
+        if (!ctl->finished_) sig->emit(boost::asio::cancellation_type::terminal);
+      });
+    }
+    return true;
+  }
+
+  /// Marks the worker finished; returns whether it had been aborted. Drops the executor so
+  /// nothing of the worker's execution context is kept past the worker.
+  bool finish() noexcept {
+    std::lock_guard lk(m_);
+    finished_ = true;
+    executor_ = {};
+    signal_.reset();
+    service_.reset();
+    return aborted_;
+  }
+
+  bool is_finished() const {
+    std::lock_guard lk(m_);
+    return finished_;
+  }
+
+  virtual ~task_control() = default;
+
+ protected:
+  virtual std::shared_ptr<task_control> shared_from_this_() = 0;
+
+ private:
+  mutable std::mutex m_;
+  bool finished_ = false;
+  bool aborted_ = false;
+  boost::asio::any_io_executor executor_;
+  std::shared_ptr<boost::asio::cancellation_signal> signal_;
+  std::shared_ptr<abortable> service_;
+};
+
+/// The outcome of a worker and the one party waiting for it.
+template <class T>
+class task_state final : public task_control, public std::enable_shared_from_this<task_state<T>> {
+ public:
+  using result_type = std::expected<T, join_error>;
+
+  /// Sets the outcome once, waking the waiting join if any.
+  void set_result(result_type r) noexcept {
+    reply_slot<result_type>* w = nullptr;
+    bool unobserved_panic = false;
+    {
+      std::lock_guard lk(m_);
+      if (waiter_) {
+        w = std::exchange(waiter_, nullptr);
+      } else {
+        unobserved_panic = !handle_alive_ && !r && r.error().is_panic();
+        if (!unobserved_panic) result_.emplace(std::move(r));
+      }
+    }
+    if (w) {
+      w->complete(std::move(r));
+    } else if (unobserved_panic) {
+      report_unhandled(r.error().exception());
+    }
+  }
+
+  /// Hands the outcome to `w` now or when it is set.
+  void take(reply_slot<result_type>* w) noexcept {
+    std::optional<result_type> r;
+    {
+      std::lock_guard lk(m_);
+      if (!result_) {
+        waiter_ = w;
+        return;
+      }
+      r.emplace(std::move(*result_));
+      result_.reset();
+    }
+    w->complete(std::move(*r));
+  }
+
+  /// The join handle went away without taking the outcome (or after taking it).
+  void handle_dropped() noexcept {
+    std::exception_ptr unobserved;
+    {
+      std::lock_guard lk(m_);
+      handle_alive_ = false;
+      if (result_ && !*result_ && result_->error().is_panic())
+        unobserved = result_->error().exception();
+      if (unobserved) result_.reset();
+    }
+    if (unobserved) report_unhandled(unobserved);
+  }
+
+ protected:
+  std::shared_ptr<task_control> shared_from_this_() override { return this->shared_from_this(); }
+
+ private:
+  std::mutex m_;
+  std::optional<result_type> result_;
+  reply_slot<result_type>* waiter_ = nullptr;
+  bool handle_alive_ = true;
+  boost::asio::any_io_executor default_executor_;
+
+ public:
+  /// Runs join handlers that have no executor of their own (the service's executor).
+  explicit task_state(boost::asio::any_io_executor ex) : default_executor_(std::move(ex)) {}
+  const boost::asio::any_io_executor& default_executor() const noexcept {
+    return default_executor_;
+  }
+};
+
+}  // namespace detail
+
+/// The owner's handle on a worker (the original's JoinHandle).
+///
+/// Movable, not copyable. Dropping it detaches the worker, which keeps serving.
+template <class T>
+class join_handle {
+ public:
+  using value_type = T;
+  using result_type = std::expected<T, join_error>;
+
+  join_handle() noexcept = default;
+  explicit join_handle(std::shared_ptr<detail::task_state<T>> st) noexcept
+      : state_(std::move(st)) {}
+  join_handle(join_handle&& o) noexcept
+      : state_(std::move(o.state_)), taken_(std::exchange(o.taken_, false)) {}
+  join_handle& operator=(join_handle&& o) noexcept {
+    if (this != &o) {
+      release();
+      state_ = std::move(o.state_);
+      taken_ = std::exchange(o.taken_, false);
+    }
+    return *this;
+  }
+  join_handle(const join_handle&) = delete;
+  join_handle& operator=(const join_handle&) = delete;
+  ~join_handle() { release(); }
+
+  /// Waits for the worker to end, with any completion token; signature void(result_type).
+  /// Throws std::logic_error if the outcome was already taken or the handle is empty.
+  template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
+  auto async_join(Token&& token = {}) {
+    auto st = take_state("tenorite::join_handle::async_join");
+    return boost::asio::async_initiate<Token, void(result_type)>(
+        [](auto handler, std::shared_ptr<detail::task_state<T>> s) {
+          using handler_t = decltype(handler);
+          auto* op = detail::new_op<join_op<handler_t>>(handler, s->default_executor());
+          detail::initiation_scope scope(op);
+          s->take(op);
+        },
+        token, std::move(st));
+  }
+
+  /// co_await task.join(): the worker's result, or a join_error.
+  boost::asio::awaitable<result_type> join() { return async_join(boost::asio::use_awaitable); }
+
+  /// Blocks a plain thread until the worker ends. Throws std::logic_error on a runtime
+  /// thread, if the outcome was already taken, or if the handle is empty.
+  result_type wait() {
+    detail::check_blocking_allowed("tenorite::join_handle::wait");
+    auto st = take_state("tenorite::join_handle::wait");
+    detail::blocking_reply<result_type> reply;
+    st->take(&reply);
+    return reply.wait();
+  }
+
+  /// Cancels the worker (from any thread). Its join then yields is_cancelled(), unless it
+  /// had already finished. recv() in the worker throws operation_aborted from now on.
+  void abort() {
+    if (!state_) throw std::logic_error("tenorite::join_handle::abort: empty join handle");
+    state_->abort();
+  }
+
+  /// True once the worker has ended (its queue is closed).
+  bool is_finished() const { return state_ && state_->is_finished(); }
+
+  /// False for a moved-from or default-constructed handle.
+  explicit operator bool() const noexcept { return static_cast<bool>(state_); }
+
+ private:
+  template <class Handler>
+  struct join_op : detail::reply_slot<result_type> {
+    join_op(Handler&& h, const boost::asio::any_io_executor& fallback)
+        : detail::reply_slot<result_type>(&on_complete),
+          executor(detail::tracked_executor(h, fallback)),
+          handler(std::move(h)) {}
+    static void on_complete(detail::reply_slot<result_type>* s, result_type&& r) noexcept {
+      auto* self = static_cast<join_op*>(s);
+      Handler h(std::move(self->handler));
+      auto ex = std::move(self->executor);
+      const bool immediate = detail::initiating_op() == self;
+      detail::delete_op(self);
+      detail::complete_on<Handler>(
+          ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); },
+          immediate);
+    }
+    detail::tracked_executor_t<Handler, boost::asio::any_io_executor> executor;
+    Handler handler;
+  };
+
+  std::shared_ptr<detail::task_state<T>> take_state(const char* what) {
+    if (!state_) throw std::logic_error(std::string(what) + ": empty join handle (moved-from)");
+    if (taken_)
+      throw std::logic_error(std::string(what) +
+                             ": the worker's outcome was already taken; join()/wait() yield it "
+                             "once");
+    taken_ = true;
+    return state_;
+  }
+
+  void release() noexcept {
+    if (state_) state_->handle_dropped();
+    state_.reset();
+  }
+
+  std::shared_ptr<detail::task_state<T>> state_;
+  bool taken_ = false;
+};
+
+}  // namespace tenorite

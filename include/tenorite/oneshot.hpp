@@ -1,0 +1,106 @@
+// tenorite/oneshot.hpp — the reply slot: one value, one waiter.
+//
+// Invariants:
+// - a reply_slot is completed exactly once: by a response, by a service error, or by the
+//   library when the request is handed back (send failure) or its responder is dropped
+//   (fetch failure);
+// - the waiter is known before the request is sent (it is the call itself), so completion
+//   never races a waiter's arrival: whoever completes the slot runs the waiter's
+//   continuation, and the slot is not touched afterwards;
+// - the slot is owned by the call's operation state, so a call allocates nothing beyond its
+//   operation (and that comes from the handler's allocator, recycled by Asio's coroutines).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <utility>
+
+namespace tenorite::detail {
+
+/// The receiving half of a one-shot reply: whoever completes it owns the continuation.
+template <class R>
+class reply_slot {
+ public:
+  using value_type = R;
+  using complete_fn = void (*)(reply_slot*, R&&) noexcept;
+
+  explicit reply_slot(complete_fn fn) noexcept : complete_(fn) {}
+  reply_slot(const reply_slot&) = delete;
+  reply_slot& operator=(const reply_slot&) = delete;
+
+  /// Delivers the value. The slot (and its owner) may be gone when this returns.
+  void complete(R&& value) noexcept { complete_(this, std::move(value)); }
+
+ protected:
+  ~reply_slot() = default;
+
+ private:
+  complete_fn complete_;
+};
+
+/// A one-time wake-up for a plain thread: set() once from any thread, wait() once.
+///
+/// Waiting spins briefly, then sleeps on a futex (std::atomic::wait). The setter's last
+/// touch of the flag is the store of `done`, so the waiter may destroy it right after
+/// wait() returns (the flag lives on the waiter's stack).
+class wake_flag {
+ public:
+  void wait() noexcept {
+    for (int i = 0; i < spin_limit; ++i) {
+      if (state_.load(std::memory_order_acquire) == done) return;
+      spin_pause();
+    }
+    for (;;) {
+      std::uint32_t s = state_.load(std::memory_order_acquire);
+      if (s == done) return;
+      if (s == empty) {
+        state_.wait(empty, std::memory_order_acquire);
+      } else {
+        spin_pause();  // between `notified` and `done`: a few instructions away
+      }
+    }
+  }
+
+  void set() noexcept {
+    state_.store(notified, std::memory_order_release);
+    state_.notify_one();
+    state_.store(done, std::memory_order_release);
+  }
+
+ private:
+  static constexpr std::uint32_t empty = 0, notified = 1, done = 2;
+  static constexpr int spin_limit = 2000;
+
+  static void spin_pause() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+
+  std::atomic<std::uint32_t> state_{empty};
+};
+
+/// A reply slot that a plain thread blocks on (send_request_blocking).
+template <class R>
+class blocking_reply final : public reply_slot<R> {
+ public:
+  blocking_reply() noexcept : reply_slot<R>(&on_complete) {}
+
+  R wait() {
+    flag_.wait();
+    return std::move(*value_);
+  }
+
+ private:
+  static void on_complete(reply_slot<R>* base, R&& value) noexcept {
+    auto* self = static_cast<blocking_reply*>(base);
+    self->value_.emplace(std::move(value));
+    self->flag_.set();
+  }
+
+  std::optional<R> value_;
+  wake_flag flag_;
+};
+
+}  // namespace tenorite::detail

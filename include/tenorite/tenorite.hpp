@@ -1,0 +1,12 @@
+// tenorite/tenorite.hpp — everything a user of tenorite needs.
+#pragma once
+
+#include <tenorite/caller.hpp>
+#include <tenorite/channel.hpp>
+#include <tenorite/error.hpp>
+#include <tenorite/join_handle.hpp>
+#include <tenorite/receiver.hpp>
+#include <tenorite/request.hpp>
+#include <tenorite/runtime.hpp>
+#include <tenorite/service.hpp>
+#include <tenorite/unhandled_exception.hpp>
