@@ -22,7 +22,6 @@
 #include <string>
 #include <tenorite/channel.hpp>
 #include <tenorite/detail/completion.hpp>
-#include <tenorite/detail/context_registry.hpp>
 #include <tenorite/error.hpp>
 #include <tenorite/join_handle.hpp>
 #include <tenorite/oneshot.hpp>
@@ -36,7 +35,7 @@ namespace detail {
 
 /// Everything one service shares between its callers and its worker.
 template <class Req, class Resp, class Err>
-class service_state final : public abortable, public context_registry::entry {
+class service_state final : public abortable {
  public:
   using item_type = request<Req, Resp, Err>;
   using result_type = std::expected<Resp, error<Req, Err>>;
@@ -50,7 +49,6 @@ class service_state final : public abortable, public context_registry::entry {
   void abort_receivers() noexcept override {
     chan.abort_receivers(boost::asio::error::operation_aborted);
   }
-  void on_context_shutdown() noexcept override { chan.destroy_receivers(); }
 
   /// Closes the queue for good; every request still queued goes back to its caller.
   void close_and_return_queued() noexcept {

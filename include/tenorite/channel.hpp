@@ -22,6 +22,8 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/asio/execution.hpp>
+#include <boost/asio/query.hpp>
 #include <boost/system/error_code.hpp>
 #include <cstddef>
 #include <memory>
@@ -30,6 +32,7 @@
 #include <stdexcept>
 #include <string>
 #include <tenorite/detail/completion.hpp>
+#include <tenorite/detail/context_registry.hpp>
 #include <tenorite/oneshot.hpp>
 #include <utility>
 #include <vector>
@@ -89,6 +92,10 @@ struct send_waiter {
   std::optional<T> value;
   notify_fn on_accepted;
   notify_fn on_closed;
+  // Set for operations whose handler runs on an execution context: when that context shuts
+  // down, the channel hands the operation to destroy(op) instead of keeping it forever.
+  const boost::asio::execution_context* context = nullptr;
+  void (*destroy)(void*) noexcept = nullptr;
   send_waiter* next = nullptr;
   send_waiter* prev = nullptr;
   bool linked = false;
@@ -96,14 +103,14 @@ struct send_waiter {
 
 /// A receiver waiting for an item: ready(node, ec, item) hands over an item, the end of the
 /// stream (empty optional), or an error (operation_aborted after abort_receivers). When the
-/// receiver's execution context shuts down, `destroy` (if set) frees it without running it.
+/// receiver's execution context shuts down, destroy(op) frees it without running it.
 template <class T>
 struct recv_waiter {
   using ready_fn = void (*)(recv_waiter*, boost::system::error_code, std::optional<T>&&) noexcept;
-  using destroy_fn = void (*)(recv_waiter*) noexcept;
-  explicit recv_waiter(ready_fn f, destroy_fn d = nullptr) noexcept : ready(f), destroy(d) {}
+  explicit recv_waiter(ready_fn f) noexcept : ready(f) {}
   ready_fn ready;
-  destroy_fn destroy;
+  const boost::asio::execution_context* context = nullptr;
+  void (*destroy)(void*) noexcept = nullptr;
   recv_waiter* next = nullptr;
   recv_waiter* prev = nullptr;
   bool linked = false;
@@ -112,7 +119,7 @@ struct recv_waiter {
 }  // namespace detail
 
 template <class T>
-class channel {
+class channel final : private detail::context_registry::entry {
  public:
   using value_type = T;
   using executor_type = boost::asio::any_io_executor;
@@ -128,10 +135,13 @@ class channel {
       throw std::invalid_argument(
           "tenorite::channel: capacity must be at least 1 (it bounds how many items may wait "
           "in the queue)");
+    detail::context_registry::add(boost::asio::query(ex_, boost::asio::execution::context),
+                                  this);
   }
   channel(const channel&) = delete;
   channel& operator=(const channel&) = delete;
   ~channel() {
+    detail::context_registry::remove(this);
     // Owners close the channel before it dies; what is left is destroyed with it.
     std::lock_guard lk(m_);
     while (size_ > 0) pop_locked();
@@ -372,31 +382,37 @@ class channel {
     while (auto* r = receivers.pop_front()) r->ready(r, ec, std::nullopt);
   }
 
-  /// Frees the parked receivers without running them: their execution context is shutting
-  /// down and will never run their handlers (Asio's rule for pending operations). Receivers
-  /// that cannot be freed (plain threads) get operation_aborted.
-  void destroy_receivers() {
-    detail::fifo<detail::recv_waiter<T>> receivers;
-    {
-      std::lock_guard lk(m_);
-      receivers = receivers_.take();
-    }
-    while (auto* r = receivers.pop_front()) {
-      if (r->destroy) {
-        r->destroy(r);
-      } else {
-        r->ready(r, boost::asio::error::operation_aborted, std::nullopt);
+ private:
+  void collect_parked(const boost::asio::execution_context& ctx,
+                      std::vector<detail::parked_op>& out) noexcept override {
+    std::lock_guard lk(m_);
+    for (auto* r = receivers_.head; r;) {
+      auto* next = r->next;
+      if (r->context == &ctx && r->destroy) {
+        receivers_.unlink(r);
+        out.push_back({r, r->destroy});
       }
+      r = next;
+    }
+    for (auto* s = senders_.head; s;) {
+      auto* next = s->next;
+      if (s->context == &ctx && s->destroy) {
+        senders_.unlink(s);
+        out.push_back({s, s->destroy});
+      }
+      s = next;
     }
   }
 
- private:
   template <class Handler>
   struct recv_op : detail::recv_waiter<T> {
     recv_op(Handler&& h, const executor_type& ex)
-        : detail::recv_waiter<T>(&on_ready, &on_destroy),
+        : detail::recv_waiter<T>(&on_ready),
           executor(detail::tracked_executor(h, ex)),
-          handler(std::move(h)) {}
+          handler(std::move(h)) {
+      this->context = &boost::asio::query(executor, boost::asio::execution::context);
+      this->destroy = &on_destroy;
+    }
     static void on_ready(detail::recv_waiter<T>* n, boost::system::error_code ec,
                          std::optional<T>&& v) noexcept {
       auto* self = static_cast<recv_op*>(n);
@@ -409,8 +425,8 @@ class channel {
           [h = std::move(h), ec, v = std::move(v)]() mutable { std::move(h)(ec, std::move(v)); },
           immediate);
     }
-    static void on_destroy(detail::recv_waiter<T>* n) noexcept {
-      detail::delete_op(static_cast<recv_op*>(n));
+    static void on_destroy(void* n) noexcept {
+      detail::delete_op(static_cast<recv_op*>(static_cast<detail::recv_waiter<T>*>(n)));
     }
     detail::tracked_executor_t<Handler, executor_type> executor;
     Handler handler;
@@ -421,7 +437,13 @@ class channel {
     send_op(Handler&& h, const executor_type& ex)
         : detail::send_waiter<T>(&on_accept, &on_close),
           executor(detail::tracked_executor(h, ex)),
-          handler(std::move(h)) {}
+          handler(std::move(h)) {
+      this->context = &boost::asio::query(executor, boost::asio::execution::context);
+      this->destroy = &on_destroy;
+    }
+    static void on_destroy(void* n) noexcept {
+      detail::delete_op(static_cast<send_op*>(static_cast<detail::send_waiter<T>*>(n)));
+    }
     static void on_accept(detail::send_waiter<T>* n) noexcept { finish(n, true); }
     static void on_close(detail::send_waiter<T>* n) noexcept { finish(n, false); }
     static void finish(detail::send_waiter<T>* n, bool accepted) noexcept {

@@ -34,7 +34,6 @@
 #include <optional>
 #include <stdexcept>
 #include <tenorite/caller.hpp>
-#include <tenorite/detail/context_registry.hpp>
 #include <tenorite/join_handle.hpp>
 #include <tenorite/receiver.hpp>
 #include <tenorite/request.hpp>
@@ -61,9 +60,8 @@ class worker_guard {
   using result_type = std::expected<T, join_error>;
 
   worker_guard(std::shared_ptr<service_state<Req, Resp, Err>> st,
-               std::shared_ptr<task_state<T>> ts, context_registry* registry,
-               boost::asio::any_io_executor work)
-      : st_(std::move(st)), ts_(std::move(ts)), registry_(registry), work_(std::move(work)) {}
+               std::shared_ptr<task_state<T>> ts, boost::asio::any_io_executor work)
+      : st_(std::move(st)), ts_(std::move(ts)), work_(std::move(work)) {}
   worker_guard(const worker_guard&) = delete;
   worker_guard& operator=(const worker_guard&) = delete;
   ~worker_guard() {
@@ -75,7 +73,6 @@ class worker_guard {
     st_->close_and_return_queued();
     const bool aborted = ts_->finish();
     if (aborted) r = result_type(std::unexpect, join_error::cancelled());
-    registry_->remove(st_.get());
     work_ = {};
     ts_->set_result(std::move(r));
   }
@@ -83,7 +80,6 @@ class worker_guard {
  private:
   std::shared_ptr<service_state<Req, Resp, Err>> st_;
   std::shared_ptr<task_state<T>> ts_;
-  context_registry* registry_;
   boost::asio::any_io_executor work_;  // outstanding work on the user's executor
   bool done_ = false;
 };
@@ -91,10 +87,9 @@ class worker_guard {
 template <class Worker, class Config, class T, class Req, class Resp, class Err>
 boost::asio::awaitable<void> run_worker(std::shared_ptr<service_state<Req, Resp, Err>> st,
                                         std::shared_ptr<task_state<T>> ts,
-                                        context_registry* registry,
                                         boost::asio::any_io_executor work, Config config) {
   using result_type = std::expected<T, join_error>;
-  worker_guard<T, Req, Resp, Err> guard(st, ts, registry, std::move(work));
+  worker_guard<T, Req, Resp, Err> guard(st, ts, std::move(work));
   receiver<request<Req, Resp, Err>> rx(
       std::shared_ptr<channel<request<Req, Resp, Err>>>(st, &st->chan));
   st.reset();
@@ -164,22 +159,17 @@ class service {
           "requests may wait for the worker; callers wait when it is full)");
     boost::asio::any_io_executor base(ex);
     auto strand = boost::asio::make_strand(ex);
-    auto& ctx = boost::asio::query(ex, boost::asio::execution::context);
-    auto& registry = boost::asio::use_service<detail::context_registry>(ctx);
 
     auto st = std::make_shared<detail::service_state<Req, Resp, Err>>(base, queue_size);
     auto ts = std::make_shared<detail::task_state<TaskResult>>(base);
     auto signal = std::make_shared<boost::asio::cancellation_signal>();
     ts->arm(boost::asio::any_io_executor(strand), signal, st);
-    if (!registry.add(st))
-      throw std::logic_error(
-          "tenorite::service::start_task: the executor's execution context is shutting down");
 
     auto core = std::make_shared<detail::caller_core<Req, Resp, Err>>(st);
     boost::asio::any_io_executor work(
         boost::asio::prefer(ex, boost::asio::execution::outstanding_work.tracked));
     auto worker = detail::run_worker<Worker, Config, TaskResult, Req, Resp, Err>(
-        st, ts, &registry, std::move(work), std::move(config));
+        st, ts, std::move(work), std::move(config));
     // The signal lives as long as the completion handler co_spawn holds, which outlives the
     // coroutine; abort() emits it on the strand.
     boost::asio::co_spawn(strand, std::move(worker),

@@ -1,63 +1,103 @@
-// tenorite/detail/context_registry.hpp — the services living on one execution context.
+// tenorite/detail/context_registry.hpp — the tenorite objects holding handlers of a context.
 //
-// Why: a worker parked in recv() is held by tenorite (its handler sits in the channel), not
-// by the io_context. When an io_context is destroyed, Asio destroys the handlers it holds;
-// this registry (an Asio service of that context) does the same for the handlers tenorite
-// holds, so the worker's coroutine frame is destroyed, its guard ends the service as
-// aborted, and nothing waits forever.
+// Why: a coroutine parked in a tenorite receive (a worker in recv(), any coroutine in
+// channel::async_receive) is held by tenorite, not by its io_context. When an io_context is
+// destroyed, Asio destroys the handlers it holds; this registry, an Asio service of that
+// context, does the same for the handlers tenorite holds, so the coroutine frames are
+// destroyed, a worker's guard ends its service as aborted, and nothing waits forever.
+//
+// Shutdown runs in two phases so that no lock is held while frames are destroyed (their
+// destructors may destroy channels, which unregister here): first every registered object
+// hands over its parked operations bound to this context, then they are destroyed.
 #pragma once
 
 #include <boost/asio/execution_context.hpp>
-#include <memory>
 #include <mutex>
-#include <unordered_map>
 #include <vector>
 
 namespace tenorite::detail {
+
+/// A parked operation to destroy without running it.
+struct parked_op {
+  void* op;
+  void (*destroy)(void*) noexcept;
+};
 
 class context_registry final : public boost::asio::execution_context::service {
  public:
   using key_type = context_registry;
   static inline boost::asio::execution_context::id id;
 
-  struct entry {
-    /// The context is shutting down: destroy (do not run) the handlers tenorite holds.
-    virtual void on_context_shutdown() noexcept = 0;
-    virtual ~entry() = default;
+  class entry {
+   public:
+    /// Move out every parked operation whose handler runs on `ctx`, to be destroyed.
+    virtual void collect_parked(const boost::asio::execution_context& ctx,
+                                std::vector<parked_op>& out) noexcept = 0;
+
+   protected:
+    ~entry() = default;
+
+   private:
+    friend class context_registry;
+    context_registry* registry_ = nullptr;  // null once unregistered or the context is gone
+    entry* prev_ = nullptr;
+    entry* next_ = nullptr;
   };
 
   explicit context_registry(boost::asio::execution_context& ctx)
-      : boost::asio::execution_context::service(ctx) {}
+      : boost::asio::execution_context::service(ctx), ctx_(ctx) {}
 
-  /// Returns false when the context is already shutting down.
-  bool add(const std::shared_ptr<entry>& e) {
-    std::lock_guard lk(m_);
-    if (shut_down_) return false;
-    entries_.emplace(e.get(), e);
-    return true;
+  /// Registers `e` with the registry of `ctx` (nothing if that context is shutting down).
+  static void add(boost::asio::execution_context& ctx, entry* e) {
+    auto& reg = boost::asio::use_service<context_registry>(ctx);
+    std::lock_guard lk(mutex());
+    if (reg.shut_down_) return;
+    e->registry_ = &reg;
+    e->prev_ = nullptr;
+    e->next_ = reg.head_;
+    if (reg.head_) reg.head_->prev_ = e;
+    reg.head_ = e;
   }
 
-  void remove(const entry* e) noexcept {
-    std::lock_guard lk(m_);
-    entries_.erase(e);
+  /// Unregisters `e`; safe after its context was destroyed.
+  static void remove(entry* e) noexcept {
+    std::lock_guard lk(mutex());
+    context_registry* reg = e->registry_;
+    if (!reg) return;
+    (e->prev_ ? e->prev_->next_ : reg->head_) = e->next_;
+    if (e->next_) e->next_->prev_ = e->prev_;
+    e->prev_ = e->next_ = nullptr;
+    e->registry_ = nullptr;
   }
 
  private:
-  void shutdown() override {
-    std::vector<std::shared_ptr<entry>> live;
-    {
-      std::lock_guard lk(m_);
-      shut_down_ = true;
-      for (auto& [key, weak] : entries_)
-        if (auto e = weak.lock()) live.push_back(std::move(e));
-      entries_.clear();
-    }
-    for (auto& e : live) e->on_context_shutdown();
+  // One lock for every registry: it also guards each entry's registry_ pointer, which a
+  // context's shutdown clears while the entry may be being destroyed on another thread.
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
   }
 
-  std::mutex m_;
+  void shutdown() override {
+    std::vector<parked_op> doomed;
+    {
+      std::lock_guard lk(mutex());
+      shut_down_ = true;
+      for (entry* e = head_; e;) {
+        e->collect_parked(ctx_, doomed);
+        entry* next = e->next_;
+        e->registry_ = nullptr;
+        e->prev_ = e->next_ = nullptr;
+        e = next;
+      }
+      head_ = nullptr;
+    }
+    for (auto& p : doomed) p.destroy(p.op);
+  }
+
+  boost::asio::execution_context& ctx_;
+  entry* head_ = nullptr;
   bool shut_down_ = false;
-  std::unordered_map<const entry*, std::weak_ptr<entry>> entries_;
 };
 
 }  // namespace tenorite::detail

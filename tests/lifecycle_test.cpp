@@ -1,0 +1,302 @@
+// How services end: throwing, aborted, returning with requests queued, runtime destroyed.
+#include <algorithm>
+#include <atomic>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_future.hpp>
+#include <chrono>
+#include <latch>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "test_support.hpp"
+
+using namespace test;
+using tenorite::error_kind;
+
+namespace {
+
+tenorite::runtime& rt() {
+  static tenorite::runtime r(2);
+  return r;
+}
+
+// Collects call outcomes from callback completions, from any thread.
+struct outcomes {
+  std::mutex m;
+  std::vector<echo_result> results;
+  std::latch* all_done;
+  void add(echo_result r) {
+    {
+      std::lock_guard lk(m);
+      results.push_back(std::move(r));
+    }
+    all_done->count_down();
+  }
+};
+
+}  // namespace
+
+// ---- a worker that throws ----
+
+struct throwing_config {
+  std::shared_ptr<gate> go;                    // throw once this opens
+  std::shared_ptr<std::promise<void>> holding;  // set when the worker holds a request
+};
+struct throwing_worker {
+  static asio::awaitable<void> task(tenorite::receiver<echo_request> rx, throwing_config cfg) {
+    auto r = co_await rx.recv();  // hold the first request, unanswered
+    cfg.holding->set_value();
+    co_await cfg.go->wait();
+    throw std::runtime_error("worker failed on purpose");
+  }
+};
+using throwing_service = tenorite::service<int, int, std::string, throwing_worker, throwing_config>;
+
+TEST(Lifecycle, ThrowingWorkerPanicsHeldRequestFetchFailsQueuedOnesComeBack) {
+  throwing_config cfg{std::make_shared<gate>(rt().executor()),
+                      std::make_shared<std::promise<void>>()};
+  auto holding = cfg.holding->get_future();
+  auto [task, caller] = throwing_service{}.start_task(rt(), 8, cfg);
+
+  std::latch done(4);
+  outcomes out{{}, {}, &done};
+  caller.async_send_request(1, [&](echo_result r) { out.add(std::move(r)); });
+  holding.wait();  // the worker now holds request 1
+  for (int i = 2; i <= 4; ++i)
+    caller.async_send_request(i, [&](echo_result r) { out.add(std::move(r)); });
+  cfg.go->open();
+
+  auto j = task.wait();
+  ASSERT_FALSE(j);
+  EXPECT_TRUE(j.error().is_panic());
+  EXPECT_FALSE(j.error().is_cancelled());
+  EXPECT_NE(j.error().message().find("worker failed on purpose"), std::string::npos);
+  EXPECT_THROW(j.error().rethrow(), std::runtime_error);
+
+  done.wait();
+  int fetch = 0;
+  std::vector<int> returned;
+  for (auto& r : out.results) {
+    ASSERT_FALSE(r);
+    if (r.error().kind() == error_kind::fetch_failure) ++fetch;
+    if (r.error().kind() == error_kind::send_failure) returned.push_back(*r.error().request());
+  }
+  EXPECT_EQ(fetch, 1);                                 // request 1 was held
+  std::sort(returned.begin(), returned.end());
+  EXPECT_EQ(returned, (std::vector<int>{2, 3, 4}));   // queued ones come back, none dropped
+
+  auto later = caller.send_request_blocking(9);
+  ASSERT_FALSE(later);
+  EXPECT_EQ(later.error().kind(), error_kind::send_failure);
+  EXPECT_EQ(later.error().request(), std::optional<int>(9));
+}
+
+// ---- a worker that returns with requests still queued ----
+
+struct early_return_worker {  // waits on the gate, then returns without receiving
+  static asio::awaitable<void> task(tenorite::receiver<echo_request>, echo_config cfg) {
+    co_await cfg.before_first_recv->wait();
+  }
+};
+using early_return_service =
+    tenorite::service<int, int, std::string, early_return_worker, echo_config>;
+
+TEST(Lifecycle, RequestsQueuedWhenTheWorkerReturnsComeBackAsSendFailures) {
+  echo_config cfg{std::make_shared<gate>(rt().executor()), nullptr};
+  auto [task, caller] = early_return_service{}.start_task(rt(), 2, cfg);
+  // 2 fill the queue, 2 more wait for room: all four must come back.
+  std::latch done(4);
+  outcomes out{{}, {}, &done};
+  for (int i = 0; i < 4; ++i)
+    caller.async_send_request(i, [&](echo_result r) { out.add(std::move(r)); });
+  cfg.before_first_recv->open();
+  EXPECT_TRUE(task.wait().has_value());
+  done.wait();
+  std::vector<int> returned;
+  for (auto& r : out.results) {
+    ASSERT_FALSE(r);
+    ASSERT_EQ(r.error().kind(), error_kind::send_failure);
+    returned.push_back(*r.error().request());
+  }
+  std::sort(returned.begin(), returned.end());
+  EXPECT_EQ(returned, (std::vector<int>{0, 1, 2, 3}));
+}
+
+// ---- abort ----
+
+struct abort_probe_config {
+  std::shared_ptr<std::promise<void>> started;
+  std::shared_ptr<std::promise<std::string>> recv_outcome;  // what recv() did after abort
+};
+struct abort_probe_worker {
+  static asio::awaitable<void> task(tenorite::receiver<echo_request> rx, abort_probe_config cfg) {
+    cfg.started->set_value();
+    try {
+      while (auto r = co_await rx.recv()) r->client.send(r->request);
+      cfg.recv_outcome->set_value("ended");
+    } catch (const boost::system::system_error& e) {
+      cfg.recv_outcome->set_value(e.code() == asio::error::operation_aborted ? "aborted"
+                                                                              : "other error");
+    }
+    // Returning normally after an abort still yields is_cancelled().
+  }
+};
+using abort_probe_service =
+    tenorite::service<int, int, std::string, abort_probe_worker, abort_probe_config>;
+
+TEST(Lifecycle, AbortFromAnotherThreadMakesRecvThrowAndJoinCancelled) {
+  abort_probe_config cfg{std::make_shared<std::promise<void>>(),
+                         std::make_shared<std::promise<std::string>>()};
+  auto started = cfg.started->get_future();
+  auto outcome = cfg.recv_outcome->get_future();
+  auto [task, caller] = abort_probe_service{}.start_task(rt(), 4, cfg);
+  EXPECT_EQ(caller.send_request_blocking(5).value(), 5);
+  started.wait();
+  std::thread([&] { task.abort(); }).join();
+  EXPECT_EQ(outcome.get(), "aborted");
+  auto j = task.wait();
+  ASSERT_FALSE(j);
+  EXPECT_TRUE(j.error().is_cancelled());
+  EXPECT_TRUE(task.is_finished());
+  auto r = caller.send_request_blocking(6);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind(), error_kind::send_failure);
+}
+
+struct sleeping_worker {  // waits on a timer far in the future: only cancellation ends it
+  static asio::awaitable<void> task(tenorite::receiver<echo_request>,
+                                    std::shared_ptr<std::promise<void>> waiting) {
+    asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::hours(24));
+    waiting->set_value();
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+};
+using sleeping_service = tenorite::service<int, int, std::string, sleeping_worker,
+                                           std::shared_ptr<std::promise<void>>>;
+
+TEST(Lifecycle, AbortCancelsAWorkerWaitingOnSomethingElse) {
+  auto waiting = std::make_shared<std::promise<void>>();
+  auto w = waiting->get_future();
+  auto [task, caller] = sleeping_service{}.start_task(rt(), 4, waiting);
+  w.wait();
+  task.abort();
+  auto j = task.wait();
+  ASSERT_FALSE(j);
+  EXPECT_TRUE(j.error().is_cancelled());
+}
+
+struct answer_once_then_return_worker {
+  static asio::awaitable<int> task(tenorite::receiver<echo_request> rx, echo_config) {
+    if (auto r = co_await rx.recv()) r->client.send(r->request);
+    co_return 7;
+  }
+};
+using answer_once_service =
+    tenorite::service<int, int, std::string, answer_once_then_return_worker, echo_config, int>;
+
+TEST(Lifecycle, AbortAfterTheWorkerFinishedChangesNothing) {
+  auto [task, caller] = answer_once_service{}.start_task(rt(), 4, echo_config{});
+  ASSERT_TRUE(caller.send_request_blocking(1));
+  while (!task.is_finished()) std::this_thread::yield();  // a state wait, bounded by the test
+  task.abort();
+  auto j = task.wait();
+  ASSERT_TRUE(j.has_value());
+  EXPECT_EQ(*j, 7);
+}
+
+// ---- unhandled exceptions ----
+
+TEST(Lifecycle, PanicOfADetachedWorkerGoesToTheHookOnce) {
+  std::atomic<int> calls{0};
+  std::promise<std::string> what;
+  auto previous = tenorite::set_unhandled_exception_handler([&](std::exception_ptr e) {
+    if (calls.fetch_add(1) == 0) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& x) {
+        what.set_value(x.what());
+      }
+    }
+  });
+  {
+    throwing_config cfg{std::make_shared<gate>(rt().executor()),
+                        std::make_shared<std::promise<void>>()};
+    auto holding = cfg.holding->get_future();
+    auto [task, caller] = throwing_service{}.start_task(rt(), 8, cfg);
+    caller.async_send_request(1, [](echo_result) {});
+    holding.wait();
+    { auto dropped = std::move(task); }  // detach: nobody will observe the panic
+    cfg.go->open();
+    EXPECT_EQ(what.get_future().get(), "worker failed on purpose");
+  }
+  tenorite::set_unhandled_exception_handler(previous);
+  EXPECT_EQ(calls.load(), 1);
+}
+
+TEST(Lifecycle, AnExceptionEscapingAHandlerDoesNotKillARuntimeThread) {
+  std::promise<void> reported;
+  auto previous = tenorite::set_unhandled_exception_handler(
+      [&](std::exception_ptr) { reported.set_value(); });
+  tenorite::runtime one(1);
+  asio::post(one.executor(), [] { throw std::runtime_error("escaped"); });
+  reported.get_future().wait();
+  // The single thread is still serving.
+  EXPECT_EQ(one.block_on([]() -> asio::awaitable<int> { co_return 5; }()), 5);
+  tenorite::set_unhandled_exception_handler(previous);
+}
+
+// ---- destroying a runtime with live services and calls ----
+
+TEST(Lifecycle, DestroyingARuntimeEndsItsServicesAndCompletesEveryPendingCall) {
+  auto r = std::make_unique<tenorite::runtime>(2);
+  echo_config cfg{std::make_shared<gate>(r->executor()), std::make_shared<std::promise<void>>()};
+  auto started = cfg.started->get_future();
+  auto [task, caller] = echo_service{}.start_task(*r, 2, cfg);
+  auto [task2, caller2] = echo_service{}.start_task(*r, 2, echo_config{});
+  started.wait();
+
+  // Plain threads blocked in calls: two fill the queue, two wait for room.
+  std::vector<std::thread> threads;
+  std::vector<echo_result> results(4, echo_result(std::unexpect,
+                                                  tenorite::error<int, std::string>::fetch_failure()));
+  std::latch sent(4);
+  for (int i = 0; i < 4; ++i)
+    threads.emplace_back([&, i, c = caller] {
+      sent.count_down();
+      results[i] = c.send_request_blocking(100 + i);
+    });
+  sent.wait();
+  // Coroutine callers on the runtime being destroyed: they are destroyed with it.
+  asio::co_spawn(
+      r->executor(),
+      [](echo_caller c) -> asio::awaitable<void> {
+        int v = 1;
+        (void)co_await c.send_request(std::move(v));
+      }(caller),
+      asio::detached);
+
+  EXPECT_EQ(caller2.send_request_blocking(1).value(), 2);  // the second service works
+  r.reset();  // nothing may hang
+
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 4; ++i) {
+    // Each call completed exactly once; those never delivered carry their request back.
+    ASSERT_FALSE(results[i]);
+    if (results[i].error().kind() == error_kind::send_failure)
+      EXPECT_EQ(results[i].error().request(), std::optional<int>(100 + i));
+    else
+      EXPECT_EQ(results[i].error().kind(), error_kind::fetch_failure);
+  }
+  auto j = task.wait();
+  ASSERT_FALSE(j);
+  EXPECT_TRUE(j.error().is_cancelled());
+  auto j2 = task2.wait();
+  ASSERT_FALSE(j2);
+  EXPECT_TRUE(j2.error().is_cancelled());
+  auto late = caller.send_request_blocking(7);
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().kind(), error_kind::send_failure);
+}
