@@ -1,5 +1,7 @@
 // Each public header compiles on its own (the build uses -Wall -Wextra -Wpedantic -Werror),
 // and the umbrella header brings every public name.
+#include <gtest/gtest.h>
+
 #include <tenorite/caller.hpp>
 #include <tenorite/channel.hpp>
 #include <tenorite/error.hpp>
@@ -11,9 +13,6 @@
 #include <tenorite/service.hpp>
 #include <tenorite/tenorite.hpp>
 #include <tenorite/unhandled_exception.hpp>
-
-#include <gtest/gtest.h>
-
 #include <type_traits>
 
 using req_t = int;

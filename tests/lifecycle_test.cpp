@@ -42,7 +42,7 @@ struct outcomes {
 // ---- a worker that throws ----
 
 struct throwing_config {
-  std::shared_ptr<gate> go;                    // throw once this opens
+  std::shared_ptr<gate> go;                     // throw once this opens
   std::shared_ptr<std::promise<void>> holding;  // set when the worker holds a request
 };
 struct throwing_worker {
@@ -84,9 +84,9 @@ TEST(Lifecycle, ThrowingWorkerPanicsHeldRequestFetchFailsQueuedOnesComeBack) {
     if (r.error().kind() == error_kind::fetch_failure) ++fetch;
     if (r.error().kind() == error_kind::send_failure) returned.push_back(*r.error().request());
   }
-  EXPECT_EQ(fetch, 1);                                 // request 1 was held
+  EXPECT_EQ(fetch, 1);  // request 1 was held
   std::sort(returned.begin(), returned.end());
-  EXPECT_EQ(returned, (std::vector<int>{2, 3, 4}));   // queued ones come back, none dropped
+  EXPECT_EQ(returned, (std::vector<int>{2, 3, 4}));  // queued ones come back, none dropped
 
   auto later = caller.send_request_blocking(9);
   ASSERT_FALSE(later);
@@ -139,7 +139,7 @@ struct abort_probe_worker {
       cfg.recv_outcome->set_value("ended");
     } catch (const boost::system::system_error& e) {
       cfg.recv_outcome->set_value(e.code() == asio::error::operation_aborted ? "aborted"
-                                                                              : "other error");
+                                                                             : "other error");
     }
     // Returning normally after an abort still yields is_cancelled().
   }
@@ -174,8 +174,8 @@ struct sleeping_worker {  // waits on a timer far in the future: only cancellati
     co_await timer.async_wait(asio::use_awaitable);
   }
 };
-using sleeping_service = tenorite::service<int, int, std::string, sleeping_worker,
-                                           std::shared_ptr<std::promise<void>>>;
+using sleeping_service =
+    tenorite::service<int, int, std::string, sleeping_worker, std::shared_ptr<std::promise<void>>>;
 
 TEST(Lifecycle, AbortCancelsAWorkerWaitingOnSomethingElse) {
   auto waiting = std::make_shared<std::promise<void>>();
@@ -238,8 +238,8 @@ TEST(Lifecycle, PanicOfADetachedWorkerGoesToTheHookOnce) {
 
 TEST(Lifecycle, AnExceptionEscapingAHandlerDoesNotKillARuntimeThread) {
   std::promise<void> reported;
-  auto previous = tenorite::set_unhandled_exception_handler(
-      [&](std::exception_ptr) { reported.set_value(); });
+  auto previous =
+      tenorite::set_unhandled_exception_handler([&](std::exception_ptr) { reported.set_value(); });
   tenorite::runtime one(1);
   asio::post(one.executor(), [] { throw std::runtime_error("escaped"); });
   reported.get_future().wait();
@@ -260,8 +260,8 @@ TEST(Lifecycle, DestroyingARuntimeEndsItsServicesAndCompletesEveryPendingCall) {
 
   // Plain threads blocked in calls: two fill the queue, two wait for room.
   std::vector<std::thread> threads;
-  std::vector<echo_result> results(4, echo_result(std::unexpect,
-                                                  tenorite::error<int, std::string>::fetch_failure()));
+  std::vector<echo_result> results(
+      4, echo_result(std::unexpect, tenorite::error<int, std::string>::fetch_failure()));
   std::latch sent(4);
   for (int i = 0; i < 4; ++i)
     threads.emplace_back([&, i, c = caller] {
@@ -279,7 +279,7 @@ TEST(Lifecycle, DestroyingARuntimeEndsItsServicesAndCompletesEveryPendingCall) {
       asio::detached);
 
   EXPECT_EQ(caller2.send_request_blocking(1).value(), 2);  // the second service works
-  r.reset();  // nothing may hang
+  r.reset();                                               // nothing may hang
 
   for (auto& t : threads) t.join();
   for (int i = 0; i < 4; ++i) {

@@ -160,9 +160,8 @@ struct double_answer_worker {
     }
   }
 };
-using double_answer_service =
-    tenorite::service<int, int, std::string, double_answer_worker,
-                      std::shared_ptr<std::promise<std::string>>>;
+using double_answer_service = tenorite::service<int, int, std::string, double_answer_worker,
+                                                std::shared_ptr<std::promise<std::string>>>;
 
 TEST(Service, AnsweringTwiceThrowsLogicErrorAndTheFirstAnswerStands) {
   auto report = std::make_shared<std::promise<std::string>>();
@@ -239,7 +238,8 @@ struct counting_worker {  // returns how many requests it served
     co_return n;
   }
 };
-using counting_service = tenorite::service<int, int, std::string, counting_worker, echo_config, int>;
+using counting_service =
+    tenorite::service<int, int, std::string, counting_worker, echo_config, int>;
 
 TEST(Service, TaskResultComesThroughTheJoinHandle) {
   auto [task, caller] = counting_service{}.start_task(rt(), 4, echo_config{});
@@ -307,8 +307,8 @@ struct recording_worker {
     }
   }
 };
-using recording_service = tenorite::service<int, int, std::string, recording_worker,
-                                            std::shared_ptr<std::vector<int>>>;
+using recording_service =
+    tenorite::service<int, int, std::string, recording_worker, std::shared_ptr<std::vector<int>>>;
 
 TEST(Service, CallsFromOneCallerAreServedInOrder) {
   auto seen = std::make_shared<std::vector<int>>();

@@ -33,8 +33,8 @@ class gate {
 
 // ---- the echo service: doubles non-negative numbers, fails on negative ones ----
 struct echo_config {
-  std::shared_ptr<gate> before_first_recv;        // wait on it before receiving anything
-  std::shared_ptr<std::promise<void>> started;    // set when the worker runs
+  std::shared_ptr<gate> before_first_recv;      // wait on it before receiving anything
+  std::shared_ptr<std::promise<void>> started;  // set when the worker runs
 };
 
 using echo_request = tenorite::request<int, int, std::string>;

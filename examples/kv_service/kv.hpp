@@ -25,8 +25,8 @@ struct del {
 using request = std::variant<set, get, del>;
 
 // ---- Response: what the worker answers ----
-struct ok {};                       // Set and Delete succeeded
-struct found {                      // Get: the value, if the key exists
+struct ok {};   // Set and Delete succeeded
+struct found {  // Get: the value, if the key exists
   std::optional<std::string> value;
 };
 using response = std::variant<ok, found>;

@@ -76,8 +76,7 @@ int main() {
         std::string key = "t" + std::to_string(t) + "-" + std::to_string(i % 10);
         auto set_result = caller.send_request_blocking(kv::set{key, std::to_string(i)});
         auto get_result = caller.send_request_blocking(kv::get{key});
-        if (set_result && get_result &&
-            std::get<kv::found>(*get_result).value == std::to_string(i))
+        if (set_result && get_result && std::get<kv::found>(*get_result).value == std::to_string(i))
           ++ok_count;
       }
       say("[thread ", t, "] 1000 set+get pairs, ", ok_count, " read back their own write");

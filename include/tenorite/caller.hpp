@@ -149,7 +149,7 @@ class caller {
   /// Sends a request and waits for the reply, with any completion token (use_awaitable,
   /// a callback, use_future, deferred...). Completes once with result_type.
   template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
-  auto async_send_request(Req req, Token&& token = {}) const {
+  TENORITE_AWAITABLE_ENTRY auto async_send_request(Req req, Token&& token = {}) const {
     auto* st = checked("async_send_request");
     return boost::asio::async_initiate<Token, signature>(
         [st](auto handler, Req r) { st->initiate_call(std::move(handler), std::move(r)); }, token,
@@ -160,7 +160,7 @@ class caller {
   ///
   /// GCC 12 destroys an aggregate temporary built inside a co_await expression twice: build
   /// the request in a named variable first, then `co_await caller.send_request(std::move(r))`.
-  boost::asio::awaitable<result_type> send_request(Req req) const {
+  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> send_request(Req req) const {
     return async_send_request(std::move(req), boost::asio::use_awaitable);
   }
 

@@ -135,8 +135,7 @@ class channel final : private detail::context_registry::entry {
       throw std::invalid_argument(
           "tenorite::channel: capacity must be at least 1 (it bounds how many items may wait "
           "in the queue)");
-    detail::context_registry::add(boost::asio::query(ex_, boost::asio::execution::context),
-                                  this);
+    detail::context_registry::add(boost::asio::query(ex_, boost::asio::execution::context), this);
   }
   channel(const channel&) = delete;
   channel& operator=(const channel&) = delete;
@@ -209,10 +208,10 @@ class channel final : private detail::context_registry::entry {
   /// Sends, waiting for room. Completes with (error_code, std::optional<T>): success and an
   /// empty optional, or channel_closed-style `boost::asio::error::broken_pipe` and the value.
   template <class Token>
-  auto async_send(T value, Token&& token) {
+  TENORITE_AWAITABLE_ENTRY auto async_send(T value, Token&& token) {
     return boost::asio::async_initiate<Token, send_signature>(
-        [this](auto handler, T v) { this->initiate_send(std::move(handler), std::move(v)); },
-        token, std::move(value));
+        [this](auto handler, T v) { this->initiate_send(std::move(handler), std::move(v)); }, token,
+        std::move(value));
   }
 
   /// Sends from a plain thread, waiting for room. Returns the value back when closed.
@@ -223,7 +222,9 @@ class channel final : private detail::context_registry::entry {
         static_cast<node*>(n)->accepted = true;
         static_cast<node*>(n)->flag.set();
       }
-      static void on_close(detail::send_waiter<T>* n) noexcept { static_cast<node*>(n)->flag.set(); }
+      static void on_close(detail::send_waiter<T>* n) noexcept {
+        static_cast<node*>(n)->flag.set();
+      }
       bool accepted = false;
       detail::wake_flag flag;
     } n;
@@ -276,7 +277,7 @@ class channel final : private detail::context_registry::entry {
   /// optional once the channel is closed or all senders are gone and the buffer is drained;
   /// or operation_aborted after abort_receivers().
   template <class Token>
-  auto async_receive(Token&& token) {
+  TENORITE_AWAITABLE_ENTRY auto async_receive(Token&& token) {
     return boost::asio::async_initiate<Token, receive_signature>(
         [this](auto handler) { this->initiate_receive(std::move(handler)); }, token);
   }
@@ -457,7 +458,8 @@ class channel final : private detail::context_registry::entry {
       boost::system::error_code ec;
       if (!accepted) ec = boost::asio::error::broken_pipe;
       detail::complete_on<Handler>(
-          ex, [h = std::move(h), ec, back = std::move(back)]() mutable {
+          ex,
+          [h = std::move(h), ec, back = std::move(back)]() mutable {
             std::move(h)(ec, std::move(back));
           },
           immediate);
@@ -520,8 +522,8 @@ class channel final : private detail::context_registry::entry {
 
   // The buffer grows on demand up to capacity, so an idle channel costs no item storage.
   void grow_locked() {
-    std::size_t n = alloc_ == 0 ? std::min<std::size_t>(capacity_, 4)
-                                : std::min(capacity_, alloc_ * 2);
+    std::size_t n =
+        alloc_ == 0 ? std::min<std::size_t>(capacity_, 4) : std::min(capacity_, alloc_ * 2);
     T* fresh = static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(alignof(T))));
     for (std::size_t k = 0; k < size_; ++k) {
       T* p = slots_ + ((head_ + k) % alloc_);

@@ -84,9 +84,7 @@ class error {
 
   /// The worker's error. Throws std::logic_error when kind() is not service_error.
   Err& service_error() & { return checked_service_error(); }
-  const Err& service_error() const& {
-    return const_cast<error*>(this)->checked_service_error();
-  }
+  const Err& service_error() const& { return const_cast<error*>(this)->checked_service_error(); }
   Err&& service_error() && { return std::move(checked_service_error()); }
 
   /// The undelivered request, when the request never reached a worker.
@@ -98,8 +96,9 @@ class error {
   std::string message() const {
     switch (kind_) {
       case error_kind::send_failure:
-        return std::string("send failure: the service's worker is gone (it ended, threw or was "
-                           "aborted); ") +
+        return std::string(
+                   "send failure: the service's worker is gone (it ended, threw or was "
+                   "aborted); ") +
                (request_ ? "the request was not delivered and is returned in error::request()"
                          : "the request was not delivered");
       case error_kind::fetch_failure:

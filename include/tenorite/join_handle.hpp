@@ -207,7 +207,7 @@ class join_handle {
   /// Waits for the worker to end, with any completion token; signature void(result_type).
   /// Throws std::logic_error if the outcome was already taken or the handle is empty.
   template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
-  auto async_join(Token&& token = {}) {
+  TENORITE_AWAITABLE_ENTRY auto async_join(Token&& token = {}) {
     auto st = take_state("tenorite::join_handle::async_join");
     return boost::asio::async_initiate<Token, void(result_type)>(
         [](auto handler, std::shared_ptr<detail::task_state<T>> s) {
@@ -220,7 +220,9 @@ class join_handle {
   }
 
   /// co_await task.join(): the worker's result, or a join_error.
-  boost::asio::awaitable<result_type> join() { return async_join(boost::asio::use_awaitable); }
+  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> join() {
+    return async_join(boost::asio::use_awaitable);
+  }
 
   /// Blocks a plain thread until the worker ends. Throws std::logic_error on a runtime
   /// thread, if the outcome was already taken, or if the handle is empty.

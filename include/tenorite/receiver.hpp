@@ -40,12 +40,14 @@ class receiver {
   /// Receives the next request with any completion token; signature
   /// void(boost::system::error_code, std::optional<T>).
   template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
-  auto async_recv(Token&& token = {}) {
+  TENORITE_AWAITABLE_ENTRY auto async_recv(Token&& token = {}) {
     return checked("async_recv").async_receive(std::forward<Token>(token));
   }
 
   /// co_await receiver.recv(): the next request, or an empty optional at the end.
-  boost::asio::awaitable<std::optional<T>> recv() { return async_recv(boost::asio::use_awaitable); }
+  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<std::optional<T>> recv() {
+    return async_recv(boost::asio::use_awaitable);
+  }
 
   /// The next request if one is queued now (never waits).
   std::optional<T> try_recv() { return checked("try_recv").try_receive(); }

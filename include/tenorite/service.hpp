@@ -59,8 +59,8 @@ class worker_guard {
  public:
   using result_type = std::expected<T, join_error>;
 
-  worker_guard(std::shared_ptr<service_state<Req, Resp, Err>> st,
-               std::shared_ptr<task_state<T>> ts, boost::asio::any_io_executor work)
+  worker_guard(std::shared_ptr<service_state<Req, Resp, Err>> st, std::shared_ptr<task_state<T>> ts,
+               boost::asio::any_io_executor work)
       : st_(std::move(st)), ts_(std::move(ts)), work_(std::move(work)) {}
   worker_guard(const worker_guard&) = delete;
   worker_guard& operator=(const worker_guard&) = delete;
@@ -143,16 +143,17 @@ class service {
 
   /// Starts the worker on an execution context (e.g. a boost::asio::io_context).
   template <class Context>
-    requires std::is_convertible_v<Context&, boost::asio::execution_context&>
-  started start_task(Context& ctx, std::size_t queue_size, Config config) const {
-    return start_task(ctx.get_executor(), queue_size, std::move(config));
-  }
+  requires std::is_convertible_v<Context&, boost::asio::execution_context&> started
+  start_task(Context& ctx, std::size_t queue_size, Config config)
+  const { return start_task(ctx.get_executor(), queue_size, std::move(config)); }
 
   /// Starts the worker on any Asio executor; it runs on a strand of that executor.
   /// Throws std::invalid_argument when queue_size is 0.
   template <class Executor>
-    requires boost::asio::execution::executor<Executor>
-  started start_task(const Executor& ex, std::size_t queue_size, Config config) const {
+  requires boost::asio::execution::executor<Executor> started start_task(const Executor& ex,
+                                                                         std::size_t queue_size,
+                                                                         Config config)
+  const {
     if (queue_size == 0)
       throw std::invalid_argument(
           "tenorite::service::start_task: queue_size must be at least 1 (it is how many "

@@ -30,8 +30,8 @@ struct kv_cfg {
 };
 
 struct kv_worker {
-  static asio::awaitable<void> task(tenorite::receiver<tenorite::request<kv_req, kv_resp, kv_err>> rx,
-                                    kv_cfg cfg) {
+  static asio::awaitable<void> task(
+      tenorite::receiver<tenorite::request<kv_req, kv_resp, kv_err>> rx, kv_cfg cfg) {
     std::map<std::string, std::string> map;
     while (auto r = co_await rx.recv()) {
       if (auto* p = std::get_if<put>(&r->request)) {
@@ -52,12 +52,12 @@ struct kv_worker {
 };
 using kv_service = tenorite::service<kv_req, kv_resp, kv_err, kv_worker, kv_cfg>;
 
-#define CHECK(cond)                                                   \
-  do {                                                                \
-    if (!(cond)) {                                                    \
+#define CHECK(cond)                                                                    \
+  do {                                                                                 \
+    if (!(cond)) {                                                                     \
       std::fprintf(stderr, "consumer: check failed: %s (line %d)\n", #cond, __LINE__); \
-      std::exit(1);                                                   \
-    }                                                                 \
+      std::exit(1);                                                                    \
+    }                                                                                  \
   } while (0)
 
 asio::awaitable<std::string> coroutine_calls(tenorite::caller<kv_req, kv_resp, kv_err> c) {
@@ -91,10 +91,9 @@ int main() {
   CHECK(!missing && missing.error().kind() == tenorite::error_kind::service_error);
   CHECK(missing.error().service_error().reason == "missing nope");
   std::promise<std::string> cb;
-  caller.async_send_request(fetch{"t1"},
-                            [&](tenorite::caller<kv_req, kv_resp, kv_err>::result_type r) {
-                              cb.set_value(r.value());
-                            });
+  caller.async_send_request(
+      fetch{"t1"},
+      [&](tenorite::caller<kv_req, kv_resp, kv_err>::result_type r) { cb.set_value(r.value()); });
   CHECK(cb.get_future().get() == "t1");
 
   // Dropping the callers ends the worker.

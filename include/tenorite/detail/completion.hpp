@@ -22,10 +22,21 @@
 #include <type_traits>
 #include <utility>
 
+// Clang (seen with 16 here) may compute a thread-local's address once in a coroutine and
+// reuse it after the coroutine resumed on another thread. Asio reads its thread-local call
+// stack when it allocates the frame of an operation started with use_awaitable; if that
+// start is inlined into a user's coroutine, the frame can come from another thread's cache
+// and the heap is corrupted. Every tenorite function that starts such an operation is kept
+// out of line, so the thread-local is read afresh on each call.
+#define TENORITE_AWAITABLE_ENTRY [[gnu::noinline]]
+
 namespace tenorite::detail {
 
 /// How deep direct (inline) resumptions may nest on one thread before we post instead.
-inline constexpr int max_inline_depth = 8;
+#ifndef TENORITE_MAX_INLINE_DEPTH
+#define TENORITE_MAX_INLINE_DEPTH 8
+#endif
+inline constexpr int max_inline_depth = TENORITE_MAX_INLINE_DEPTH;
 
 inline int& inline_depth() noexcept {
   thread_local int depth = 0;
