@@ -13,9 +13,19 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <array>
+#include <chrono>
+#include <atomic>
 #include <expected>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -33,12 +43,47 @@ namespace tenorite {
 
 namespace detail {
 
+/// How a call enters the queue.
+enum class call_mode {
+  wait,      ///< wait for room (backpressure)
+  try_only,  ///< fail at once with queue_full when there is no room
+  reserved,  ///< use a slot reserved earlier (permit): never waits, never full
+};
+
+/// Shared by a cancellable call and the handler in its cancellation slot. The slot handler
+/// may outlive the call (the slot belongs to the caller's signal), so it holds this small
+/// block, not the call; `op` is cleared once the call completed.
+struct cancel_ctl {
+  std::atomic<int> refs{2};  // the call + the slot handler
+  std::mutex m;
+  void* op = nullptr;
+  void (*cancel)(void* op, boost::asio::cancellation_type, std::unique_lock<std::mutex>&) noexcept =
+      nullptr;
+  void release() noexcept {
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+};
+
+struct cancel_slot_handler {
+  cancel_ctl* ctl;
+  explicit cancel_slot_handler(cancel_ctl* c) noexcept : ctl(c) {}
+  cancel_slot_handler(const cancel_slot_handler&) = delete;
+  cancel_slot_handler& operator=(const cancel_slot_handler&) = delete;
+  ~cancel_slot_handler() { ctl->release(); }
+  void operator()(boost::asio::cancellation_type type) noexcept {
+    std::unique_lock lk(ctl->m);
+    if (ctl->op) ctl->cancel(ctl->op, type, lk);
+  }
+};
+
 /// Everything one service shares between its callers and its worker.
 template <class Req, class Resp, class Err>
 class service_state final : public abortable {
  public:
   using item_type = request<Req, Resp, Err>;
-  using result_type = std::expected<Resp, error<Req, Err>>;
+  using error_type = error<Req, Err>;
+  using result_type = std::expected<Resp, error_type>;
+  using notify_result = std::expected<void, error_type>;
   using responder_type = responder<Req, Resp, Err>;
 
   service_state(boost::asio::any_io_executor ex, std::size_t queue_size)
@@ -49,6 +94,7 @@ class service_state final : public abortable {
   void abort_receivers() noexcept override {
     chan.abort_receivers(boost::asio::error::operation_aborted);
   }
+  void drain() noexcept override { chan.close_for_send(); }
 
   /// Closes the queue for good; every request still queued goes back to its caller.
   void close_and_return_queued() noexcept {
@@ -56,21 +102,112 @@ class service_state final : public abortable {
   }
 
   template <class Handler>
-  void initiate_call(Handler handler, Req req) {
-    auto* op = new_op<call_op<Handler>>(handler, chan.get_executor());
+  void initiate_call(Handler handler, Req req, call_mode mode) {
+    // A coroutine running on the worker's own executor would wait for itself.
+    std::optional<boost::asio::any_io_executor> caller_ex;
+    if constexpr (is_coroutine_handler<Handler>::value)
+      caller_ex.emplace(boost::asio::get_associated_executor(handler));
+    auto slot = boost::asio::get_associated_cancellation_slot(handler);
+    auto* op = new_op<call_op<Handler>>(handler, chan.get_executor(), this);
     op->value.emplace(item_type{std::move(req), responder_type(op)});
     initiation_scope scope(op);
-    if (chan.send_or_wait(op) == send_status::closed) op->on_closed(op);
+    if (slot.is_connected()) {
+      auto* ctl = new cancel_ctl;
+      ctl->op = op;
+      ctl->cancel = &call_op<Handler>::on_cancel;
+      op->ctl = ctl;
+      slot.template emplace<cancel_slot_handler>(ctl);
+    }
+    send_status status;
+    if (mode == call_mode::reserved) {
+      status = chan.send_reserved(*op->value);
+      if (status == send_status::sent) op->value.reset();
+    } else {
+      status = chan.send_or_wait(op, caller_ex ? &*caller_ex : nullptr,
+                                 mode == call_mode::try_only);
+    }
+    switch (status) {
+      case send_status::closed:
+        op->on_closed(op);
+        break;
+      case send_status::full:
+        op->fail_before_delivery(error_kind::queue_full);
+        break;
+      case send_status::self_call:
+        op->fail_before_delivery(error_kind::deadlock);
+        break;
+      default:
+        break;
+    }
   }
 
-  result_type call_blocking(Req req) {
+  result_type call_blocking(Req req, call_mode mode) {
     struct node final : send_waiter<item_type> {
       node() : send_waiter<item_type>(nullptr, &return_request) {}
     } n;
     blocking_reply<result_type> reply;
     n.value.emplace(item_type{std::move(req), responder_type(&reply)});
-    if (chan.send_or_wait(&n) == send_status::closed) return_request(&n);
+    send_status status;
+    if (mode == call_mode::reserved) {
+      status = chan.send_reserved(*n.value);
+    } else {
+      status = chan.send_or_wait(&n, nullptr, mode == call_mode::try_only);
+    }
+    if (status == send_status::closed) return_request(&n);
+    if (status == send_status::full) {
+      item_type item(std::move(*n.value));
+      item.client.release();
+      return result_type(std::unexpect,
+                         error_type::of_kind(error_kind::queue_full, std::move(item.request)));
+    }
     return reply.wait();
+  }
+
+  // ---- notifications: delivered with backpressure, no reply ----
+
+  template <class Handler>
+  void initiate_notify(Handler handler, Req req) {
+    auto* op = new_op<notify_op<Handler>>(handler, chan.get_executor());
+    op->value.emplace(item_type{std::move(req), responder_type::for_notification()});
+    initiation_scope scope(op);
+    switch (chan.send_or_wait(op)) {
+      case send_status::sent:
+        op->on_accepted(op);
+        break;
+      case send_status::closed:
+        op->on_closed(op);
+        break;
+      default:
+        break;
+    }
+  }
+
+  notify_result notify_now(Req req, bool try_only) {
+    struct node final : send_waiter<item_type> {
+      node() : send_waiter<item_type>(&on_accept, &on_close) {}
+      static void on_accept(send_waiter<item_type>* n) noexcept {
+        static_cast<node*>(n)->accepted = true;
+        static_cast<node*>(n)->flag.set();
+      }
+      static void on_close(send_waiter<item_type>* n) noexcept { static_cast<node*>(n)->flag.set(); }
+      bool accepted = false;
+      wake_flag flag;
+    } n;
+    n.value.emplace(item_type{std::move(req), responder_type::for_notification()});
+    switch (chan.send_or_wait(&n, nullptr, try_only)) {
+      case send_status::sent:
+        return {};
+      case send_status::waiting:
+        n.flag.wait();
+        if (n.accepted) return {};
+        break;
+      case send_status::full:
+        return notify_result(std::unexpect, error_type::of_kind(error_kind::queue_full,
+                                                                std::move(n.value->request)));
+      default:
+        break;
+    }
+    return notify_result(std::unexpect, error_type::send_failure(std::move(n.value->request)));
   }
 
  private:
@@ -82,25 +219,135 @@ class service_state final : public abortable {
   }
 
   // One in-flight call: its place in the queue (while waiting for room) and its reply slot.
+  //
+  // Completion is arbitrated when the call is cancellable (ctl set): the responder side
+  // (a reply, a dropped responder, the queue handing the request back) and the caller side
+  // (cancellation) both take ctl->m; the first completes the handler. The call's memory is
+  // freed by the responder side, or by the caller side when it withdrew the request (then no
+  // responder side is left).
   template <class Handler>
   struct call_op final : reply_slot<result_type>, send_waiter<item_type> {
-    call_op(Handler&& h, const boost::asio::any_io_executor& fallback)
+    call_op(Handler&& h, const boost::asio::any_io_executor& fallback, service_state* s)
         : reply_slot<result_type>(&on_complete),
           send_waiter<item_type>(nullptr, &return_request),
           executor(tracked_executor(h, fallback)),
-          handler(std::move(h)) {}
+          handler(std::move(h)),
+          state(s) {}
 
-    static void on_complete(reply_slot<result_type>* s, result_type&& r) noexcept {
+    static bool on_complete(reply_slot<result_type>* s, result_type&& r) noexcept {
       auto* self = static_cast<call_op*>(s);
-      Handler h(std::move(self->handler));
-      auto ex = std::move(self->executor);
-      const bool immediate = initiating_op() == self;
-      delete_op(self);
+      if (cancel_ctl* ctl = self->ctl) {
+        std::unique_lock lk(ctl->m);
+        if (self->gave_up) {  // the caller already completed; we are the last party
+          lk.unlock();
+          self->destroy();
+          return false;
+        }
+        ctl->op = nullptr;
+      }
+      self->finish(std::move(r));
+      return true;
+    }
+
+    // Completes the handler and frees the call.
+    void finish(result_type&& r) noexcept {
+      Handler h(std::move(handler));
+      auto ex = std::move(executor);
+      const bool immediate = initiating_op() == this;
+      destroy();
       complete_on<Handler>(
           ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); },
           immediate);
     }
 
+    void destroy() noexcept {
+      cancel_ctl* c = ctl;
+      delete_op(this);
+      if (c) c->release();
+    }
+
+    // Refused before entering the queue: complete at once with the request back.
+    void fail_before_delivery(error_kind kind) noexcept {
+      item_type item(std::move(*this->value));
+      this->value.reset();
+      item.client.release();
+      if (ctl) {
+        std::lock_guard lk(ctl->m);
+        ctl->op = nullptr;
+      }
+      finish(result_type(std::unexpect, error_type::of_kind(kind, std::move(item.request))));
+    }
+
+    // Runs in the caller's cancellation slot, under ctl->m, while the call is pending.
+    static void on_cancel(void* p, boost::asio::cancellation_type type,
+                          std::unique_lock<std::mutex>& lk) noexcept {
+      auto* self = static_cast<call_op*>(p);
+      cancel_ctl* ctl = self->ctl;
+      // Still queued? Then it is withdrawn: never delivered, the request comes back.
+      std::optional<item_type> item;
+      if (self->state->chan.withdraw(self)) {
+        item.emplace(std::move(*self->value));
+        self->value.reset();
+      } else {
+        const reply_slot<result_type>* me = self;
+        item = self->state->chan.withdraw_buffered(
+            [me](const item_type& it) { return it.client.slot() == me; });
+      }
+      if (item) {
+        item->client.release();
+        ctl->op = nullptr;
+        lk.unlock();
+        self->finish(result_type(std::unexpect, error_type::of_kind(error_kind::cancelled,
+                                                                    std::move(item->request))));
+        return;
+      }
+      // Delivered: only terminal cancellation abandons the wait; the worker sees it.
+      if (!(type & boost::asio::cancellation_type::terminal)) return;
+      self->gave_up = true;
+      self->mark_waiter_gone();
+      ctl->op = nullptr;
+      Handler h(std::move(self->handler));
+      auto ex = std::move(self->executor);
+      lk.unlock();
+      complete_on<Handler>(
+          ex,
+          [h = std::move(h)]() mutable {
+            std::move(h)(result_type(std::unexpect, error_type::of_kind(error_kind::cancelled)));
+          },
+          false);
+    }
+
+    tracked_executor_t<Handler, boost::asio::any_io_executor> executor;
+    Handler handler;
+    service_state* state;
+    cancel_ctl* ctl = nullptr;
+    bool gave_up = false;  // guarded by ctl->m
+  };
+
+  template <class Handler>
+  struct notify_op final : send_waiter<item_type> {
+    notify_op(Handler&& h, const boost::asio::any_io_executor& fallback)
+        : send_waiter<item_type>(&on_accept, &on_close),
+          executor(tracked_executor(h, fallback)),
+          handler(std::move(h)) {}
+    static void on_accept(send_waiter<item_type>* n) noexcept {
+      static_cast<notify_op*>(n)->finish(notify_result());
+    }
+    static void on_close(send_waiter<item_type>* n) noexcept {
+      auto* self = static_cast<notify_op*>(n);
+      item_type item(std::move(*self->value));
+      self->value.reset();
+      self->finish(notify_result(std::unexpect, error_type::send_failure(std::move(item.request))));
+    }
+    void finish(notify_result&& r) noexcept {
+      Handler h(std::move(handler));
+      auto ex = std::move(executor);
+      const bool immediate = initiating_op() == this;
+      delete_op(this);
+      complete_on<Handler>(
+          ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); },
+          immediate);
+    }
     tracked_executor_t<Handler, boost::asio::any_io_executor> executor;
     Handler handler;
   };
@@ -122,10 +369,22 @@ struct caller_core {
 template <class Req, class Resp, class Err>
 class weak_caller;
 
+template <class Req, class Resp, class Err>
+class permit;
+
 /// A handle for calling a service: `co_await caller.send_request(req)`.
 ///
 /// Req, Resp and Err must be move-constructible (they may be move-only). The request is
 /// taken by value and comes back inside the error whenever it was not delivered.
+///
+/// Call forms, each as an awaitable (`x`), a blocking call (`x_blocking`) and an Asio async
+/// operation with any completion token (`async_x`):
+/// - send_request: wait for room in the queue, then for the reply;
+/// - try_send_request: fail at once with queue_full if the queue is full;
+/// - send_request_for / _until: give up at a deadline with timed_out;
+/// - notify: fire-and-forget (delivered with backpressure, no reply); try_notify never waits;
+/// - reserve: wait for a free slot now, send later through the returned permit.
+/// Every async form honours per-operation cancellation (see the guide for the exact rule).
 template <class Req, class Resp, class Err>
 class caller {
  public:
@@ -133,8 +392,13 @@ class caller {
   using response_type = Resp;
   using error_type = error<Req, Err>;
   using result_type = std::expected<Resp, error<Req, Err>>;
-  /// Completion signature of async_send_request.
+  /// What a notification yields: accepted into the queue, or why not.
+  using notify_result = std::expected<void, error<Req, Err>>;
+  using permit_type = permit<Req, Resp, Err>;
+  using reserve_result = std::expected<permit_type, error<Req, Err>>;
+  /// Completion signature of async_send_request (and the try and deadline forms).
   using signature = void(result_type);
+  using clock = std::chrono::steady_clock;
 
   /// An empty caller (using it throws std::logic_error).
   caller() noexcept = default;
@@ -146,14 +410,14 @@ class caller {
     return *this;
   }
 
+  // ---- send_request: the seed's call ----
+
   /// Sends a request and waits for the reply, with any completion token (use_awaitable,
   /// a callback, use_future, deferred...). Completes once with result_type.
   template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
   TENORITE_AWAITABLE_ENTRY auto async_send_request(Req req, Token&& token = {}) const {
-    auto* st = checked("async_send_request");
-    return boost::asio::async_initiate<Token, signature>(
-        [st](auto handler, Req r) { st->initiate_call(std::move(handler), std::move(r)); }, token,
-        std::move(req));
+    return initiate_call(checked("async_send_request"), std::move(req),
+                         detail::call_mode::wait, std::forward<Token>(token));
   }
 
   /// co_await caller.send_request(req) inside a boost::asio::awaitable coroutine.
@@ -169,7 +433,130 @@ class caller {
   result_type send_request_blocking(Req req) const {
     auto* st = checked("send_request_blocking");
     detail::check_blocking_allowed("tenorite::caller::send_request_blocking");
-    return st->call_blocking(std::move(req));
+    return st->call_blocking(std::move(req), detail::call_mode::wait);
+  }
+
+  // ---- try_send_request: queue_full instead of waiting for room ----
+
+  template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
+  TENORITE_AWAITABLE_ENTRY auto async_try_send_request(Req req, Token&& token = {}) const {
+    return initiate_call(checked("async_try_send_request"), std::move(req),
+                         detail::call_mode::try_only, std::forward<Token>(token));
+  }
+  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> try_send_request(Req req) const {
+    return async_try_send_request(std::move(req), boost::asio::use_awaitable);
+  }
+  result_type try_send_request_blocking(Req req) const {
+    auto* st = checked("try_send_request_blocking");
+    detail::check_blocking_allowed("tenorite::caller::try_send_request_blocking");
+    return st->call_blocking(std::move(req), detail::call_mode::try_only);
+  }
+
+  // ---- deadlines: timed_out ----
+
+  /// Like async_send_request, but gives up at `deadline` with error_kind::timed_out: a
+  /// request still queued then is withdrawn (never delivered; it comes back in the error);
+  /// one the worker already took is abandoned (the worker sees client.is_closed()).
+  template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
+  TENORITE_AWAITABLE_ENTRY auto async_send_request_until(Req req, clock::time_point deadline,
+                                                         Token&& token = {}) const {
+    caller self = checked_copy("async_send_request_until");
+    return boost::asio::async_initiate<Token, signature>(
+        [](auto handler, caller self, Req r, clock::time_point deadline) {
+          self.start_timed(std::move(handler), std::move(r), deadline);
+        },
+        token, std::move(self), std::move(req), deadline);
+  }
+  template <class Rep, class Period,
+            class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
+  TENORITE_AWAITABLE_ENTRY auto async_send_request_for(Req req,
+                                                       std::chrono::duration<Rep, Period> timeout,
+                                                       Token&& token = {}) const {
+    return async_send_request_until(std::move(req), deadline_after(timeout),
+                                    std::forward<Token>(token));
+  }
+  template <class Rep, class Period>
+  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> send_request_for(
+      Req req, std::chrono::duration<Rep, Period> timeout) const {
+    return async_send_request_until(std::move(req), deadline_after(timeout),
+                                    boost::asio::use_awaitable);
+  }
+  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> send_request_until(
+      Req req, clock::time_point deadline) const {
+    return async_send_request_until(std::move(req), deadline, boost::asio::use_awaitable);
+  }
+  template <class Rep, class Period>
+  result_type send_request_blocking_for(Req req,
+                                        std::chrono::duration<Rep, Period> timeout) const {
+    return send_request_blocking_until(std::move(req), deadline_after(timeout));
+  }
+  result_type send_request_blocking_until(Req req, clock::time_point deadline) const {
+    checked("send_request_blocking_until");
+    detail::check_blocking_allowed("tenorite::caller::send_request_blocking_until");
+    detail::blocking_reply<result_type> reply;
+    async_send_request_until(std::move(req), deadline, blocking_handler{&reply});
+    return reply.wait();
+  }
+
+  // ---- notify: fire-and-forget ----
+
+  /// Delivers a request that wants no reply (the worker sees client.wants_reply() == false),
+  /// waiting for room like a call. Completes with notify_result once the request is queued.
+  template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
+  TENORITE_AWAITABLE_ENTRY auto async_notify(Req req, Token&& token = {}) const {
+    auto* st = checked("async_notify");
+    return boost::asio::async_initiate<Token, void(notify_result)>(
+        [st](auto handler, Req r) { st->initiate_notify(std::move(handler), std::move(r)); },
+        token, std::move(req));
+  }
+  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<notify_result> notify(Req req) const {
+    return async_notify(std::move(req), boost::asio::use_awaitable);
+  }
+  notify_result notify_blocking(Req req) const {
+    auto* st = checked("notify_blocking");
+    detail::check_blocking_allowed("tenorite::caller::notify_blocking");
+    return st->notify_now(std::move(req), false);
+  }
+  /// Never waits (usable anywhere): queue_full when there is no room.
+  notify_result try_notify(Req req) const {
+    return checked("try_notify")->notify_now(std::move(req), true);
+  }
+
+  // ---- reserve: a slot now, the request later ----
+
+  /// Waits for a free slot in the queue and holds it in a permit; permit.send_request(req)
+  /// then never waits for room. A permit dropped unused gives its slot back.
+  template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
+  TENORITE_AWAITABLE_ENTRY auto async_reserve(Token&& token = {}) const {
+    caller self = checked_copy("async_reserve");
+    return boost::asio::async_initiate<Token, void(reserve_result)>(
+        [](auto handler, caller self) { self.start_reserve(std::move(handler)); }, token,
+        std::move(self));
+  }
+  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<reserve_result> reserve() const {
+    return async_reserve(boost::asio::use_awaitable);
+  }
+  reserve_result reserve_blocking() const {
+    checked("reserve_blocking");
+    detail::check_blocking_allowed("tenorite::caller::reserve_blocking");
+    detail::blocking_reply<reserve_result> reply;
+    async_reserve(blocking_reserve_handler{&reply});
+    return reply.wait();
+  }
+  /// Never waits: queue_full when there is no free slot.
+  reserve_result try_reserve() const {
+    auto* st = checked("try_reserve");
+    detail::send_waiter<typename detail::service_state<Req, Resp, Err>::item_type> probe(nullptr,
+                                                                                         nullptr);
+    probe.reservation = true;
+    switch (st->chan.reserve_or_wait(&probe, true)) {
+      case send_status::sent:
+        return reserve_result(std::in_place, permit_type(*this));
+      case send_status::full:
+        return reserve_result(std::unexpect, error_type::of_kind(error_kind::queue_full));
+      default:
+        return reserve_result(std::unexpect, error_type::send_failure());
+    }
   }
 
   /// True when the service can no longer take calls (its worker has ended).
@@ -185,19 +572,178 @@ class caller {
   template <class, class, class, class, class, class>
   friend class service;
   friend class weak_caller<Req, Resp, Err>;
+  friend class permit<Req, Resp, Err>;
+
+  using state_type = detail::service_state<Req, Resp, Err>;
+  using item_type = typename state_type::item_type;
 
   explicit caller(std::shared_ptr<detail::caller_core<Req, Resp, Err>> core) noexcept
       : core_(std::move(core)) {}
 
-  detail::service_state<Req, Resp, Err>* checked(const char* what) const {
+  template <class Token>
+  static auto initiate_call(state_type* st, Req req, detail::call_mode mode, Token&& token) {
+    return boost::asio::async_initiate<Token, signature>(
+        [st, mode](auto handler, Req r) {
+          st->initiate_call(std::move(handler), std::move(r), mode);
+        },
+        token, std::move(req));
+  }
+
+  template <class Rep, class Period>
+  static clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) {
+    return clock::now() + std::chrono::duration_cast<clock::duration>(d);
+  }
+
+  // The call races a timer; whichever ends first cancels the other (the call's cancellation
+  // withdraws a queued request, or abandons a delivered one).
+  template <class Handler>
+  void start_timed(Handler handler, Req req, clock::time_point deadline) const {
+    auto ex = boost::asio::get_associated_executor(handler, core_->state->chan.get_executor());
+    auto timer = std::make_shared<boost::asio::steady_timer>(ex, deadline);
+    auto call = async_send_request(std::move(req), boost::asio::deferred);
+    auto wait = timer->async_wait(boost::asio::deferred);
+    boost::asio::experimental::make_parallel_group(std::move(call), std::move(wait))
+        .async_wait(boost::asio::experimental::wait_for_one(),
+                    boost::asio::bind_executor(
+                        ex, [h = std::move(handler), timer](std::array<std::size_t, 2> order,
+                                                            result_type r,
+                                                            boost::system::error_code) mutable {
+                          if (!r && r.error().kind() == error_kind::cancelled && order[0] == 1)
+                            r = result_type(std::unexpect,
+                                            error_type::of_kind(error_kind::timed_out,
+                                                                std::move(r.error().request())));
+                          std::move(h)(std::move(r));
+                        }));
+  }
+
+  template <class Handler>
+  struct reserve_op final : detail::send_waiter<item_type> {
+    reserve_op(Handler&& h, const boost::asio::any_io_executor& fallback, caller owner)
+        : detail::send_waiter<item_type>(&on_accept, &on_close),
+          executor(detail::tracked_executor(h, fallback)),
+          handler(std::move(h)),
+          owner(std::move(owner)) {
+      this->reservation = true;
+    }
+    static void on_accept(detail::send_waiter<item_type>* n) noexcept {
+      auto* self = static_cast<reserve_op*>(n);
+      self->finish(reserve_result(std::in_place, permit_type(std::move(self->owner))));
+    }
+    static void on_close(detail::send_waiter<item_type>* n) noexcept {
+      static_cast<reserve_op*>(n)->finish(
+          reserve_result(std::unexpect, error_type::send_failure()));
+    }
+    void finish(reserve_result&& r) noexcept {
+      Handler h(std::move(handler));
+      auto ex = std::move(executor);
+      const bool immediate = detail::initiating_op() == this;
+      detail::delete_op(this);
+      detail::complete_on<Handler>(
+          ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); },
+          immediate);
+    }
+    detail::tracked_executor_t<Handler, boost::asio::any_io_executor> executor;
+    Handler handler;
+    caller owner;
+  };
+
+  template <class Handler>
+  void start_reserve(Handler handler) const {
+    auto* st = core_->state.get();
+    auto* op = detail::new_op<reserve_op<Handler>>(handler, st->chan.get_executor(), *this);
+    detail::initiation_scope scope(op);
+    switch (st->chan.reserve_or_wait(op)) {
+      case send_status::sent:
+        op->on_accepted(op);
+        break;
+      case send_status::closed:
+        op->on_closed(op);
+        break;
+      default:
+        break;
+    }
+  }
+
+  // Completion handlers that wake a plain thread (the blocking deadline and reserve forms).
+  struct blocking_handler {
+    detail::blocking_reply<result_type>* reply;
+    void operator()(result_type r) const { reply->complete(std::move(r)); }
+  };
+  struct blocking_reserve_handler {
+    detail::blocking_reply<reserve_result>* reply;
+    void operator()(reserve_result r) const { reply->complete(std::move(r)); }
+  };
+
+  state_type* checked(const char* what) const {
     if (!core_)
       throw std::logic_error(std::string("tenorite::caller::") + what +
                              ": this caller is empty (moved-from or default-constructed); use a "
                              "copy of a live caller");
     return core_->state.get();
   }
+  caller checked_copy(const char* what) const {
+    checked(what);
+    return *this;
+  }
 
   std::shared_ptr<detail::caller_core<Req, Resp, Err>> core_;
+};
+
+/// A reserved slot in a service's queue (from caller::reserve): sending through it never
+/// waits and never fails for lack of room. Move-only; single use; dropped unused, it gives
+/// the slot back. It keeps the service's queue open while it exists.
+template <class Req, class Resp, class Err>
+class permit {
+ public:
+  using caller_type = caller<Req, Resp, Err>;
+  using result_type = typename caller_type::result_type;
+
+  permit(permit&& o) noexcept : owner_(std::move(o.owner_)) {}
+  permit& operator=(permit&& o) noexcept {
+    if (this != &o) {
+      release();
+      owner_ = std::move(o.owner_);
+    }
+    return *this;
+  }
+  permit(const permit&) = delete;
+  permit& operator=(const permit&) = delete;
+  ~permit() { release(); }
+
+  /// Sends through the reserved slot and waits for the reply (any completion token).
+  template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
+  TENORITE_AWAITABLE_ENTRY auto async_send_request(Req req, Token&& token = {}) {
+    caller_type owner = take("async_send_request");
+    return caller_type::initiate_call(owner.core_->state.get(), std::move(req),
+                                      detail::call_mode::reserved, std::forward<Token>(token));
+  }
+  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> send_request(Req req) {
+    return async_send_request(std::move(req), boost::asio::use_awaitable);
+  }
+  result_type send_request_blocking(Req req) {
+    detail::check_blocking_allowed("tenorite::permit::send_request_blocking");
+    caller_type owner = take("send_request_blocking");
+    return owner.core_->state->call_blocking(std::move(req), detail::call_mode::reserved);
+  }
+
+  /// False once used (or moved from).
+  explicit operator bool() const noexcept { return static_cast<bool>(owner_); }
+
+ private:
+  friend class caller<Req, Resp, Err>;
+  explicit permit(caller_type owner) noexcept : owner_(std::move(owner)) {}
+
+  caller_type take(const char* what) {
+    if (!owner_)
+      throw std::logic_error(std::string("tenorite::permit::") + what +
+                             ": this permit was already used (or moved from); reserve again");
+    return std::move(owner_);
+  }
+  void release() noexcept {
+    if (owner_) std::exchange(owner_, caller_type{}).core_->state->chan.release_reservation();
+  }
+
+  caller_type owner_;
 };
 
 /// A caller that does not keep its service's queue open: for a worker (or a registry) that

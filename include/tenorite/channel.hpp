@@ -45,6 +45,7 @@ enum class send_status {
   waiting,  ///< (node sends only) the channel was full; the node waits in the channel
   full,     ///< (try_send only) the channel was full; the value was not taken
   closed,   ///< the channel is closed; the value was not taken
+  self_call,  ///< the sender is the channel's own consumer: it would wait for itself forever
 };
 
 namespace detail {
@@ -73,8 +74,11 @@ struct fifo {
     n->next = n->prev = nullptr;
     n->linked = false;
   }
+  // Hands the whole list over; its nodes count as unlinked from here on (so a concurrent
+  // withdraw does not touch them), while their next pointers stay usable for the new owner.
   fifo take() noexcept {
     fifo r = *this;
+    for (N* n = head; n; n = n->next) n->linked = false;
     head = tail = nullptr;
     return r;
   }
@@ -89,7 +93,8 @@ struct send_waiter {
   using notify_fn = void (*)(send_waiter*) noexcept;
   send_waiter(notify_fn accepted, notify_fn closed) noexcept
       : on_accepted(accepted), on_closed(closed) {}
-  std::optional<T> value;
+  std::optional<T> value;  // empty for a reservation (a slot without a value yet)
+  bool reservation = false;
   notify_fn on_accepted;
   notify_fn on_closed;
   // Set for operations whose handler runs on an execution context: when that context shuts
@@ -163,13 +168,13 @@ class channel final : private detail::context_registry::entry {
   /// Sends without waiting: sent (value moved from), full or closed (value untouched).
   send_status try_send(T& value) {
     std::unique_lock lk(m_);
-    if (closed_) return send_status::closed;
+    if (closed_ || send_closed_) return send_status::closed;
     if (auto* r = receivers_.pop_front()) {
       lk.unlock();
       r->ready(r, {}, std::optional<T>(std::move(value)));
       return send_status::sent;
     }
-    if (size_ >= capacity_) return send_status::full;
+    if (!has_room_locked()) return send_status::full;
     push_locked(std::move(value));
     return send_status::sent;
   }
@@ -177,9 +182,13 @@ class channel final : private detail::context_registry::entry {
   /// Sends the node's value, or parks the node until there is room (status `waiting`).
   /// On `sent` the node's value is consumed, the node is not retained and on_accepted is NOT
   /// called (the caller knows); on `closed` the value stays in the node.
-  send_status send_or_wait(detail::send_waiter<T>* node) {
+  /// `caller`, when given, is the executor of the sending coroutine: if it is the consumer's
+  /// own executor (set_consumer), the send is refused with `self_call`.
+  send_status send_or_wait(detail::send_waiter<T>* node, const executor_type* caller = nullptr,
+                           bool try_only = false) {
     std::unique_lock lk(m_);
-    if (closed_) return send_status::closed;
+    if (closed_ || send_closed_) return send_status::closed;
+    if (caller && consumer_ && *caller == consumer_) return send_status::self_call;
     if (auto* r = receivers_.pop_front()) {
       lk.unlock();
       std::optional<T> v(std::move(*node->value));
@@ -187,13 +196,89 @@ class channel final : private detail::context_registry::entry {
       r->ready(r, {}, std::move(v));
       return send_status::sent;
     }
-    if (size_ < capacity_) {
+    if (has_room_locked()) {
       push_locked(std::move(*node->value));
       node->value.reset();
       return send_status::sent;
     }
+    if (try_only) return send_status::full;
     senders_.push_back(node);
     return send_status::waiting;
+  }
+
+  /// Takes a still-buffered item matching `pred` out of the queue (it will never be
+  /// received). Empty when no buffered item matches (it was received, or never buffered).
+  template <class Pred>
+  std::optional<T> withdraw_buffered(Pred pred) {
+    detail::send_waiter<T>* accepted = nullptr;
+    std::optional<T> out;
+    {
+      std::lock_guard lk(m_);
+      for (std::size_t k = 0; k < size_; ++k) {
+        if (!pred(slots_[index(k)])) continue;
+        out.emplace(std::move(slots_[index(k)]));
+        for (std::size_t j = k; j + 1 < size_; ++j)
+          slots_[index(j)] = std::move(slots_[index(j + 1)]);
+        slots_[index(size_ - 1)].~T();
+        --size_;
+        accepted = accept_one_locked();
+        break;
+      }
+    }
+    if (accepted) accepted->on_accepted(accepted);
+    return out;
+  }
+
+  // ---- reservations: a slot now, its value later ----------------------------------------
+
+  /// Reserves a slot now, or parks `node` (a node with reservation = true) until one frees.
+  /// Returns sent (reserved), waiting, full (try_only) or closed.
+  send_status reserve_or_wait(detail::send_waiter<T>* node, bool try_only = false) {
+    std::lock_guard lk(m_);
+    if (closed_ || send_closed_) return send_status::closed;
+    if (has_room_locked()) {
+      ++reserved_;
+      return send_status::sent;
+    }
+    if (try_only) return send_status::full;
+    senders_.push_back(node);
+    return send_status::waiting;
+  }
+
+  /// Sends into a reserved slot: never waits, never full. Returns closed (value untouched)
+  /// when the channel was closed meanwhile.
+  send_status send_reserved(T& value) {
+    std::unique_lock lk(m_);
+    if (closed_) return send_status::closed;
+    --reserved_;
+    if (auto* r = receivers_.pop_front()) {
+      lk.unlock();
+      r->ready(r, {}, std::optional<T>(std::move(value)));
+      return send_status::sent;
+    }
+    push_locked(std::move(value));
+    return send_status::sent;
+  }
+
+  /// Gives a reserved slot back unused.
+  void release_reservation() noexcept {
+    detail::send_waiter<T>* accepted = nullptr;
+    detail::fifo<detail::recv_waiter<T>> ended;
+    {
+      std::lock_guard lk(m_);
+      if (closed_) return;
+      --reserved_;
+      accepted = accept_one_locked();
+      if (at_end_locked()) ended = receivers_.take();
+    }
+    if (accepted) accepted->on_accepted(accepted);
+    while (auto* r = ended.pop_front()) r->ready(r, {}, std::nullopt);
+  }
+
+  /// The consumer's executor: a coroutine on it that sends here is refused (self_call).
+  void set_consumer(executor_type ex) {
+    std::lock_guard lk(m_);
+    consumer_ = std::move(ex);
   }
 
   /// Takes a parked node back (its value still inside). False if the channel already took
@@ -314,7 +399,7 @@ class channel final : private detail::context_registry::entry {
         ec = receive_error_;
       } else if (size_ > 0) {
         v.emplace(take_locked(refilled));
-      } else if (!closed_ && !no_senders_) {
+      } else if (!at_end_locked()) {
         receivers_.push_back(node);
         return true;
       }
@@ -338,6 +423,8 @@ class channel final : private detail::context_registry::entry {
     {
       std::lock_guard lk(m_);
       closed_ = true;
+      reserved_ = 0;
+      consumer_ = {};
       slots = std::exchange(slots_, nullptr);
       head = std::exchange(head_, 0);
       size = std::exchange(size_, 0);
@@ -367,7 +454,19 @@ class channel final : private detail::context_registry::entry {
     {
       std::lock_guard lk(m_);
       no_senders_ = true;
-      if (size_ == 0) receivers = receivers_.take();
+      if (at_end_locked()) receivers = receivers_.take();
+    }
+    while (auto* r = receivers.pop_front()) r->ready(r, {}, std::nullopt);
+  }
+
+  /// Graceful drain: later sends fail with `closed`; what is queued (and senders already
+  /// waiting for room, and reserved slots) is still received; then receivers see the end.
+  void close_for_send() {
+    detail::fifo<detail::recv_waiter<T>> receivers;
+    {
+      std::lock_guard lk(m_);
+      send_closed_ = true;
+      if (at_end_locked()) receivers = receivers_.take();
     }
     while (auto* r = receivers.pop_front()) r->ready(r, {}, std::nullopt);
   }
@@ -512,12 +611,35 @@ class channel final : private detail::context_registry::entry {
   // Pops the oldest item and refills the buffer from the oldest waiting sender.
   T take_locked(detail::send_waiter<T>*& refilled) {
     T v = pop_locked();
-    if (auto* s = senders_.pop_front()) {
+    refilled = accept_one_locked();
+    return v;
+  }
+
+  bool has_room_locked() const noexcept { return size_ + reserved_ < capacity_; }
+
+  bool at_end_locked() const noexcept {
+    return closed_ || ((no_senders_ || send_closed_) && size_ == 0 && reserved_ == 0 &&
+                       senders_.empty());
+  }
+
+  std::size_t index(std::size_t k) const noexcept {
+    std::size_t i = head_ + k;
+    return i >= alloc_ ? i - alloc_ : i;
+  }
+
+  // A slot freed: the oldest waiting sender's value (or reservation) takes it. Returns the
+  // node to notify after unlocking, if it wants to be told.
+  detail::send_waiter<T>* accept_one_locked() {
+    if (!has_room_locked()) return nullptr;
+    auto* s = senders_.pop_front();
+    if (!s) return nullptr;
+    if (s->reservation) {
+      ++reserved_;
+    } else {
       push_locked(std::move(*s->value));
       s->value.reset();
-      if (s->on_accepted) refilled = s;
     }
-    return v;
+    return s->on_accepted ? s : nullptr;
   }
 
   // The buffer grows on demand up to capacity, so an idle channel costs no item storage.
@@ -547,8 +669,11 @@ class channel final : private detail::context_registry::entry {
   std::size_t alloc_ = 0;
   std::size_t head_ = 0;
   std::size_t size_ = 0;
+  std::size_t reserved_ = 0;
   bool closed_ = false;
+  bool send_closed_ = false;
   bool no_senders_ = false;
+  executor_type consumer_;
   boost::system::error_code receive_error_;
   detail::fifo<detail::send_waiter<T>> senders_;
   detail::fifo<detail::recv_waiter<T>> receivers_;

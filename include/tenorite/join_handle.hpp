@@ -31,9 +31,11 @@ namespace tenorite {
 
 namespace detail {
 
-/// What abort() needs from a service: fail the worker's receives, cancel its other waits.
+/// What the join handle needs from a service: fail the worker's receives (abort), or stop
+/// taking new calls while the queued ones are served (drain).
 struct abortable {
   virtual void abort_receivers() noexcept = 0;
+  virtual void drain() noexcept = 0;
   virtual ~abortable() = default;
 };
 
@@ -88,6 +90,16 @@ class task_control {
   bool is_finished() const {
     std::lock_guard lk(m_);
     return finished_;
+  }
+
+  /// Stops new calls; the worker serves what is queued, then its recv() sees the end.
+  void drain() {
+    std::shared_ptr<abortable> svc;
+    {
+      std::lock_guard lk(m_);
+      svc = service_;
+    }
+    if (svc) svc->drain();
   }
 
   virtual ~task_control() = default;
@@ -241,6 +253,14 @@ class join_handle {
     state_->abort();
   }
 
+  /// Graceful stop: from now on every new call fails with send_failure (its request comes
+  /// back), every request already queued is still served, and the join completes after the
+  /// last one (once the worker's loop sees the end of the queue and returns).
+  void drain() {
+    if (!state_) throw std::logic_error("tenorite::join_handle::drain: empty join handle");
+    state_->drain();
+  }
+
   /// True once the worker has ended (its queue is closed).
   bool is_finished() const { return state_ && state_->is_finished(); }
 
@@ -254,7 +274,7 @@ class join_handle {
         : detail::reply_slot<result_type>(&on_complete),
           executor(detail::tracked_executor(h, fallback)),
           handler(std::move(h)) {}
-    static void on_complete(detail::reply_slot<result_type>* s, result_type&& r) noexcept {
+    static bool on_complete(detail::reply_slot<result_type>* s, result_type&& r) noexcept {
       auto* self = static_cast<join_op*>(s);
       Handler h(std::move(self->handler));
       auto ex = std::move(self->executor);
@@ -263,6 +283,7 @@ class join_handle {
       detail::complete_on<Handler>(
           ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); },
           immediate);
+      return true;
     }
     detail::tracked_executor_t<Handler, boost::asio::any_io_executor> executor;
     Handler handler;

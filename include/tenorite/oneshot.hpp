@@ -23,20 +23,26 @@ template <class R>
 class reply_slot {
  public:
   using value_type = R;
-  using complete_fn = void (*)(reply_slot*, R&&) noexcept;
+  /// Returns false when the waiter had already gone (the value was dropped).
+  using complete_fn = bool (*)(reply_slot*, R&&) noexcept;
 
   explicit reply_slot(complete_fn fn) noexcept : complete_(fn) {}
   reply_slot(const reply_slot&) = delete;
   reply_slot& operator=(const reply_slot&) = delete;
 
   /// Delivers the value. The slot (and its owner) may be gone when this returns.
-  void complete(R&& value) noexcept { complete_(this, std::move(value)); }
+  bool complete(R&& value) noexcept { return complete_(this, std::move(value)); }
+
+  /// True once the waiter gave up (deadline, terminal cancellation): a reply is dropped.
+  bool waiter_gone() const noexcept { return waiter_gone_.load(std::memory_order_acquire); }
 
  protected:
   ~reply_slot() = default;
+  void mark_waiter_gone() noexcept { waiter_gone_.store(true, std::memory_order_release); }
 
  private:
   complete_fn complete_;
+  std::atomic<bool> waiter_gone_{false};
 };
 
 /// A one-time wake-up for a plain thread: set() once from any thread, wait() once.
@@ -93,10 +99,11 @@ class blocking_reply final : public reply_slot<R> {
   }
 
  private:
-  static void on_complete(reply_slot<R>* base, R&& value) noexcept {
+  static bool on_complete(reply_slot<R>* base, R&& value) noexcept {
     auto* self = static_cast<blocking_reply*>(base);
     self->value_.emplace(std::move(value));
     self->flag_.set();
+    return true;
   }
 
   std::optional<R> value_;

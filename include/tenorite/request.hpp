@@ -27,11 +27,19 @@ class responder {
 
   responder() noexcept = default;
   explicit responder(slot_type* slot) noexcept : slot_(slot) {}
-  responder(responder&& o) noexcept : slot_(std::exchange(o.slot_, nullptr)) {}
+  /// The responder of a fire-and-forget request (caller::notify): nobody waits for a reply.
+  static responder for_notification() noexcept {
+    responder r;
+    r.notification_ = true;
+    return r;
+  }
+  responder(responder&& o) noexcept
+      : slot_(std::exchange(o.slot_, nullptr)), notification_(o.notification_) {}
   responder& operator=(responder&& o) noexcept {
     if (this != &o) {
       reset();
       slot_ = std::exchange(o.slot_, nullptr);
+      notification_ = o.notification_;
     }
     return *this;
   }
@@ -39,21 +47,28 @@ class responder {
   responder& operator=(const responder&) = delete;
   ~responder() { reset(); }
 
-  /// Answers the call with a response or an error. Returns false when the caller is gone.
+  /// Answers the call with a response or an error. Returns false when the caller is gone
+  /// (it gave up: deadline or cancellation) or wants no reply (a notification).
   /// Throws std::logic_error if this responder has already answered (or is moved-from).
   bool send(reply_type reply) {
+    if (notification_) return false;
     if (!slot_)
       throw std::logic_error(
           "tenorite::responder::send: this request has already been answered (a responder "
           "answers exactly once; a moved-from responder answers nothing)");
     slot_type* s = std::exchange(slot_, nullptr);
-    if (reply) {
-      s->complete(result_type(std::in_place, std::move(*reply)));
-    } else {
-      s->complete(result_type(std::unexpect, error<Req, Err>::service(std::move(reply.error()))));
-    }
-    return true;
+    if (reply) return s->complete(result_type(std::in_place, std::move(*reply)));
+    return s->complete(
+        result_type(std::unexpect, error<Req, Err>::service(std::move(reply.error()))));
   }
+
+  /// False for a fire-and-forget request (caller::notify): answering it is harmless.
+  bool wants_reply() const noexcept { return !notification_; }
+
+  /// True when no one waits for the answer any more: the caller gave up (deadline, terminal
+  /// cancellation), it was a notification, or it was already answered. A worker may skip
+  /// the work.
+  bool is_closed() const noexcept { return !slot_ || slot_->waiter_gone(); }
 
   /// True while the responder can still answer.
   bool can_answer() const noexcept { return slot_ != nullptr; }
@@ -65,6 +80,11 @@ class responder {
       s->complete(result_type(std::unexpect, error<Req, Err>::send_failure(std::move(req))));
   }
 
+  /// Library use: which reply slot this responder completes.
+  const slot_type* slot() const noexcept { return slot_; }
+  /// Library use: forget the slot without completing it (the call was withdrawn).
+  void release() noexcept { slot_ = nullptr; }
+
  private:
   void reset() noexcept {
     if (slot_type* s = std::exchange(slot_, nullptr))
@@ -72,6 +92,7 @@ class responder {
   }
 
   slot_type* slot_ = nullptr;
+  bool notification_ = false;
 };
 
 /// One request as the worker sees it: `request` is the caller's value, `client` answers it.

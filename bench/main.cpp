@@ -1,0 +1,178 @@
+// bench/main.cpp — the scenario driver: runs every scenario of /work/shared/BENCHMARK.md for
+// tenorite and for each baseline, prints one line per figure
+//
+//     impl=<name> scenario=<scenario> value=<number> unit=<unit>
+//
+// and ends with a table of ratios, tenorite vs each baseline ("x better": above 1 means
+// tenorite is better, whichever way the unit runs).
+//
+// Usage: tenorite_bench [scale]   (scale multiplies every count; default 1)
+//
+// A wrong response ends the program with a message and a non-zero exit status.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "kv_common.hpp"
+
+namespace {
+
+using bench::impl;
+
+constexpr double nan_value = std::numeric_limits<double>::quiet_NaN();
+
+struct scenario_info {
+  std::string name;
+  std::string unit;
+};
+
+struct results {
+  std::vector<scenario_info> order;                             // as first printed
+  std::map<std::string, std::map<std::string, double>> values;  // [impl][scenario]
+
+  void report(const impl& im, const std::string& scenario, double value, const char* unit) {
+    std::printf("impl=%s scenario=%s value=%.1f unit=%s\n", im.name, scenario.c_str(), value,
+                unit);
+    std::fflush(stdout);
+    if (std::none_of(order.begin(), order.end(),
+                     [&](const scenario_info& s) { return s.name == scenario; }))
+      order.push_back({scenario, unit});
+    values[im.name][scenario] = value;
+  }
+};
+
+std::size_t scaled(double scale, double count) {
+  const long long n = std::llround(count * scale);
+  return n < 1 ? 1 : static_cast<std::size_t>(n);
+}
+
+/// Nearest-rank percentile (p in (0, 1]); NaN for no samples.
+double percentile(std::vector<std::uint64_t>& v, double p) {
+  if (v.empty()) return nan_value;
+  std::size_t rank = static_cast<std::size_t>(std::ceil(p * static_cast<double>(v.size())));
+  rank = std::clamp<std::size_t>(rank, 1, v.size()) - 1;
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(rank), v.end());
+  return static_cast<double>(v[rank]);
+}
+
+void report_percentiles(results& res, const impl& im, const std::string& scenario,
+                        std::vector<std::uint64_t>& samples, bool ran) {
+  res.report(im, scenario + "_p50", ran ? percentile(samples, 0.50) : nan_value, "ns");
+  res.report(im, scenario + "_p99", ran ? percentile(samples, 0.99) : nan_value, "ns");
+}
+
+void run_s1(results& res, const std::vector<impl>& impls, double scale) {
+  const std::size_t warmup = scaled(scale, 10'000);
+  const std::size_t calls = scaled(scale, 200'000);
+  const std::string name = "s1_latency_echo";
+  for (const auto& im : impls) {
+    const double ns = im.s1_echo(warmup, calls, nullptr);
+    res.report(im, name, ns / static_cast<double>(calls), "ns_per_call");
+  }
+  // Separate pass: every call timed.
+  for (const auto& im : impls) {
+    std::vector<std::uint64_t> samples(calls);
+    const double ns = im.s1_echo(warmup, calls, samples.data());
+    report_percentiles(res, im, name, samples, !std::isnan(ns));
+  }
+}
+
+void run_s2(results& res, const std::vector<impl>& impls, double scale, std::size_t callers) {
+  // A static split of the total: caller j makes per = total / callers calls.
+  const std::size_t total = std::max(scaled(scale, 1'000'000), callers);
+  const std::size_t per = total / callers;
+  const double calls = static_cast<double>(per * callers);
+  const std::string name = "s2_throughput_kv_" + std::to_string(callers) + "callers";
+  for (const auto& im : impls) {
+    const double ns = im.s2_kv(callers, per, nullptr);
+    res.report(im, name, calls / (ns * 1e-9), "calls_per_s");
+  }
+  // Separate pass: every call timed.
+  for (const auto& im : impls) {
+    std::vector<std::uint64_t> samples(per * callers);
+    const double ns = im.s2_kv(callers, per, samples.data());
+    report_percentiles(res, im, name, samples, !std::isnan(ns));
+  }
+}
+
+void run_s3(results& res, const std::vector<impl>& impls, double scale) {
+  const std::size_t threads = 2;
+  const std::size_t per = scaled(scale, 250'000);
+  const double calls = static_cast<double>(per * threads);
+  for (const auto& im : impls) {
+    const double ns = im.s3_blocking(threads, per);
+    res.report(im, "s3_blocking_kv_2threads", calls / (ns * 1e-9), "calls_per_s");
+  }
+}
+
+void run_s5(results& res, const std::vector<impl>& impls, double scale) {
+  const std::size_t services = scaled(scale, 100'000);
+  const double n = static_cast<double>(services);
+  for (const auto& im : impls) {
+    const bench::s5_figures f = im.s5(services);
+    res.report(im, "s5_start_and_first_call", f.start_and_first_call_ns / n, "ns_per_service");
+    res.report(im, "s5_idle_service_memory", f.memory_bytes / n, "bytes_per_service");
+    res.report(im, "s5_shutdown", f.shutdown_ns / n, "ns_per_service");
+  }
+}
+
+void print_ratios(const results& res, const std::vector<impl>& impls) {
+  std::printf("\n# tenorite vs each baseline, \"x better\" (above 1 means tenorite is better)\n");
+  std::printf("# %-36s %-18s", "scenario", "unit");
+  for (std::size_t b = 1; b < impls.size(); ++b) {
+    const std::string head = std::string("vs ") + impls[b].name;
+    std::printf(" %18s", head.c_str());
+  }
+  std::printf("\n");
+  const auto& ten = res.values.at(impls[0].name);
+  for (const auto& s : res.order) {
+    const bool higher_is_better = s.unit == "calls_per_s";
+    std::printf("# %-36s %-18s", s.name.c_str(), s.unit.c_str());
+    for (std::size_t b = 1; b < impls.size(); ++b) {
+      const double t = ten.at(s.name);
+      const double base = res.values.at(impls[b].name).at(s.name);
+      const double ratio = higher_is_better ? t / base : base / t;
+      if (std::isfinite(ratio)) {
+        std::printf(" %11.2fx better", ratio);
+      } else {
+        std::printf(" %18s", "n/a");
+      }
+    }
+    std::printf("\n");
+  }
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  double scale = 1.0;
+  if (argc > 1) {
+    char* end = nullptr;
+    scale = std::strtod(argv[1], &end);
+    if (end == argv[1] || *end != '\0' || !(scale > 0.0) || !std::isfinite(scale)) {
+      std::fprintf(stderr, "usage: %s [scale]   (scale > 0 multiplies every count)\n", argv[0]);
+      return 2;
+    }
+  }
+
+  const std::vector<impl> impls = {bench::tenorite_impl(), bench::asio_channel_impl(),
+                                   bench::std_threads_impl()};
+  std::printf("# tenorite_bench scale=%g runtime_threads=%zu queue_capacity=%zu\n", scale,
+              bench::runtime_threads, bench::queue_capacity);
+  std::fflush(stdout);
+
+  results res;
+  run_s1(res, impls, scale);
+  run_s2(res, impls, scale, 64);
+  run_s2(res, impls, scale, 1000);
+  run_s3(res, impls, scale);
+  run_s5(res, impls, scale);
+  print_ratios(res, impls);
+  return EXIT_SUCCESS;
+}
