@@ -22,6 +22,7 @@
 #include <stdexcept>
 #include <tenorite/channel.hpp>
 #include <utility>
+#include <vector>
 
 namespace tenorite {
 
@@ -52,10 +53,33 @@ class receiver {
   /// The next request if one is queued now (never waits).
   std::optional<T> try_recv() { return checked("try_recv").try_receive(); }
 
+  /// Waits for at least one request, then takes up to `limit` queued requests at once,
+  /// appending them to `out`. Yields how many; 0 means the end of the queue (as recv()'s
+  /// empty optional). Throws like recv() after an abort.
+  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<std::size_t> recv_many(std::vector<T>& out,
+                                                                         std::size_t limit) {
+    return recv_many_impl(&checked("recv_many"), &out, limit);
+  }
+
+  /// Worker-side graceful drain: later calls fail with send_failure (request returned), the
+  /// requests already queued are still received, then recv() yields the end.
+  void close() { checked("close").close_for_send(); }
+
   /// False for a moved-from or default-constructed receiver.
   explicit operator bool() const noexcept { return static_cast<bool>(ch_); }
 
  private:
+  static boost::asio::awaitable<std::size_t> recv_many_impl(channel<T>* ch, std::vector<T>* out,
+                                                            std::size_t limit) {
+    if (limit == 0) co_return 0;
+    std::size_t n = ch->try_receive_many(*out, limit);
+    if (n > 0) co_return n;
+    auto first = co_await ch->async_receive(boost::asio::use_awaitable);
+    if (!first) co_return 0;
+    out->push_back(std::move(*first));
+    co_return 1 + ch->try_receive_many(*out, limit - 1);
+  }
+
   channel<T>& checked(const char* what) const {
     if (!ch_)
       throw std::logic_error(std::string("tenorite::receiver::") + what +

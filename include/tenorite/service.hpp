@@ -165,6 +165,7 @@ class service {
     auto ts = std::make_shared<detail::task_state<TaskResult>>(base);
     auto signal = std::make_shared<boost::asio::cancellation_signal>();
     ts->arm(boost::asio::any_io_executor(strand), signal, st);
+    st->chan.set_consumer(boost::asio::any_io_executor(strand));
 
     auto core = std::make_shared<detail::caller_core<Req, Resp, Err>>(st);
     boost::asio::any_io_executor work(

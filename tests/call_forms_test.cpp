@@ -1,0 +1,550 @@
+// Calls beyond the seed: try, deadlines, cancellation, notify, drain, reserve, self-call,
+// batch receive — and the races between a give-up, the reply and the worker's end.
+#include <atomic>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_future.hpp>
+#include <chrono>
+#include <latch>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "test_support.hpp"
+
+using namespace test;
+using namespace std::chrono_literals;
+using tenorite::error_kind;
+
+namespace {
+
+tenorite::runtime& rt() {
+  static tenorite::runtime r(2);
+  return r;
+}
+
+// A worker that records every request it sees, waits on a gate before each one when asked,
+// and can report what it saw of its responder.
+struct probe {
+  std::shared_ptr<gate> go;  // wait on it before taking the first request
+  std::mutex m;
+  std::vector<int> seen;
+  std::vector<bool> wants_reply;
+  std::vector<bool> send_results;
+  std::promise<void> holding;  // set when the first request is held (before answering)
+  std::shared_ptr<gate> answer_gate;  // if set: wait on it before answering the first request
+  std::vector<bool> closed_when_answering;
+};
+
+struct probe_worker {
+  static asio::awaitable<void> task(tenorite::receiver<echo_request> rx, std::shared_ptr<probe> p) {
+    if (p->go) co_await p->go->wait();
+    bool first = true;
+    while (auto r = co_await rx.recv()) {
+      {
+        std::lock_guard lk(p->m);
+        p->seen.push_back(r->request);
+        p->wants_reply.push_back(r->client.wants_reply());
+      }
+      if (first && p->answer_gate) {
+        p->holding.set_value();
+        co_await p->answer_gate->wait();
+      }
+      first = false;
+      bool closed = r->client.is_closed();
+      bool sent = r->client.send(r->request * 2);
+      std::lock_guard lk(p->m);
+      p->closed_when_answering.push_back(closed);
+      p->send_results.push_back(sent);
+    }
+  }
+};
+using probe_service =
+    tenorite::service<int, int, std::string, probe_worker, std::shared_ptr<probe>>;
+
+std::vector<int> seen(probe& p) {
+  std::lock_guard lk(p.m);
+  return p.seen;
+}
+
+}  // namespace
+
+// ---- try ----
+
+TEST(CallForms, TrySendRequestFailsAtOnceWhenFullAndGivesTheRequestBack) {
+  auto p = std::make_shared<probe>();
+  p->go = std::make_shared<gate>(rt().executor());
+  auto [task, caller] = probe_service{}.start_task(rt(), 2, p);
+  auto f1 = caller.async_send_request(1, asio::use_future);
+  auto f2 = caller.async_send_request(2, asio::use_future);  // the queue (2) is now full
+
+  auto blocking = caller.try_send_request_blocking(3);
+  ASSERT_FALSE(blocking);
+  EXPECT_EQ(blocking.error().kind(), error_kind::queue_full);
+  EXPECT_EQ(blocking.error().request(), std::optional<int>(3));
+
+  auto token = caller.async_try_send_request(4, asio::use_future).get();
+  ASSERT_FALSE(token);
+  EXPECT_EQ(token.error().kind(), error_kind::queue_full);
+  EXPECT_EQ(token.error().request(), std::optional<int>(4));
+
+  auto awaited = rt().block_on(caller.try_send_request(5));
+  ASSERT_FALSE(awaited);
+  EXPECT_EQ(awaited.error().kind(), error_kind::queue_full);
+  EXPECT_EQ(awaited.error().request(), std::optional<int>(5));
+
+  p->go->open();
+  EXPECT_EQ(f1.get().value(), 2);
+  EXPECT_EQ(f2.get().value(), 4);
+  EXPECT_EQ(caller.try_send_request_blocking(6).value(), 12);  // room again: an ordinary call
+  caller = {};
+  ASSERT_TRUE(task.wait());
+  EXPECT_EQ(seen(*p), (std::vector<int>{1, 2, 6}));  // refused requests were never delivered
+}
+
+// ---- deadlines ----
+
+TEST(CallForms, DeadlineWhileWaitingForRoomWithdrawsTheRequest) {
+  auto p = std::make_shared<probe>();
+  p->go = std::make_shared<gate>(rt().executor());
+  auto [task, caller] = probe_service{}.start_task(rt(), 1, p);
+  auto f1 = caller.async_send_request(1, asio::use_future);  // fills the queue
+  auto r = caller.send_request_blocking_for(2, 20ms);         // waits for room, then gives up
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind(), error_kind::timed_out);
+  EXPECT_EQ(r.error().request(), std::optional<int>(2));
+  p->go->open();
+  EXPECT_EQ(f1.get().value(), 2);
+  caller = {};
+  ASSERT_TRUE(task.wait());
+  EXPECT_EQ(seen(*p), (std::vector<int>{1}));  // never delivered late
+}
+
+TEST(CallForms, DeadlineWhileQueuedWithdrawsTheRequestFromTheQueue) {
+  auto p = std::make_shared<probe>();
+  p->go = std::make_shared<gate>(rt().executor());
+  auto [task, caller] = probe_service{}.start_task(rt(), 4, p);
+  auto f1 = caller.async_send_request(1, asio::use_future);
+  auto timed = rt().block_on(caller.send_request_for(2, 20ms));  // buffered, then withdrawn
+  ASSERT_FALSE(timed);
+  EXPECT_EQ(timed.error().kind(), error_kind::timed_out);
+  EXPECT_EQ(timed.error().request(), std::optional<int>(2));
+  auto f3 = caller.async_send_request(3, asio::use_future);
+  p->go->open();
+  EXPECT_EQ(f1.get().value(), 2);
+  EXPECT_EQ(f3.get().value(), 6);
+  caller = {};
+  ASSERT_TRUE(task.wait());
+  EXPECT_EQ(seen(*p), (std::vector<int>{1, 3}));
+}
+
+TEST(CallForms, DeadlineAfterDeliveryAbandonsTheCallAndTheWorkerSeesIt) {
+  auto p = std::make_shared<probe>();
+  p->answer_gate = std::make_shared<gate>(rt().executor());
+  auto holding = p->holding.get_future();
+  auto [task, caller] = probe_service{}.start_task(rt(), 4, p);
+  auto fut = caller.async_send_request_for(7, 20ms, asio::use_future);
+  holding.wait();  // the worker holds request 7
+  auto r = fut.get();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind(), error_kind::timed_out);
+  EXPECT_FALSE(r.error().request().has_value());  // it was delivered: nothing to give back
+  p->answer_gate->open();
+  caller = {};
+  ASSERT_TRUE(task.wait());
+  std::lock_guard lk(p->m);
+  ASSERT_EQ(p->closed_when_answering.size(), 1u);
+  EXPECT_TRUE(p->closed_when_answering[0]);  // client.is_closed(): the caller gave up
+  EXPECT_FALSE(p->send_results[0]);          // and send() says so
+}
+
+TEST(CallForms, ACallThatMeetsItsDeadlineIsAnOrdinaryCall) {
+  auto [task, caller] = echo_service{}.start_task(rt(), 4, echo_config{});
+  EXPECT_EQ(caller.send_request_blocking_for(5, 10s).value(), 10);
+  EXPECT_EQ(caller.async_send_request_for(6, 10s, asio::use_future).get().value(), 12);
+  EXPECT_EQ(rt().block_on(caller.send_request_for(7, 10s)).value(), 14);
+}
+
+// ---- cancellation ----
+
+TEST(CallForms, CancellingAQueuedCallWithdrawsIt) {
+  auto p = std::make_shared<probe>();
+  p->go = std::make_shared<gate>(rt().executor());
+  auto [task, caller] = probe_service{}.start_task(rt(), 4, p);
+  asio::cancellation_signal signal;
+  std::promise<echo_result> got;
+  // Start and cancel from the service's own strand-free context: a single-threaded runtime.
+  tenorite::runtime one(1);
+  asio::post(one.executor(), [&] {
+    caller.async_send_request(
+        9, asio::bind_cancellation_slot(signal.slot(), [&](echo_result r) {
+          got.set_value(std::move(r));
+        }));
+    signal.emit(asio::cancellation_type::partial);  // any type withdraws a queued request
+  });
+  auto r = got.get_future().get();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind(), error_kind::cancelled);
+  EXPECT_EQ(r.error().request(), std::optional<int>(9));
+  p->go->open();
+  caller = {};
+  ASSERT_TRUE(task.wait());
+  EXPECT_TRUE(seen(*p).empty());
+}
+
+TEST(CallForms, NonTerminalCancellationOfADeliveredCallIsIgnored) {
+  auto p = std::make_shared<probe>();
+  p->answer_gate = std::make_shared<gate>(rt().executor());
+  auto holding = p->holding.get_future();
+  auto [task, caller] = probe_service{}.start_task(rt(), 4, p);
+  asio::cancellation_signal signal;
+  std::promise<echo_result> got;
+  tenorite::runtime one(1);
+  asio::post(one.executor(), [&] {
+    caller.async_send_request(
+        4, asio::bind_cancellation_slot(signal.slot(), [&](echo_result r) {
+          got.set_value(std::move(r));
+        }));
+  });
+  holding.wait();
+  std::promise<void> emitted;
+  asio::post(one.executor(), [&] {
+    signal.emit(asio::cancellation_type::partial);
+    emitted.set_value();
+  });
+  emitted.get_future().wait();
+  p->answer_gate->open();
+  EXPECT_EQ(got.get_future().get().value(), 8);  // the call went on and got its reply
+}
+
+TEST(CallForms, TerminalCancellationOfADeliveredCallAbandonsIt) {
+  auto p = std::make_shared<probe>();
+  p->answer_gate = std::make_shared<gate>(rt().executor());
+  auto holding = p->holding.get_future();
+  auto [task, caller] = probe_service{}.start_task(rt(), 4, p);
+  asio::cancellation_signal signal;
+  std::promise<echo_result> got;
+  tenorite::runtime one(1);
+  asio::post(one.executor(), [&] {
+    caller.async_send_request(
+        4, asio::bind_cancellation_slot(signal.slot(), [&](echo_result r) {
+          got.set_value(std::move(r));
+        }));
+  });
+  holding.wait();
+  asio::post(one.executor(), [&] { signal.emit(asio::cancellation_type::terminal); });
+  auto r = got.get_future().get();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind(), error_kind::cancelled);
+  EXPECT_FALSE(r.error().request());
+  p->answer_gate->open();
+  caller = {};
+  ASSERT_TRUE(task.wait());
+  std::lock_guard lk(p->m);
+  EXPECT_TRUE(p->closed_when_answering.at(0));
+  EXPECT_FALSE(p->send_results.at(0));
+}
+
+asio::awaitable<std::string> race_against_timer(echo_caller c) {
+  using namespace asio::experimental::awaitable_operators;
+  asio::steady_timer timer(co_await asio::this_coro::executor, 20ms);
+  int v = 11;
+  auto outcome = co_await (c.send_request(std::move(v)) || timer.async_wait(asio::use_awaitable));
+  if (outcome.index() == 1) co_return "timer won";
+  auto& r = std::get<0>(outcome);
+  if (!r && r.error().kind() == error_kind::cancelled && r.error().request() == 11)
+    co_return "withdrawn";
+  co_return "call won";
+}
+
+TEST(CallForms, AwaitableOperatorRaceWithATimerWithdrawsAQueuedCall) {
+  auto p = std::make_shared<probe>();
+  p->go = std::make_shared<gate>(rt().executor());
+  auto [task, caller] = probe_service{}.start_task(rt(), 4, p);
+  EXPECT_EQ(rt().block_on(race_against_timer(caller)), "timer won");
+  p->go->open();
+  caller = {};
+  ASSERT_TRUE(task.wait());
+  EXPECT_TRUE(seen(*p).empty());  // the cancelled request was never delivered
+}
+
+// ---- notify ----
+
+TEST(CallForms, NotifyIsDeliveredWithoutAReplyAndAnsweringItIsHarmless) {
+  auto p = std::make_shared<probe>();
+  auto [task, caller] = probe_service{}.start_task(rt(), 4, p);
+  EXPECT_TRUE(caller.notify_blocking(1));
+  EXPECT_TRUE(caller.async_notify(2, asio::use_future).get());
+  EXPECT_TRUE(rt().block_on(caller.notify(3)));
+  EXPECT_TRUE(caller.try_notify(4));
+  EXPECT_EQ(caller.send_request_blocking(5).value(), 10);  // after the four, in order
+  caller = {};
+  ASSERT_TRUE(task.wait());
+  std::lock_guard lk(p->m);
+  EXPECT_EQ(p->seen, (std::vector<int>{1, 2, 3, 4, 5}));
+  EXPECT_EQ(p->wants_reply, (std::vector<bool>{false, false, false, false, true}));
+  EXPECT_EQ(p->send_results, (std::vector<bool>{false, false, false, false, true}));
+}
+
+TEST(CallForms, TryNotifyOnAFullQueueAndNotifyOnAnEndedServiceGiveTheRequestBack) {
+  auto p = std::make_shared<probe>();
+  p->go = std::make_shared<gate>(rt().executor());
+  auto [task, caller] = probe_service{}.start_task(rt(), 1, p);
+  ASSERT_TRUE(caller.try_notify(1));
+  auto full = caller.try_notify(2);
+  ASSERT_FALSE(full);
+  EXPECT_EQ(full.error().kind(), error_kind::queue_full);
+  EXPECT_EQ(full.error().request(), std::optional<int>(2));
+  task.abort();
+  p->go->open();
+  ASSERT_FALSE(task.wait());
+  auto gone = caller.notify_blocking(3);
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().kind(), error_kind::send_failure);
+  EXPECT_EQ(gone.error().request(), std::optional<int>(3));
+}
+
+// ---- drain ----
+
+TEST(CallForms, DrainServesWhatIsQueuedAndRefusesNewCalls) {
+  auto p = std::make_shared<probe>();
+  p->go = std::make_shared<gate>(rt().executor());
+  auto [task, caller] = probe_service{}.start_task(rt(), 2, p);
+  auto f1 = caller.async_send_request(1, asio::use_future);
+  auto f2 = caller.async_send_request(2, asio::use_future);
+  auto f3 = caller.async_send_request(3, asio::use_future);  // waiting for room
+  task.drain();
+  auto refused = caller.send_request_blocking(4);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().kind(), error_kind::send_failure);
+  EXPECT_EQ(refused.error().request(), std::optional<int>(4));
+  p->go->open();
+  EXPECT_EQ(f1.get().value(), 2);
+  EXPECT_EQ(f2.get().value(), 4);
+  EXPECT_EQ(f3.get().value(), 6);
+  ASSERT_TRUE(task.wait());  // ends although `caller` is still alive
+  EXPECT_EQ(seen(*p), (std::vector<int>{1, 2, 3}));
+}
+
+struct closing_worker {  // closes its queue after the first request, serves the rest
+  static asio::awaitable<int> task(tenorite::receiver<echo_request> rx,
+                                   std::shared_ptr<gate> go) {
+    co_await go->wait();
+    int served = 0;
+    while (auto r = co_await rx.recv()) {
+      if (served == 0) rx.close();
+      r->client.send(r->request);
+      ++served;
+    }
+    co_return served;
+  }
+};
+using closing_service =
+    tenorite::service<int, int, std::string, closing_worker, std::shared_ptr<gate>, int>;
+
+TEST(CallForms, ReceiverCloseServesWhatIsQueuedThenEnds) {
+  auto go = std::make_shared<gate>(rt().executor());
+  auto [task, caller] = closing_service{}.start_task(rt(), 4, go);
+  std::vector<std::future<echo_result>> fs;
+  for (int i = 0; i < 3; ++i) fs.push_back(caller.async_send_request(i, asio::use_future));
+  go->open();
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(fs[i].get().value(), i);
+  auto j = task.wait();
+  ASSERT_TRUE(j);
+  EXPECT_EQ(*j, 3);
+  auto late = caller.send_request_blocking(9);
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().kind(), error_kind::send_failure);
+}
+
+// ---- reserve ----
+
+TEST(CallForms, APermitHoldsASlotAndSendsWithoutWaiting) {
+  auto p = std::make_shared<probe>();
+  p->go = std::make_shared<gate>(rt().executor());
+  auto [task, caller] = probe_service{}.start_task(rt(), 1, p);
+  auto permit = caller.reserve_blocking();
+  ASSERT_TRUE(permit);
+  auto none = caller.try_reserve();
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().kind(), error_kind::queue_full);
+  auto refused = caller.try_send_request_blocking(1);  // the slot is taken by the permit
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().kind(), error_kind::queue_full);
+  auto fut = permit->async_send_request(2, asio::use_future);
+  EXPECT_FALSE(static_cast<bool>(*permit));  // single use
+  EXPECT_THROW((void)permit->send_request_blocking(3), std::logic_error);
+  p->go->open();
+  EXPECT_EQ(fut.get().value(), 4);
+}
+
+TEST(CallForms, DroppedPermitsGiveTheirSlotsBackNoneLeak) {
+  auto p = std::make_shared<probe>();
+  p->go = std::make_shared<gate>(rt().executor());
+  auto [task, caller] = probe_service{}.start_task(rt(), 3, p);
+  for (int i = 0; i < 1000; ++i) {
+    auto a = caller.try_reserve();
+    auto b = rt().block_on(caller.reserve());
+    auto c = caller.async_reserve(asio::use_future).get();
+    ASSERT_TRUE(a && b && c);
+  }
+  // All three slots are free again: three requests fit, the fourth does not.
+  std::vector<std::future<echo_result>> fs;
+  for (int i = 0; i < 3; ++i) fs.push_back(caller.async_try_send_request(i, asio::use_future));
+  auto fourth = caller.try_send_request_blocking(3);
+  ASSERT_FALSE(fourth);
+  EXPECT_EQ(fourth.error().kind(), error_kind::queue_full);
+  p->go->open();
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(fs[i].get().value(), 2 * i);
+}
+
+TEST(CallForms, AWaitingReservationIsGrantedWhenASlotFrees) {
+  auto p = std::make_shared<probe>();
+  p->go = std::make_shared<gate>(rt().executor());
+  auto [task, caller] = probe_service{}.start_task(rt(), 1, p);
+  auto f1 = caller.async_send_request(1, asio::use_future);  // fills the queue
+  auto reservation = caller.async_reserve(asio::use_future);
+  p->go->open();  // the worker takes request 1: the slot goes to the reservation
+  auto permit = reservation.get();
+  ASSERT_TRUE(permit);
+  EXPECT_EQ(permit->send_request_blocking(5).value(), 10);
+  EXPECT_EQ(f1.get().value(), 2);
+}
+
+// ---- self-call ----
+
+struct self_calling_worker {
+  static asio::awaitable<void> task(
+      tenorite::receiver<echo_request> rx,
+      std::shared_ptr<std::promise<tenorite::weak_caller<int, int, std::string>>> self) {
+    auto me = self->get_future().get().lock();  // set before the first request
+    while (auto r = co_await rx.recv()) {
+      int inner = r->request + 1;
+      auto nested = co_await me->send_request(std::move(inner));
+      if (!nested && nested.error().kind() == error_kind::deadlock &&
+          nested.error().request() == r->request + 1) {
+        r->client.send(-1);  // detected, with the request back
+      } else {
+        r->client.send(0);
+      }
+    }
+  }
+};
+using self_calling_service =
+    tenorite::service<int, int, std::string, self_calling_worker,
+                      std::shared_ptr<std::promise<tenorite::weak_caller<int, int, std::string>>>>;
+
+TEST(CallForms, AWorkerCallingItsOwnServiceGetsDeadlockInsteadOfHanging) {
+  auto self = std::make_shared<std::promise<tenorite::weak_caller<int, int, std::string>>>();
+  auto [task, caller] = self_calling_service{}.start_task(rt(), 4, self);
+  self->set_value(caller.weak());
+  EXPECT_EQ(caller.send_request_blocking(1).value(), -1);
+}
+
+// ---- batch receive ----
+
+struct batch_worker {
+  static asio::awaitable<std::vector<std::size_t>> task(tenorite::receiver<echo_request> rx,
+                                                        std::shared_ptr<gate> go) {
+    co_await go->wait();
+    std::vector<std::size_t> batches;
+    std::vector<echo_request> batch;
+    while (std::size_t n = co_await rx.recv_many(batch, 3)) {
+      batches.push_back(n);
+      for (auto& r : batch) r.client.send(r.request);
+      batch.clear();
+    }
+    co_return batches;
+  }
+};
+using batch_service = tenorite::service<int, int, std::string, batch_worker,
+                                        std::shared_ptr<gate>, std::vector<std::size_t>>;
+
+TEST(CallForms, RecvManyTakesUpToTheLimitOfWhatIsQueued) {
+  auto go = std::make_shared<gate>(rt().executor());
+  auto [task, caller] = batch_service{}.start_task(rt(), 8, go);
+  std::vector<std::future<echo_result>> fs;
+  for (int i = 0; i < 5; ++i) fs.push_back(caller.async_send_request(i, asio::use_future));
+  go->open();
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(fs[i].get().value(), i);
+  caller = {};
+  auto j = task.wait();
+  ASSERT_TRUE(j);
+  EXPECT_EQ(*j, (std::vector<std::size_t>{3, 2}));
+}
+
+// ---- races: give-ups, replies and the worker's end, many times ----
+
+struct racing_worker {  // answers, drops, or ends at random; records what it saw
+  static asio::awaitable<void> task(tenorite::receiver<echo_request> rx, std::shared_ptr<probe> p) {
+    unsigned n = 0;
+    while (auto r = co_await rx.recv()) {
+      {
+        std::lock_guard lk(p->m);
+        p->seen.push_back(r->request);
+      }
+      if (++n % 7 == 0) continue;  // dropped: fetch_failure (unless the caller gave up)
+      r->client.send(r->request * 2);
+      if (n % 31 == 0) co_await asio::post(asio::use_awaitable);  // let give-ups race
+    }
+  }
+};
+using racing_service = tenorite::service<int, int, std::string, racing_worker, std::shared_ptr<probe>>;
+
+TEST(CallForms, RacingDeadlinesCancellationsRepliesAndEndsCompleteEachCallOnce) {
+  constexpr int rounds = 20, calls = 200;
+  std::mt19937 rng(12345);
+  std::printf("seed 12345\n");
+  for (int round = 0; round < rounds; ++round) {
+    auto p = std::make_shared<probe>();
+    auto [task, caller] = racing_service{}.start_task(rt(), 1 + round % 4, p);
+    std::atomic<int> completions{0};
+    std::mutex m;
+    std::vector<int> returned;  // requests that came back undelivered
+    std::latch all(calls);
+    std::vector<std::unique_ptr<asio::cancellation_signal>> signals;
+    for (int i = 0; i < calls; ++i) {
+      auto on_done = [&, i](echo_result r) {
+        completions.fetch_add(1);
+        if (r) {
+          EXPECT_EQ(*r, 2 * i);
+        } else if (r.error().request()) {
+          EXPECT_EQ(*r.error().request(), i);
+          std::lock_guard lk(m);
+          returned.push_back(i);
+        }
+        all.count_down();
+      };
+      switch (rng() % 3) {
+        case 0:
+          caller.async_send_request(i, on_done);
+          break;
+        case 1:
+          caller.async_send_request_for(i, std::chrono::microseconds(rng() % 200), on_done);
+          break;
+        default: {
+          signals.push_back(std::make_unique<asio::cancellation_signal>());
+          auto* sig = signals.back().get();
+          auto type = (rng() % 2) ? asio::cancellation_type::terminal
+                                  : asio::cancellation_type::partial;
+          // Start and cancel on one strand-like single thread: slots are not thread-safe.
+          asio::post(rt().executor(), [caller = caller, sig, i, on_done, type] {
+            caller.async_send_request(i, asio::bind_cancellation_slot(sig->slot(), on_done));
+            sig->emit(type);
+          });
+        }
+      }
+      if (round % 5 == 4 && i == calls / 2) task.abort();  // the worker's end races too
+    }
+    all.wait();
+    EXPECT_EQ(completions.load(), calls);  // exactly once each
+    caller = {};
+    (void)task.wait();
+    std::set<int> delivered(p->seen.begin(), p->seen.end());
+    for (int id : returned) EXPECT_EQ(delivered.count(id), 0u) << "returned request " << id
+                                                               << " had been delivered";
+  }
+}
