@@ -120,8 +120,12 @@ class service_state final : public abortable {
     }
     send_status status;
     if (mode == call_mode::reserved) {
-      status = chan.send_reserved(*op->value);
-      if (status == send_status::sent) op->value.reset();
+      // Take the item out first: once handed over, the reply may free `op` at any moment.
+      item_type item(std::move(*op->value));
+      op->value.reset();
+      status = chan.send_reserved(item);
+      if (status == send_status::closed) item.client.fail_undelivered(std::move(item.request));
+      return;
     } else {
       status = chan.send_or_wait(op, caller_ex ? &*caller_ex : nullptr,
                                  mode == call_mode::try_only);
