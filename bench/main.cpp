@@ -161,8 +161,11 @@ int main(int argc, char** argv) {
     }
   }
 
-  const std::vector<impl> impls = {bench::tenorite_impl(), bench::asio_channel_impl(),
-                                   bench::std_threads_impl()};
+  std::vector<impl> impls = {bench::tenorite_impl(), bench::asio_channel_impl(),
+                             bench::std_threads_impl()};
+  // TENORITE_BENCH_ONLY_TENORITE=1 skips the baselines (for profiling; no ratio table).
+  if (const char* only = std::getenv("TENORITE_BENCH_ONLY_TENORITE"); only && *only == '1')
+    impls.resize(1);
   std::printf("# tenorite_bench scale=%g runtime_threads=%zu queue_capacity=%zu\n", scale,
               bench::runtime_threads, bench::queue_capacity);
   std::fflush(stdout);
@@ -173,6 +176,6 @@ int main(int argc, char** argv) {
   run_s2(res, impls, scale, 1000);
   run_s3(res, impls, scale);
   run_s5(res, impls, scale);
-  print_ratios(res, impls);
+  if (impls.size() > 1) print_ratios(res, impls);
   return EXIT_SUCCESS;
 }
