@@ -18,6 +18,7 @@
 #include <boost/asio/execution.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
+#include <boost/asio/recycling_allocator.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <memory>
 #include <type_traits>
@@ -98,10 +99,23 @@ boost::asio::any_io_executor tracked_executor(const Handler& h,
 template <class Handler, class Default>
 using tracked_executor_t = boost::asio::any_io_executor;
 
-/// Allocates and constructs an operation with the handler's associated allocator.
+/// The allocator for an operation's state: the handler's own, or, when it has none (the
+/// default std::allocator, as coroutines and plain callbacks do), Asio's per-thread recycling
+/// allocator — so a call in the steady state does not reach malloc.
+template <class Handler>
+auto op_allocator(const Handler& h) {
+  auto alloc = boost::asio::get_associated_allocator(h);
+  if constexpr (std::is_same_v<decltype(alloc), std::allocator<void>>) {
+    return boost::asio::recycling_allocator<void>();
+  } else {
+    return alloc;
+  }
+}
+
+/// Allocates and constructs an operation with op_allocator(handler).
 template <class Op, class Handler, class... Args>
 Op* new_op(Handler& handler, Args&&... args) {
-  auto alloc = boost::asio::get_associated_allocator(handler);
+  auto alloc = op_allocator(handler);
   using traits = typename std::allocator_traits<decltype(alloc)>::template rebind_traits<Op>;
   typename traits::allocator_type a(alloc);
   Op* p = traits::allocate(a, 1);
@@ -117,7 +131,7 @@ Op* new_op(Handler& handler, Args&&... args) {
 /// still be inside (it is then destroyed).
 template <class Op>
 void delete_op(Op* op) noexcept {
-  auto alloc = boost::asio::get_associated_allocator(op->handler);
+  auto alloc = op_allocator(op->handler);
   using traits = typename std::allocator_traits<decltype(alloc)>::template rebind_traits<Op>;
   typename traits::allocator_type a(alloc);
   op->~Op();

@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""Medians of several tenorite_bench runs: a markdown table, ratios, and a gnuplot data file.
+
+    python3 docs/bench_summary.py run1.txt run2.txt run3.txt [--dat docs/bench.dat]
+"""
+import math
+import re
+import statistics
+import sys
+
+files = [a for a in sys.argv[1:] if not a.startswith("--")]
+dat = sys.argv[sys.argv.index("--dat") + 1] if "--dat" in sys.argv else None
+if dat in files:
+    files.remove(dat)
+values, units = {}, {}
+for f in files:
+    for line in open(f):
+        m = re.match(r"impl=(\S+) scenario=(\S+) value=(\S+) unit=(\S+)", line)
+        if m:
+            values.setdefault((m[1], m[2]), []).append(float(m[3]))
+            units[m[2]] = m[4]
+impls = ["tenorite", "asio_channel", "std_threads"]
+scenarios = list(dict.fromkeys(s for _, s in values))
+
+
+def med(i, s):
+    v = [x for x in values.get((i, s), []) if not math.isnan(x)]
+    return statistics.median(v) if v else float("nan")
+
+
+def better(s, t, b):
+    if math.isnan(t) or math.isnan(b):
+        return "n/a"
+    higher = units[s].startswith("calls")
+    return f"{(t / b if higher else b / t):.2f}x"
+
+
+print(f"Medians of {len(files)} runs.\n")
+print("| scenario | unit | tenorite | asio_channel | std_threads | vs asio_channel | vs std_threads |")
+print("|---|---|---|---|---|---|---|")
+for s in scenarios:
+    t, a, st = (med(i, s) for i in impls)
+    fmt = lambda x: "n/a" if math.isnan(x) else f"{x:,.0f}"
+    print(f"| {s} | {units[s]} | {fmt(t)} | {fmt(a)} | {fmt(st)} | {better(s, t, a)} | {better(s, t, st)} |")
+if dat:
+    with open(dat, "w") as out:
+        out.write("# scenario tenorite_vs_asio_channel tenorite_vs_std_threads (x better)\n")
+        for s in scenarios:
+            if s.endswith(("_p50", "_p99")):
+                continue
+            t, a, st = (med(i, s) for i in impls)
+            ra = better(s, t, a).rstrip("x")
+            rs = better(s, t, st).rstrip("x")
+            out.write(f"{s} {ra if ra != 'n/a' else 0} {rs if rs != 'n/a' else 0}\n")
