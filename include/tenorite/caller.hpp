@@ -87,7 +87,10 @@ class service_state final : public abortable {
   using responder_type = responder<Req, Resp, Err>;
 
   service_state(boost::asio::any_io_executor ex, std::size_t queue_size)
-      : chan(std::move(ex), queue_size) {}
+      : chan(std::move(ex), queue_size) {
+    // The live worker holds work on this context; its receives need not count again.
+    chan.set_operations_track_work(false);
+  }
 
   channel<item_type> chan;
 

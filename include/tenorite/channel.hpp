@@ -275,6 +275,11 @@ class channel final : private detail::context_registry::entry {
     while (auto* r = ended.pop_front()) r->ready(r, {}, std::nullopt);
   }
 
+  /// Pending operations whose handlers run on the channel's own execution context count as
+  /// outstanding work there unless the owner keeps that context busy itself (a service does,
+  /// while its worker lives). Call before the channel is used.
+  void set_operations_track_work(bool track) noexcept { track_work_ = track; }
+
   /// The consumer's executor: a coroutine on it that sends here is refused (self_call).
   void set_consumer(executor_type ex) {
     std::lock_guard lk(m_);
@@ -506,9 +511,9 @@ class channel final : private detail::context_registry::entry {
 
   template <class Handler>
   struct recv_op : detail::recv_waiter<T> {
-    recv_op(Handler&& h, const executor_type& ex)
+    recv_op(Handler&& h, const executor_type& ex, bool track)
         : detail::recv_waiter<T>(&on_ready),
-          executor(detail::tracked_executor(h, ex)),
+          executor(detail::tracked_executor(h, ex, track)),
           handler(std::move(h)) {
       this->context = &boost::asio::query(executor, boost::asio::execution::context);
       this->destroy = &on_destroy;
@@ -534,9 +539,9 @@ class channel final : private detail::context_registry::entry {
 
   template <class Handler>
   struct send_op : detail::send_waiter<T> {
-    send_op(Handler&& h, const executor_type& ex)
+    send_op(Handler&& h, const executor_type& ex, bool track)
         : detail::send_waiter<T>(&on_accept, &on_close),
-          executor(detail::tracked_executor(h, ex)),
+          executor(detail::tracked_executor(h, ex, track)),
           handler(std::move(h)) {
       this->context = &boost::asio::query(executor, boost::asio::execution::context);
       this->destroy = &on_destroy;
@@ -569,14 +574,14 @@ class channel final : private detail::context_registry::entry {
 
   template <class Handler>
   void initiate_receive(Handler handler) {
-    auto* op = detail::new_op<recv_op<Handler>>(handler, ex_);
+    auto* op = detail::new_op<recv_op<Handler>>(handler, ex_, track_work_);
     detail::initiation_scope scope(op);
     receive_or_wait(op);
   }
 
   template <class Handler>
   void initiate_send(Handler handler, T value) {
-    auto* op = detail::new_op<send_op<Handler>>(handler, ex_);
+    auto* op = detail::new_op<send_op<Handler>>(handler, ex_, track_work_);
     op->value.emplace(std::move(value));
     detail::initiation_scope scope(op);
     switch (send_or_wait(op)) {
@@ -674,6 +679,7 @@ class channel final : private detail::context_registry::entry {
   bool send_closed_ = false;
   bool no_senders_ = false;
   executor_type consumer_;
+  bool track_work_ = true;
   boost::system::error_code receive_error_;
   detail::fifo<detail::send_waiter<T>> senders_;
   detail::fifo<detail::recv_waiter<T>> receivers_;

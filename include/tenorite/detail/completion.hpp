@@ -87,12 +87,14 @@ void complete_on(const Executor& ex, F&& f, bool immediate) {
 /// io_context::run() does not return under a pending call); on the service's own context
 /// the live service already counts as work, and tracking each operation would only add two
 /// contended atomic updates per call.
+/// `always` forces tracking (operations of a bare channel, which no service keeps alive).
 template <class Handler>
 boost::asio::any_io_executor tracked_executor(const Handler& h,
-                                              const boost::asio::any_io_executor& service_ex) {
+                                              const boost::asio::any_io_executor& service_ex,
+                                              bool always = false) {
   boost::asio::any_io_executor ex = boost::asio::get_associated_executor(h, service_ex);
-  if (&boost::asio::query(ex, boost::asio::execution::context) !=
-      &boost::asio::query(service_ex, boost::asio::execution::context))
+  if (always || &boost::asio::query(ex, boost::asio::execution::context) !=
+                    &boost::asio::query(service_ex, boost::asio::execution::context))
     ex = boost::asio::prefer(ex, boost::asio::execution::outstanding_work.tracked);
   return ex;
 }
