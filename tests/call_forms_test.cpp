@@ -161,6 +161,29 @@ TEST(CallForms, DeadlineAfterDeliveryAbandonsTheCallAndTheWorkerSeesIt) {
   EXPECT_FALSE(p->send_results[0]);          // and send() says so
 }
 
+TEST(CallForms, AWithdrawnRequestsSlotGoesToTheOldestCallerWaitingForRoom) {
+  auto p = std::make_shared<probe>();
+  p->go = std::make_shared<gate>(rt().executor());
+  auto [task, caller] = probe_service{}.start_task(rt(), 2, p);
+  auto fa = caller.async_send_request(1, asio::use_future);              // queued
+  auto fb = caller.async_send_request_for(2, 20ms, asio::use_future);    // queued, will expire
+  auto fc = caller.async_send_request(3, asio::use_future);              // waits for room
+  auto b = fb.get();
+  ASSERT_FALSE(b);
+  EXPECT_EQ(b.error().kind(), error_kind::timed_out);
+  EXPECT_EQ(b.error().request(), std::optional<int>(2));
+  // The freed slot went to request 3 at once: the queue is full again, nobody jumps ahead.
+  auto d = caller.try_send_request_blocking(4);
+  ASSERT_FALSE(d);
+  EXPECT_EQ(d.error().kind(), error_kind::queue_full);
+  p->go->open();
+  EXPECT_EQ(fa.get().value(), 2);
+  EXPECT_EQ(fc.get().value(), 6);
+  caller = {};
+  ASSERT_TRUE(task.wait());
+  EXPECT_EQ(seen(*p), (std::vector<int>{1, 3}));
+}
+
 TEST(CallForms, ACallThatMeetsItsDeadlineIsAnOrdinaryCall) {
   auto [task, caller] = echo_service{}.start_task(rt(), 4, echo_config{});
   EXPECT_EQ(caller.send_request_blocking_for(5, 10s).value(), 10);
