@@ -6,7 +6,8 @@ set -euo pipefail
 
 packages=(g++ cmake ninja-build libboost1.81-dev)
 if [[ "${1:-}" == "--tests" ]]; then
-  packages+=(libgtest-dev googletest clang-16 libc++-16-dev libc++abi-16-dev)
+  packages+=(libgtest-dev googletest clang-16 libc++-16-dev libc++abi-16-dev libclang-rt-16-dev
+             clang-tidy-16 cppcheck)
 fi
 
 missing=()

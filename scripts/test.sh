@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# Builds and runs the whole test suite: GCC, Clang 16 with libc++, AddressSanitizer +
-# UndefinedBehaviorSanitizer (+ LeakSanitizer), and ThreadSanitizer.
+# Builds and runs the whole test suite: GCC, Clang 16 with libc++ (with the libFuzzer run),
+# AddressSanitizer + UndefinedBehaviorSanitizer (+ LeakSanitizer), and ThreadSanitizer;
+# then the static analysis (scripts/lint.sh).
 #   scripts/test.sh [preset...]    (default: default clang asan tsan)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --tests
 presets=("$@")
-((${#presets[@]})) || presets=(default clang asan tsan)
+lint=0
+if ((${#presets[@]} == 0)); then
+  presets=(default clang asan tsan)
+  lint=1
+fi
 for p in "${presets[@]}"; do
   echo "== tenorite: preset $p"
   cmake --preset "$p" >/dev/null
   cmake --build --preset "$p"
   ctest --preset "$p"
 done
+if ((lint)); then bash scripts/lint.sh; fi
 echo "== tenorite: all test presets passed (${presets[*]})"

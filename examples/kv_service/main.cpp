@@ -69,6 +69,7 @@ int main() {
 
   // 2. From four plain threads at once, blocking calls; each owns its keys.
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([caller, t] {
       int ok_count = 0;

@@ -609,6 +609,7 @@ class caller {
     auto timer = std::make_shared<boost::asio::steady_timer>(ex, deadline);
     auto call = async_send_request(std::move(req), boost::asio::deferred);
     auto wait = timer->async_wait(boost::asio::deferred);
+    // cppcheck-suppress accessMoved ; each is moved once, into the group
     boost::asio::experimental::make_parallel_group(std::move(call), std::move(wait))
         .async_wait(boost::asio::experimental::wait_for_one(),
                     boost::asio::bind_executor(

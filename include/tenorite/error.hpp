@@ -144,7 +144,7 @@ class error {
 /// Why a worker's join yielded no result: it threw (a panic) or it was cancelled.
 class join_error {
  public:
-  static join_error panic(std::exception_ptr e) { return join_error(true, std::move(e)); }
+  static join_error panic(const std::exception_ptr& e) { return join_error(true, e); }
   static join_error cancelled() { return join_error(false, nullptr); }
 
   /// The worker's task threw; exception() is what it threw.
@@ -171,7 +171,7 @@ class join_error {
   }
 
  private:
-  join_error(bool panic, std::exception_ptr e) : panic_(panic), exception_(std::move(e)) {}
+  join_error(bool panic, const std::exception_ptr& e) : panic_(panic), exception_(e) {}
   bool panic_;
   std::exception_ptr exception_;
 };

@@ -125,20 +125,22 @@ class task_state final : public task_control, public std::enable_shared_from_thi
   /// Sets the outcome once, waking the waiting join if any.
   void set_result(result_type r) noexcept {
     reply_slot<result_type>* w = nullptr;
-    bool unobserved_panic = false;
+    std::exception_ptr unobserved;
     {
       std::lock_guard lk(m_);
       if (waiter_) {
         w = std::exchange(waiter_, nullptr);
+      } else if (!handle_alive_ && !r && r.error().is_panic()) {
+        unobserved = r.error().exception();  // nobody will ever join: report it instead
       } else {
-        unobserved_panic = !handle_alive_ && !r && r.error().is_panic();
-        if (!unobserved_panic) result_.emplace(std::move(r));
+        result_.emplace(std::move(r));
+        return;
       }
     }
     if (w) {
       w->complete(std::move(r));
-    } else if (unobserved_panic) {
-      report_unhandled(r.error().exception());
+    } else {
+      report_unhandled(unobserved);
     }
   }
 

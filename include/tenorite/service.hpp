@@ -176,7 +176,7 @@ class service {
     // coroutine; abort() emits it on the strand.
     boost::asio::co_spawn(strand, std::move(worker),
                           boost::asio::bind_cancellation_slot(
-                              signal->slot(), [signal](std::exception_ptr) noexcept {}));
+                              signal->slot(), [signal](const std::exception_ptr&) noexcept {}));
     return started{join_handle<TaskResult>(std::move(ts)), caller_type(std::move(core))};
   }
 };

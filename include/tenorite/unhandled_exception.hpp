@@ -18,7 +18,7 @@ using unhandled_exception_handler = std::function<void(std::exception_ptr)>;
 
 namespace detail {
 
-inline void print_unhandled(std::exception_ptr e) {
+inline void print_unhandled(const std::exception_ptr& e) {
   try {
     std::rethrow_exception(e);
   } catch (const std::exception& x) {
@@ -39,14 +39,14 @@ inline unhandled_hook& hook() {
 }
 
 /// Passes `e` to the hook; a hook that throws is ignored (it must not take a thread down).
-inline void report_unhandled(std::exception_ptr e) noexcept {
+inline void report_unhandled(const std::exception_ptr& e) noexcept {
   unhandled_exception_handler fn;
   {
     std::lock_guard lk(hook().m);
     fn = hook().fn;
   }
   try {
-    if (fn) fn(std::move(e));
+    if (fn) fn(e);
   } catch (...) {
   }
 }
