@@ -4,6 +4,7 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/use_future.hpp>
 #include <chrono>
 #include <latch>
@@ -287,11 +288,71 @@ TEST(CallForms, AwaitableOperatorRaceWithATimerWithdrawsAQueuedCall) {
   auto p = std::make_shared<probe>();
   p->go = std::make_shared<gate>(rt().executor());
   auto [task, caller] = probe_service{}.start_task(rt(), 4, p);
-  EXPECT_EQ(rt().block_on(race_against_timer(caller)), "timer won");
+  // On a strand: the operator's branches emit and complete concurrently otherwise.
+  auto outcome = asio::co_spawn(asio::make_strand(rt().executor()), race_against_timer(caller),
+                                asio::use_future);
+  EXPECT_EQ(outcome.get(), "timer won");
   p->go->open();
   caller = {};
   ASSERT_TRUE(task.wait());
   EXPECT_TRUE(seen(*p).empty());  // the cancelled request was never delivered
+}
+
+TEST(CallForms, CancellingADeadlineCallFromOutsideEndsItAsCancelledNotTimedOut) {
+  auto p = std::make_shared<probe>();
+  p->go = std::make_shared<gate>(rt().executor());
+  auto [task, caller] = probe_service{}.start_task(rt(), 4, p);
+  asio::cancellation_signal signal;
+  std::promise<echo_result> got;
+  tenorite::runtime one(1);
+  asio::post(one.executor(), [&] {
+    caller.async_send_request_for(
+        5, 10s, asio::bind_cancellation_slot(signal.slot(), [&](echo_result r) {
+          got.set_value(std::move(r));
+        }));
+    signal.emit(asio::cancellation_type::terminal);
+  });
+  auto r = got.get_future().get();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind(), error_kind::cancelled);
+  EXPECT_EQ(r.error().request(), std::optional<int>(5));  // it was still queued
+  p->go->open();
+  caller = {};
+  ASSERT_TRUE(task.wait());
+  EXPECT_TRUE(seen(*p).empty());
+}
+
+TEST(CallForms, CancellingANotifyOrAReservationWaitingForRoomWithdrawsIt) {
+  auto p = std::make_shared<probe>();
+  p->go = std::make_shared<gate>(rt().executor());
+  auto [task, caller] = probe_service{}.start_task(rt(), 1, p);
+  ASSERT_TRUE(caller.try_notify(1));  // the queue is full from here on
+  asio::cancellation_signal notify_signal, reserve_signal;
+  std::promise<echo_caller::notify_result> notified;
+  std::promise<echo_caller::reserve_result> reserved;
+  tenorite::runtime one(1);
+  asio::post(one.executor(), [&] {
+    caller.async_notify(2, asio::bind_cancellation_slot(
+                               notify_signal.slot(),
+                               [&](echo_caller::notify_result r) { notified.set_value(std::move(r)); }));
+    caller.async_reserve(asio::bind_cancellation_slot(
+        reserve_signal.slot(),
+        [&](echo_caller::reserve_result r) { reserved.set_value(std::move(r)); }));
+    notify_signal.emit(asio::cancellation_type::partial);
+    reserve_signal.emit(asio::cancellation_type::partial);
+  });
+  auto n = notified.get_future().get();
+  ASSERT_FALSE(n);
+  EXPECT_EQ(n.error().kind(), error_kind::cancelled);
+  EXPECT_EQ(n.error().request(), std::optional<int>(2));
+  auto r = reserved.get_future().get();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind(), error_kind::cancelled);
+  p->go->open();
+  EXPECT_EQ(caller.send_request_blocking(3).value(), 6);  // no slot leaked by the withdrawals
+  caller = {};
+  ASSERT_TRUE(task.wait());
+  EXPECT_EQ(seen(*p), (std::vector<int>{1, 3}));
 }
 
 // ---- notify ----

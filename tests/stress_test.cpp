@@ -6,6 +6,7 @@
 #include <atomic>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -198,8 +199,11 @@ TEST(Stress, EveryCallCompletesOnceAndNothingUndeliveredIsLost) {
   std::promise<void> coroutines_done;
   for (int s = 0; s < services; ++s)
     for (int k = 0; k < coroutines_per_service; ++k)
+      // Each client on its own strand: `call || timer` emits cancellation from one branch
+      // while the other may be completing, and Asio's cancellation slots are not
+      // thread-safe — on a multi-threaded runtime the coroutine must be serialised.
       asio::co_spawn(
-          rt->executor(),
+          asio::make_strand(rt->executor()),
           coroutine_client(callers[s], s * 1'000'000 + k * 1000, calls_per_coroutine, rng(), &t),
           [&](std::exception_ptr e) {
             EXPECT_FALSE(e);

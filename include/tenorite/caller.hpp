@@ -10,23 +10,24 @@
 // - a moved-from or default-constructed caller is empty: using it throws std::logic_error.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/cancellation_type.hpp>
-#include <boost/asio/error.hpp>
-#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/deferred.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <array>
 #include <chrono>
-#include <atomic>
 #include <expected>
-#include <mutex>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -57,8 +58,8 @@ struct cancel_ctl {
   std::atomic<int> refs{2};  // the call + the slot handler
   std::mutex m;
   void* op = nullptr;
-  void (*cancel)(void* op, boost::asio::cancellation_type, std::unique_lock<std::mutex>&) noexcept =
-      nullptr;
+  void (*cancel)(void* op, boost::asio::cancellation_type,
+                 std::unique_lock<std::mutex>&) noexcept = nullptr;
   void release() noexcept {
     if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
@@ -75,6 +76,26 @@ struct cancel_slot_handler {
     if (ctl->op) ctl->cancel(ctl->op, type, lk);
   }
 };
+
+/// Connects an operation parked in a queue to its handler's cancellation slot, if any: the
+/// slot's handler then calls Op::on_cancel under ctl->m while the operation is pending.
+template <class Op, class Handler>
+void arm_cancellation(Op* op, const Handler& handler) {
+  auto slot = boost::asio::get_associated_cancellation_slot(handler);
+  if (!slot.is_connected()) return;
+  auto* ctl = new cancel_ctl;
+  ctl->op = op;
+  ctl->cancel = &Op::on_cancel;
+  op->ctl = ctl;
+  slot.template emplace<cancel_slot_handler>(ctl);
+}
+
+/// The operation is completing: from now on its cancellation slot does nothing.
+inline void settle(cancel_ctl* ctl) noexcept {
+  if (!ctl) return;
+  std::lock_guard lk(ctl->m);
+  ctl->op = nullptr;
+}
 
 /// Everything one service shares between its callers and its worker.
 template <class Req, class Resp, class Err>
@@ -130,8 +151,8 @@ class service_state final : public abortable {
       if (status == send_status::closed) item.client.fail_undelivered(std::move(item.request));
       return;
     } else {
-      status = chan.send_or_wait(op, caller_ex ? &*caller_ex : nullptr,
-                                 mode == call_mode::try_only);
+      status =
+          chan.send_or_wait(op, caller_ex ? &*caller_ex : nullptr, mode == call_mode::try_only);
     }
     switch (status) {
       case send_status::closed:
@@ -174,9 +195,10 @@ class service_state final : public abortable {
 
   template <class Handler>
   void initiate_notify(Handler handler, Req req) {
-    auto* op = new_op<notify_op<Handler>>(handler, chan.get_executor());
+    auto* op = new_op<notify_op<Handler>>(handler, chan.get_executor(), this);
     op->value.emplace(item_type{std::move(req), responder_type::for_notification()});
     initiation_scope scope(op);
+    arm_cancellation(op, op->handler);
     switch (chan.send_or_wait(op)) {
       case send_status::sent:
         op->on_accepted(op);
@@ -196,7 +218,9 @@ class service_state final : public abortable {
         static_cast<node*>(n)->accepted = true;
         static_cast<node*>(n)->flag.set();
       }
-      static void on_close(send_waiter<item_type>* n) noexcept { static_cast<node*>(n)->flag.set(); }
+      static void on_close(send_waiter<item_type>* n) noexcept {
+        static_cast<node*>(n)->flag.set();
+      }
       bool accepted = false;
       wake_flag flag;
     } n;
@@ -304,8 +328,8 @@ class service_state final : public abortable {
         item->client.release();
         ctl->op = nullptr;
         lk.unlock();
-        self->finish(result_type(std::unexpect, error_type::of_kind(error_kind::cancelled,
-                                                                    std::move(item->request))));
+        self->finish(result_type(
+            std::unexpect, error_type::of_kind(error_kind::cancelled, std::move(item->request))));
         return;
       }
       // Delivered: only terminal cancellation abandons the wait; the worker sees it.
@@ -333,30 +357,50 @@ class service_state final : public abortable {
 
   template <class Handler>
   struct notify_op final : send_waiter<item_type> {
-    notify_op(Handler&& h, const boost::asio::any_io_executor& fallback)
+    notify_op(Handler&& h, const boost::asio::any_io_executor& fallback, service_state* s)
         : send_waiter<item_type>(&on_accept, &on_close),
           executor(tracked_executor(h, fallback)),
-          handler(std::move(h)) {}
+          handler(std::move(h)),
+          state(s) {}
     static void on_accept(send_waiter<item_type>* n) noexcept {
-      static_cast<notify_op*>(n)->finish(notify_result());
+      auto* self = static_cast<notify_op*>(n);
+      settle(self->ctl);
+      self->finish(notify_result());
     }
     static void on_close(send_waiter<item_type>* n) noexcept {
       auto* self = static_cast<notify_op*>(n);
-      item_type item(std::move(*self->value));
-      self->value.reset();
-      self->finish(notify_result(std::unexpect, error_type::send_failure(std::move(item.request))));
+      settle(self->ctl);
+      self->give_back(error_kind::send_failure);
+    }
+    // Cancelled while waiting for room: withdrawn, the request comes back.
+    static void on_cancel(void* p, boost::asio::cancellation_type,
+                          std::unique_lock<std::mutex>& lk) noexcept {
+      auto* self = static_cast<notify_op*>(p);
+      if (!self->state->chan.withdraw(self)) return;  // accepted meanwhile: it completes
+      self->ctl->op = nullptr;
+      lk.unlock();
+      self->give_back(error_kind::cancelled);
+    }
+    void give_back(error_kind kind) noexcept {
+      item_type item(std::move(*this->value));
+      this->value.reset();
+      finish(notify_result(std::unexpect, error_type::of_kind(kind, std::move(item.request))));
     }
     void finish(notify_result&& r) noexcept {
       Handler h(std::move(handler));
       auto ex = std::move(executor);
       const bool immediate = initiating_op() == this;
+      cancel_ctl* c = ctl;
       delete_op(this);
+      if (c) c->release();
       complete_on<Handler>(
           ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); },
           immediate);
     }
     tracked_executor_t<Handler, boost::asio::any_io_executor> executor;
     Handler handler;
+    service_state* state;
+    cancel_ctl* ctl = nullptr;
   };
 };
 
@@ -423,8 +467,8 @@ class caller {
   /// a callback, use_future, deferred...). Completes once with result_type.
   template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
   TENORITE_AWAITABLE_ENTRY auto async_send_request(Req req, Token&& token = {}) const {
-    return initiate_call(checked("async_send_request"), std::move(req),
-                         detail::call_mode::wait, std::forward<Token>(token));
+    return initiate_call(checked("async_send_request"), std::move(req), detail::call_mode::wait,
+                         std::forward<Token>(token));
   }
 
   /// co_await caller.send_request(req) inside a boost::asio::awaitable coroutine.
@@ -493,8 +537,7 @@ class caller {
     return async_send_request_until(std::move(req), deadline, boost::asio::use_awaitable);
   }
   template <class Rep, class Period>
-  result_type send_request_blocking_for(Req req,
-                                        std::chrono::duration<Rep, Period> timeout) const {
+  result_type send_request_blocking_for(Req req, std::chrono::duration<Rep, Period> timeout) const {
     return send_request_blocking_until(std::move(req), deadline_after(timeout));
   }
   result_type send_request_blocking_until(Req req, clock::time_point deadline) const {
@@ -513,8 +556,8 @@ class caller {
   TENORITE_AWAITABLE_ENTRY auto async_notify(Req req, Token&& token = {}) const {
     auto* st = checked("async_notify");
     return boost::asio::async_initiate<Token, void(notify_result)>(
-        [st](auto handler, Req r) { st->initiate_notify(std::move(handler), std::move(r)); },
-        token, std::move(req));
+        [st](auto handler, Req r) { st->initiate_notify(std::move(handler), std::move(r)); }, token,
+        std::move(req));
   }
   TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<notify_result> notify(Req req) const {
     return async_notify(std::move(req), boost::asio::use_awaitable);
@@ -606,22 +649,26 @@ class caller {
   template <class Handler>
   void start_timed(Handler handler, Req req, clock::time_point deadline) const {
     auto ex = boost::asio::get_associated_executor(handler, core_->state->chan.get_executor());
+    // The caller's own cancellation slot cancels the whole timed call (both branches).
+    auto slot = boost::asio::get_associated_cancellation_slot(handler);
     auto timer = std::make_shared<boost::asio::steady_timer>(ex, deadline);
     auto call = async_send_request(std::move(req), boost::asio::deferred);
     auto wait = timer->async_wait(boost::asio::deferred);
     // cppcheck-suppress accessMoved ; each is moved once, into the group
     boost::asio::experimental::make_parallel_group(std::move(call), std::move(wait))
-        .async_wait(boost::asio::experimental::wait_for_one(),
-                    boost::asio::bind_executor(
-                        ex, [h = std::move(handler), timer](std::array<std::size_t, 2> order,
-                                                            result_type r,
-                                                            boost::system::error_code) mutable {
-                          if (!r && r.error().kind() == error_kind::cancelled && order[0] == 1)
-                            r = result_type(std::unexpect,
-                                            error_type::of_kind(error_kind::timed_out,
-                                                                std::move(r.error().request())));
-                          std::move(h)(std::move(r));
-                        }));
+        .async_wait(
+            boost::asio::experimental::wait_for_one(),
+            boost::asio::bind_cancellation_slot(
+                slot,
+                boost::asio::bind_executor(ex, [h = std::move(handler), timer](
+                                                   std::array<std::size_t, 2> order, result_type r,
+                                                   boost::system::error_code timer_ec) mutable {
+                  if (!r && r.error().kind() == error_kind::cancelled && order[0] == 1 && !timer_ec)
+                    r = result_type(
+                        std::unexpect,
+                        error_type::of_kind(error_kind::timed_out, std::move(r.error().request())));
+                  std::move(h)(std::move(r));
+                })));
   }
 
   template <class Handler>
@@ -635,17 +682,30 @@ class caller {
     }
     static void on_accept(detail::send_waiter<item_type>* n) noexcept {
       auto* self = static_cast<reserve_op*>(n);
+      detail::settle(self->ctl);
       self->finish(reserve_result(std::in_place, permit_type(std::move(self->owner))));
     }
     static void on_close(detail::send_waiter<item_type>* n) noexcept {
-      static_cast<reserve_op*>(n)->finish(
-          reserve_result(std::unexpect, error_type::send_failure()));
+      auto* self = static_cast<reserve_op*>(n);
+      detail::settle(self->ctl);
+      self->finish(reserve_result(std::unexpect, error_type::send_failure()));
+    }
+    // Cancelled while waiting for a slot: withdrawn, nothing is reserved.
+    static void on_cancel(void* p, boost::asio::cancellation_type,
+                          std::unique_lock<std::mutex>& lk) noexcept {
+      auto* self = static_cast<reserve_op*>(p);
+      if (!self->owner.core_->state->chan.withdraw(self)) return;  // granted meanwhile
+      self->ctl->op = nullptr;
+      lk.unlock();
+      self->finish(reserve_result(std::unexpect, error_type::of_kind(error_kind::cancelled)));
     }
     void finish(reserve_result&& r) noexcept {
       Handler h(std::move(handler));
       auto ex = std::move(executor);
       const bool immediate = detail::initiating_op() == this;
+      detail::cancel_ctl* c = ctl;
       detail::delete_op(this);
+      if (c) c->release();
       detail::complete_on<Handler>(
           ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); },
           immediate);
@@ -653,6 +713,7 @@ class caller {
     detail::tracked_executor_t<Handler, boost::asio::any_io_executor> executor;
     Handler handler;
     caller owner;
+    detail::cancel_ctl* ctl = nullptr;
   };
 
   template <class Handler>
@@ -660,6 +721,7 @@ class caller {
     auto* st = core_->state.get();
     auto* op = detail::new_op<reserve_op<Handler>>(handler, st->chan.get_executor(), *this);
     detail::initiation_scope scope(op);
+    detail::arm_cancellation(op, op->handler);
     switch (st->chan.reserve_or_wait(op)) {
       case send_status::sent:
         op->on_accepted(op);

@@ -41,10 +41,10 @@ namespace tenorite {
 
 /// The outcome of a non-waiting send.
 enum class send_status {
-  sent,     ///< the value is in the channel (or with a receiver)
-  waiting,  ///< (node sends only) the channel was full; the node waits in the channel
-  full,     ///< (try_send only) the channel was full; the value was not taken
-  closed,   ///< the channel is closed; the value was not taken
+  sent,       ///< the value is in the channel (or with a receiver)
+  waiting,    ///< (node sends only) the channel was full; the node waits in the channel
+  full,       ///< (try_send only) the channel was full; the value was not taken
+  closed,     ///< the channel is closed; the value was not taken
   self_call,  ///< the sender is the channel's own consumer: it would wait for itself forever
 };
 
@@ -74,13 +74,25 @@ struct fifo {
     n->next = n->prev = nullptr;
     n->linked = false;
   }
-  // Hands the whole list over; its nodes count as unlinked from here on (so a concurrent
-  // withdraw does not touch them), while their next pointers stay usable for the new owner.
+  // Hands the whole list over (under the channel's lock); its nodes count as unlinked from
+  // here on, so a concurrent withdraw leaves them alone.
   fifo take() noexcept {
     fifo r = *this;
     for (N* n = head; n; n = n->next) n->linked = false;
     head = tail = nullptr;
     return r;
+  }
+  // Visits a taken list outside the lock. It writes nothing to the nodes (withdraw may read
+  // their `linked` flag concurrently) and reads each next pointer before `f`, which may free
+  // the node.
+  template <class F>
+  void drain(F f) noexcept {
+    for (N* n = std::exchange(head, nullptr); n;) {
+      N* next = n->next;
+      f(n);
+      n = next;
+    }
+    tail = nullptr;
   }
 };
 
@@ -272,7 +284,7 @@ class channel final : private detail::context_registry::entry {
       if (at_end_locked()) ended = receivers_.take();
     }
     if (accepted) accepted->on_accepted(accepted);
-    while (auto* r = ended.pop_front()) r->ready(r, {}, std::nullopt);
+    ended.drain([](auto* r) { r->ready(r, {}, std::nullopt); });
   }
 
   /// Pending operations whose handlers run on the channel's own execution context count as
@@ -444,8 +456,8 @@ class channel final : private detail::context_registry::entry {
       on_item(std::move(item));
     }
     free_slots(slots);
-    while (auto* s = senders.pop_front()) s->on_closed(s);
-    while (auto* r = receivers.pop_front()) r->ready(r, {}, std::nullopt);
+    senders.drain([](auto* s) { s->on_closed(s); });
+    receivers.drain([](auto* r) { r->ready(r, {}, std::nullopt); });
   }
 
   /// Closes with no owner-side handling: buffered items are destroyed.
@@ -461,7 +473,7 @@ class channel final : private detail::context_registry::entry {
       no_senders_ = true;
       if (at_end_locked()) receivers = receivers_.take();
     }
-    while (auto* r = receivers.pop_front()) r->ready(r, {}, std::nullopt);
+    receivers.drain([](auto* r) { r->ready(r, {}, std::nullopt); });
   }
 
   /// Graceful drain: later sends fail with `closed`; what is queued (and senders already
@@ -473,7 +485,7 @@ class channel final : private detail::context_registry::entry {
       send_closed_ = true;
       if (at_end_locked()) receivers = receivers_.take();
     }
-    while (auto* r = receivers.pop_front()) r->ready(r, {}, std::nullopt);
+    receivers.drain([](auto* r) { r->ready(r, {}, std::nullopt); });
   }
 
   /// Makes every pending and later receive fail with `ec` (used by abort).
@@ -484,7 +496,7 @@ class channel final : private detail::context_registry::entry {
       receive_error_ = ec;
       receivers = receivers_.take();
     }
-    while (auto* r = receivers.pop_front()) r->ready(r, ec, std::nullopt);
+    receivers.drain([ec](auto* r) { r->ready(r, ec, std::nullopt); });
   }
 
  private:
@@ -623,8 +635,8 @@ class channel final : private detail::context_registry::entry {
   bool has_room_locked() const noexcept { return size_ + reserved_ < capacity_; }
 
   bool at_end_locked() const noexcept {
-    return closed_ || ((no_senders_ || send_closed_) && size_ == 0 && reserved_ == 0 &&
-                       senders_.empty());
+    return closed_ ||
+           ((no_senders_ || send_closed_) && size_ == 0 && reserved_ == 0 && senders_.empty());
   }
 
   std::size_t index(std::size_t k) const noexcept {
