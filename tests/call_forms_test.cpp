@@ -192,6 +192,50 @@ TEST(CallForms, ACallThatMeetsItsDeadlineIsAnOrdinaryCall) {
   EXPECT_EQ(rt().block_on(caller.send_request_for(7, 10s)).value(), 14);
 }
 
+// ---- the worker learns that its caller left ----
+
+struct patient_worker {  // races its "work" (a long timer) against the caller leaving
+  static asio::awaitable<void> task(tenorite::receiver<echo_request> rx,
+                                    std::shared_ptr<std::promise<std::string>> report) {
+    while (auto r = co_await rx.recv()) {
+      auto work = std::chrono::milliseconds(r->request);
+      asio::steady_timer timer(co_await asio::this_coro::executor, work);
+      auto outcome = co_await race(wait_on(timer), r->client.wait_closed());
+      if (outcome.index() == 1) {
+        report->set_value("caller left");  // skip the work; nobody waits for it
+      } else {
+        r->client.send(r->request);
+        report->set_value("answered");
+      }
+    }
+  }
+};
+using patient_service = tenorite::service<int, int, std::string, patient_worker,
+                                          std::shared_ptr<std::promise<std::string>>>;
+
+TEST(CallForms, AWorkerWaitingForItsCallerToLeaveIsWokenWhenTheDeadlinePasses) {
+  auto report = std::make_shared<std::promise<std::string>>();
+  auto said = report->get_future();
+  auto [task, caller] = patient_service{}.start_task(rt(), 4, report);
+  auto r = caller.send_request_blocking_for(60'000, 20ms);  // "work" would take a minute
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind(), error_kind::timed_out);
+  EXPECT_EQ(said.get(), "caller left");
+}
+
+TEST(CallForms, AWaitForTheCallerToLeaveIsCancelledWhenTheWorkFinishesFirst) {
+  auto report = std::make_shared<std::promise<std::string>>();
+  auto said = report->get_future();
+  auto [task, caller] = patient_service{}.start_task(rt(), 4, report);
+  EXPECT_EQ(caller.send_request_blocking(1).value(), 1);  // no deadline: it cannot leave
+  EXPECT_EQ(said.get(), "answered");
+  auto report2 = std::make_shared<std::promise<std::string>>();
+  auto said2 = report2->get_future();
+  auto [task2, caller2] = patient_service{}.start_task(rt(), 4, report2);
+  EXPECT_EQ(caller2.send_request_blocking_for(1, 10s).value(), 1);  // could leave, did not
+  EXPECT_EQ(said2.get(), "answered");
+}
+
 // ---- cancellation ----
 
 TEST(CallForms, CancellingAQueuedCallWithdrawsIt) {
@@ -276,7 +320,7 @@ asio::awaitable<std::string> race_against_timer(echo_caller c) {
   using namespace asio::experimental::awaitable_operators;
   asio::steady_timer timer(co_await asio::this_coro::executor, 20ms);
   int v = 11;
-  auto outcome = co_await (c.send_request(std::move(v)) || timer.async_wait(asio::use_awaitable));
+  auto outcome = co_await race(c.send_request(std::move(v)), wait_on(timer));
   if (outcome.index() == 1) co_return "timer won";
   auto& r = std::get<0>(outcome);
   if (!r && r.error().kind() == error_kind::cancelled && r.error().request() == 11)
@@ -572,7 +616,7 @@ struct racing_worker {  // answers, drops, or ends at random; records what it sa
       }
       if (++n % 7 == 0) continue;  // dropped: fetch_failure (unless the caller gave up)
       r->client.send(r->request * 2);
-      if (n % 31 == 0) co_await asio::post(asio::use_awaitable);  // let give-ups race
+      if (n % 31 == 0) co_await yield_now();  // let give-ups race
     }
   }
 };

@@ -171,7 +171,7 @@ struct sleeping_worker {  // waits on a timer far in the future: only cancellati
                                     std::shared_ptr<std::promise<void>> waiting) {
     asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::hours(24));
     waiting->set_value();
-    co_await timer.async_wait(asio::use_awaitable);
+    co_await wait_on(timer);
   }
 };
 using sleeping_service =
@@ -299,4 +299,20 @@ TEST(Lifecycle, DestroyingARuntimeEndsItsServicesAndCompletesEveryPendingCall) {
   auto late = caller.send_request_blocking(7);
   ASSERT_FALSE(late);
   EXPECT_EQ(late.error().kind(), error_kind::send_failure);
+}
+
+TEST(Lifecycle, DestroyingAnIoContextBeforeTheWorkerEverRanEndsTheService) {
+  auto ioc = std::make_unique<asio::io_context>();  // never run: the worker never starts
+  auto [task, caller] = echo_service{}.start_task(*ioc, 2, echo_config{});
+  std::promise<echo_result> got;
+  std::thread t([&got, c = caller] { got.set_value(c.send_request_blocking(7)); });
+  ioc.reset();
+  t.join();
+  auto r = got.get_future().get();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind(), error_kind::send_failure);
+  EXPECT_EQ(r.error().request(), std::optional<int>(7));
+  auto j = task.wait();
+  ASSERT_FALSE(j);
+  EXPECT_TRUE(j.error().is_cancelled());
 }

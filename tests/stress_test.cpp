@@ -50,7 +50,7 @@ struct chaos_worker {
       if (r->request == l->throw_at) throw std::runtime_error("injected fault");
       ++n;
       if (n % 13 == 0) continue;  // dropped unanswered: fetch_failure
-      if (n % 5 == 0) co_await asio::post(asio::use_awaitable);  // let others interleave
+      if (n % 5 == 0) co_await yield_now();  // let others interleave
       if (r->client.send(r->request * 2)) {
         std::lock_guard lk(l->m);
         ++l->answered;
@@ -112,8 +112,7 @@ asio::awaitable<void> coroutine_client(echo_caller c, int base, int calls, unsig
       case 3: {
         asio::steady_timer timer(co_await asio::this_coro::executor,
                                  std::chrono::microseconds(rng() % 300));
-        auto outcome =
-            co_await (c.send_request(std::move(id)) || timer.async_wait(asio::use_awaitable));
+        auto outcome = co_await race(c.send_request(std::move(id)), wait_on(timer));
         if (outcome.index() == 0) {
           t->record(base + i, std::get<0>(outcome));
         } else {

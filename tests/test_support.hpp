@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <future>
 #include <memory>
@@ -30,6 +32,22 @@ class gate {
  private:
   std::shared_ptr<tenorite::channel<int>> ch_;
 };
+
+// Clang (seen with 16) may reuse a thread-local's address after a coroutine resumed on
+// another thread, and Asio reads a thread-local when it starts an awaitable operation: tests
+// start their own Asio operations through these out-of-line helpers (see the README).
+template <class Timer>
+[[gnu::noinline]] asio::awaitable<void> wait_on(Timer& timer) {
+  return timer.async_wait(asio::use_awaitable);
+}
+[[gnu::noinline]] inline asio::awaitable<void> yield_now() {
+  return asio::post(asio::use_awaitable);
+}
+template <class A, class B>
+[[gnu::noinline]] auto race(asio::awaitable<A> a, asio::awaitable<B> b) {
+  using namespace asio::experimental::awaitable_operators;
+  return std::move(a) || std::move(b);
+}
 
 // ---- the echo service: doubles non-negative numbers, fails on negative ones ----
 struct echo_config {

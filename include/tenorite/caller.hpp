@@ -263,21 +263,41 @@ class service_state final : public abortable {
           send_waiter<item_type>(nullptr, &return_request),
           executor(tracked_executor(h, fallback)),
           handler(std::move(h)),
-          state(s) {}
+          state(s) {
+      this->set_watch(&on_watch);
+    }
 
     static bool on_complete(reply_slot<result_type>* s, result_type&& r) noexcept {
       auto* self = static_cast<call_op*>(s);
       if (cancel_ctl* ctl = self->ctl) {
         std::unique_lock lk(ctl->m);
+        closed_watch* w = std::exchange(self->watcher, nullptr);
         if (self->gave_up) {  // the caller already completed; we are the last party
           lk.unlock();
           self->destroy();
           return false;
         }
         ctl->op = nullptr;
+        lk.unlock();
+        if (w) w->fire(w);  // answered: nobody waits any more; the watch ends too
       }
       self->finish(std::move(r));
       return true;
+    }
+
+    // A worker's async_wait_closed registers here; only a cancellable call can give up.
+    static watch_status on_watch(reply_slot<result_type>* s, closed_watch* w, bool add) noexcept {
+      auto* self = static_cast<call_op*>(s);
+      if (!self->ctl) return watch_status::never;
+      std::lock_guard lk(self->ctl->m);
+      if (add) {
+        if (self->gave_up) return watch_status::already_gone;
+        self->watcher = w;
+        return watch_status::registered;
+      }
+      if (self->watcher != w) return watch_status::never;
+      self->watcher = nullptr;
+      return watch_status::registered;
     }
 
     // Completes the handler and frees the call.
@@ -337,9 +357,11 @@ class service_state final : public abortable {
       self->gave_up = true;
       self->mark_waiter_gone();
       ctl->op = nullptr;
+      closed_watch* w = std::exchange(self->watcher, nullptr);
       Handler h(std::move(self->handler));
       auto ex = std::move(self->executor);
       lk.unlock();
+      if (w) w->fire(w);
       complete_on<Handler>(
           ex,
           [h = std::move(h)]() mutable {
@@ -352,7 +374,8 @@ class service_state final : public abortable {
     Handler handler;
     service_state* state;
     cancel_ctl* ctl = nullptr;
-    bool gave_up = false;  // guarded by ctl->m
+    bool gave_up = false;             // guarded by ctl->m
+    closed_watch* watcher = nullptr;  // guarded by ctl->m
   };
 
   template <class Handler>

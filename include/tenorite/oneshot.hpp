@@ -18,6 +18,18 @@
 
 namespace tenorite::detail {
 
+/// A worker waiting for its caller to give up (responder::async_wait_closed).
+struct closed_watch {
+  void (*fire)(closed_watch*) noexcept;
+};
+
+/// What registering a closed_watch on a reply slot did.
+enum class watch_status {
+  registered,    ///< it will fire when the waiter gives up (or the reply is sent)
+  already_gone,  ///< the waiter has gone already: not registered
+  never,         ///< this waiter cannot give up: not registered, it will never fire
+};
+
 /// The receiving half of a one-shot reply: whoever completes it owns the continuation.
 template <class R>
 class reply_slot {
@@ -36,12 +48,24 @@ class reply_slot {
   /// True once the waiter gave up (deadline, terminal cancellation): a reply is dropped.
   bool waiter_gone() const noexcept { return waiter_gone_.load(std::memory_order_acquire); }
 
+  /// Registers `w` to fire when the waiter gives up.
+  watch_status watch(closed_watch* w) noexcept {
+    return watch_ ? watch_(this, w, true) : watch_status::never;
+  }
+  /// Unregisters `w`; true when it was still registered (it will not fire).
+  bool unwatch(closed_watch* w) noexcept {
+    return watch_ && watch_(this, w, false) == watch_status::registered;
+  }
+
  protected:
   ~reply_slot() = default;
   void mark_waiter_gone() noexcept { waiter_gone_.store(true, std::memory_order_release); }
+  using watch_fn = watch_status (*)(reply_slot*, closed_watch*, bool add) noexcept;
+  void set_watch(watch_fn fn) noexcept { watch_ = fn; }
 
  private:
   complete_fn complete_;
+  watch_fn watch_ = nullptr;  // null: the waiter can never give up
   std::atomic<bool> waiter_gone_{false};
 };
 

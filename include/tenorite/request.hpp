@@ -7,13 +7,85 @@
 // - a responder is move-only; a moved-from responder is empty and answers nothing.
 #pragma once
 
+#include <atomic>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_type.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/system_executor.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <expected>
+#include <mutex>
 #include <stdexcept>
+#include <tenorite/detail/completion.hpp>
 #include <tenorite/error.hpp>
 #include <tenorite/oneshot.hpp>
 #include <utility>
 
 namespace tenorite {
+
+namespace detail {
+
+// One worker waiting for its caller to give up. Shared (refcounted) by the wait operation,
+// its registration on the reply slot and its cancellation-slot handler, which may each end
+// on a different thread; `op` is taken exactly once, by whoever completes the wait.
+template <class R>
+struct closed_wait final : closed_watch {
+  std::atomic<int> refs{1};
+  std::mutex m;
+  void* op = nullptr;
+  void (*complete)(void*, boost::system::error_code) noexcept = nullptr;
+  reply_slot<R>* slot = nullptr;  // while registered
+
+  closed_wait() noexcept : closed_watch{&on_fire} {}
+  void release() noexcept {
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+  void finish(boost::system::error_code ec) noexcept {
+    void* p;
+    {
+      std::lock_guard lk(m);
+      p = std::exchange(op, nullptr);
+      slot = nullptr;
+    }
+    if (p) complete(p, ec);
+  }
+  // The caller gave up (or the reply went out): the registration ends here.
+  static void on_fire(closed_watch* w) noexcept {
+    auto* self = static_cast<closed_wait*>(w);
+    self->finish({});
+    self->release();
+  }
+  // The wait was cancelled: unregister first; if the watch is firing, it completes the wait.
+  void cancel() noexcept {
+    std::unique_lock lk(m);
+    if (!op) return;
+    bool was_registered = false;
+    if (slot) {
+      if (!slot->unwatch(this)) return;
+      slot = nullptr;
+      was_registered = true;
+    }
+    void* p = std::exchange(op, nullptr);
+    lk.unlock();
+    if (was_registered) release();
+    complete(p, boost::asio::error::operation_aborted);
+  }
+};
+
+template <class R>
+struct closed_wait_cancel {
+  closed_wait<R>* w;
+  explicit closed_wait_cancel(closed_wait<R>* c) noexcept : w(c) {}
+  closed_wait_cancel(const closed_wait_cancel&) = delete;
+  closed_wait_cancel& operator=(const closed_wait_cancel&) = delete;
+  ~closed_wait_cancel() { w->release(); }
+  void operator()(boost::asio::cancellation_type) noexcept { w->cancel(); }
+};
+
+}  // namespace detail
 
 /// The worker's handle for answering one request (the original's oneshot sender).
 template <class Req, class Resp, class Err>
@@ -70,6 +142,23 @@ class responder {
   /// the work.
   bool is_closed() const noexcept { return !slot_ || slot_->waiter_gone(); }
 
+  /// Completes when nobody waits for this answer any more: the caller gave up (its deadline
+  /// passed or it was cancelled terminally), or the request was answered or was a
+  /// notification. Signature void(boost::system::error_code): success then, or
+  /// operation_aborted when this wait itself is cancelled. A call made without a deadline or
+  /// cancellation slot can never give up, so the wait then ends only by its own cancellation:
+  /// use it in a race, `co_await (work() || r->client.wait_closed())`, on a strand.
+  /// Handlers without an executor of their own run on Asio's system executor.
+  template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
+  TENORITE_AWAITABLE_ENTRY auto async_wait_closed(Token&& token = {}) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+        [](auto handler, slot_type* slot) { start_wait_closed(std::move(handler), slot); }, token,
+        slot_);
+  }
+  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<void> wait_closed() {
+    return async_wait_closed(boost::asio::use_awaitable);
+  }
+
   /// True while the responder can still answer.
   bool can_answer() const noexcept { return slot_ != nullptr; }
   explicit operator bool() const noexcept { return slot_ != nullptr; }
@@ -86,6 +175,67 @@ class responder {
   void release() noexcept { slot_ = nullptr; }
 
  private:
+  template <class Handler>
+  struct wait_op {
+    wait_op(Handler&& h, const boost::asio::any_io_executor& fallback,
+            detail::closed_wait<result_type>* c)
+        : executor(detail::tracked_executor(h, fallback)), handler(std::move(h)), ctl(c) {}
+    static void complete(void* p, boost::system::error_code ec) noexcept {
+      auto* self = static_cast<wait_op*>(p);
+      Handler h(std::move(self->handler));
+      auto ex = std::move(self->executor);
+      auto* c = self->ctl;
+      const bool immediate = detail::initiating_op() == self;
+      detail::delete_op(self);
+      c->release();
+      detail::complete_on<Handler>(
+          ex, [h = std::move(h), ec]() mutable { std::move(h)(ec); }, immediate);
+    }
+    boost::asio::any_io_executor executor;
+    Handler handler;
+    detail::closed_wait<result_type>* ctl;
+  };
+
+  template <class Handler>
+  static void start_wait_closed(Handler handler, slot_type* slot) {
+    boost::asio::any_io_executor fallback(boost::asio::system_executor{});
+    auto* c = new detail::closed_wait<result_type>;  // refs: 1, the operation's
+    auto* op = detail::new_op<wait_op<Handler>>(handler, fallback, c);
+    detail::initiation_scope scope(op);
+    c->op = op;
+    c->complete = &wait_op<Handler>::complete;
+    if (!slot || slot->waiter_gone()) {  // already closed: complete at once
+      c->finish({});
+      return;
+    }
+    auto cancel_slot = boost::asio::get_associated_cancellation_slot(op->handler);
+    if (cancel_slot.is_connected()) {
+      c->refs.fetch_add(1, std::memory_order_relaxed);
+      cancel_slot.template emplace<detail::closed_wait_cancel<result_type>>(c);
+    }
+    {
+      std::lock_guard lk(c->m);
+      c->slot = slot;
+    }
+    c->refs.fetch_add(1, std::memory_order_relaxed);  // the registration's
+    switch (slot->watch(c)) {
+      case detail::watch_status::registered:
+        break;  // fires later (or is unregistered by cancel)
+      case detail::watch_status::already_gone:
+        c->release();
+        c->finish({});
+        break;
+      case detail::watch_status::never: {
+        {
+          std::lock_guard lk(c->m);
+          c->slot = nullptr;
+        }
+        c->release();  // not registered: only cancellation ends this wait
+        break;
+      }
+    }
+  }
+
   void reset() noexcept {
     if (slot_type* s = std::exchange(slot_, nullptr))
       s->complete(result_type(std::unexpect, error<Req, Err>::fetch_failure()));

@@ -52,8 +52,9 @@ struct started_task {
 
 namespace detail {
 
-/// Lives in the worker's coroutine frame: ends the service exactly once, including when the
-/// frame is destroyed without finishing (its execution context was destroyed).
+/// Lives in the worker's coroutine frame — as a parameter, so it exists from the frame's
+/// creation, before the body ever runs: it ends the service exactly once, also when the frame
+/// is destroyed unfinished or never started (its execution context was destroyed first).
 template <class T, class Req, class Resp, class Err>
 class worker_guard {
  public:
@@ -62,8 +63,16 @@ class worker_guard {
   worker_guard(std::shared_ptr<service_state<Req, Resp, Err>> st, std::shared_ptr<task_state<T>> ts,
                boost::asio::any_io_executor work)
       : st_(std::move(st)), ts_(std::move(ts)), work_(std::move(work)) {}
+  worker_guard(worker_guard&& o) noexcept
+      : st_(std::move(o.st_)),
+        ts_(std::move(o.ts_)),
+        work_(std::move(o.work_)),
+        done_(std::exchange(o.done_, true)) {}
   worker_guard(const worker_guard&) = delete;
   worker_guard& operator=(const worker_guard&) = delete;
+  worker_guard& operator=(worker_guard&&) = delete;
+
+  const std::shared_ptr<service_state<Req, Resp, Err>>& state() const noexcept { return st_; }
   ~worker_guard() {
     if (!done_) finish(result_type(std::unexpect, join_error::cancelled()));
   }
@@ -85,14 +94,10 @@ class worker_guard {
 };
 
 template <class Worker, class Config, class T, class Req, class Resp, class Err>
-boost::asio::awaitable<void> run_worker(std::shared_ptr<service_state<Req, Resp, Err>> st,
-                                        std::shared_ptr<task_state<T>> ts,
-                                        boost::asio::any_io_executor work, Config config) {
+boost::asio::awaitable<void> run_worker(worker_guard<T, Req, Resp, Err> guard, Config config) {
   using result_type = std::expected<T, join_error>;
-  worker_guard<T, Req, Resp, Err> guard(st, ts, std::move(work));
   receiver<request<Req, Resp, Err>> rx(
-      std::shared_ptr<channel<request<Req, Resp, Err>>>(st, &st->chan));
-  st.reset();
+      std::shared_ptr<channel<request<Req, Resp, Err>>>(guard.state(), &guard.state()->chan));
   try {
     auto task = Worker::task(std::move(rx), std::move(config));
     if constexpr (std::is_void_v<T>) {
@@ -170,8 +175,9 @@ class service {
     auto core = std::make_shared<detail::caller_core<Req, Resp, Err>>(st);
     boost::asio::any_io_executor work(
         boost::asio::prefer(ex, boost::asio::execution::outstanding_work.tracked));
-    auto worker = detail::run_worker<Worker, Config, TaskResult, Req, Resp, Err>(
-        st, ts, std::move(work), std::move(config));
+    detail::worker_guard<TaskResult, Req, Resp, Err> guard(st, ts, std::move(work));
+    auto worker = detail::run_worker<Worker, Config, TaskResult, Req, Resp, Err>(std::move(guard),
+                                                                                 std::move(config));
     // The signal lives as long as the completion handler co_spawn holds, which outlives the
     // coroutine; abort() emits it on the strand.
     boost::asio::co_spawn(strand, std::move(worker),
