@@ -20,7 +20,9 @@ namespace tenorite::detail {
 
 /// A worker waiting for its caller to give up (responder::async_wait_closed).
 struct closed_watch {
-  void (*fire)(closed_watch*) noexcept;
+  using fire_fn = void (*)(closed_watch*) noexcept;
+  explicit closed_watch(fire_fn f) noexcept : fire(f) {}
+  fire_fn fire;
 };
 
 /// What registering a closed_watch on a reply slot did.

@@ -39,7 +39,7 @@ struct closed_wait final : closed_watch {
   void (*complete)(void*, boost::system::error_code) noexcept = nullptr;
   reply_slot<R>* slot = nullptr;  // while registered
 
-  closed_wait() noexcept : closed_watch{&on_fire} {}
+  closed_wait() noexcept : closed_watch(&on_fire) {}
   void release() noexcept {
     if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
