@@ -7,8 +7,8 @@ set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set boxwidth 0.9
 set logscale y 2
-set yrange [0.25:64]
-set ytics ("0.25x" 0.25, "0.5x" 0.5, "1x" 1, "2x" 2, "4x" 4, "8x" 8, "16x" 16, "32x" 32, "64x" 64)
+set yrange [0.25:256]
+set ytics ("0.25x" 0.25, "0.5x" 0.5, "1x" 1, "2x" 2, "4x" 4, "8x" 8, "16x" 16, "32x" 32, "64x" 64, "128x" 128, "256x" 256)
 set grid ytics
 set xtics rotate by -25 noenhanced
 set key top right noenhanced
