@@ -199,16 +199,7 @@ class service_state final : public abortable {
     op->value.emplace(item_type{std::move(req), responder_type::for_notification()});
     initiation_scope scope(op);
     arm_cancellation(op, op->handler);
-    switch (chan.send_or_wait(op)) {
-      case send_status::sent:
-        op->on_accepted(op);
-        break;
-      case send_status::closed:
-        op->on_closed(op);
-        break;
-      default:
-        break;
-    }
+    chan.submit(op);
   }
 
   notify_result notify_now(Req req, bool try_only) {
@@ -745,16 +736,7 @@ class caller {
     auto* op = detail::new_op<reserve_op<Handler>>(handler, st->chan.get_executor(), *this);
     detail::initiation_scope scope(op);
     detail::arm_cancellation(op, op->handler);
-    switch (st->chan.reserve_or_wait(op)) {
-      case send_status::sent:
-        op->on_accepted(op);
-        break;
-      case send_status::closed:
-        op->on_closed(op);
-        break;
-      default:
-        break;
-    }
+    st->chan.submit_reservation(op);
   }
 
   // Completion handlers that wake a plain thread (the blocking deadline and reserve forms).

@@ -298,6 +298,15 @@ class channel final : private detail::context_registry::entry {
     consumer_ = std::move(ex);
   }
 
+  /// Sends the node's value or parks the node; the node's owner hears the outcome through
+  /// its callbacks in every case (on_accepted at once when sent, on_closed when closed).
+  void submit(detail::send_waiter<T>* node) { notify_outcome(node, send_or_wait(node)); }
+
+  /// Reserves a slot for a reservation node or parks it; outcome through its callbacks.
+  void submit_reservation(detail::send_waiter<T>* node) {
+    notify_outcome(node, reserve_or_wait(node));
+  }
+
   /// Takes a parked node back (its value still inside). False if the channel already took
   /// its value or handed it back.
   bool withdraw(detail::send_waiter<T>* node) {
@@ -596,15 +605,14 @@ class channel final : private detail::context_registry::entry {
     auto* op = detail::new_op<send_op<Handler>>(handler, ex_, track_work_);
     op->value.emplace(std::move(value));
     detail::initiation_scope scope(op);
-    switch (send_or_wait(op)) {
-      case send_status::sent:
-        op->on_accepted(op);
-        break;
-      case send_status::closed:
-        op->on_closed(op);
-        break;
-      default:
-        break;
+    submit(op);
+  }
+
+  static void notify_outcome(detail::send_waiter<T>* node, send_status status) {
+    if (status == send_status::sent) {
+      node->on_accepted(node);
+    } else if (status == send_status::closed) {
+      node->on_closed(node);
     }
   }
 
