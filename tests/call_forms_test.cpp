@@ -2,6 +2,7 @@
 // batch receive — and the races between a give-up, the reply and the worker's end.
 #include <atomic>
 #include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -602,6 +603,209 @@ TEST(CallForms, RecvManyTakesUpToTheLimitOfWhatIsQueued) {
   auto j = task.wait();
   ASSERT_TRUE(j);
   EXPECT_EQ(*j, (std::vector<std::size_t>{3, 2}));
+}
+
+// ---- cancelling the worker-side and owner-side waits ----
+
+// A worker that polls its queue with `recv() || timer`: the first timer fires at once (the
+// queue is empty), so its recv is cancelled; a request that arrives later must still be
+// received. Were the receive not cancellable, the race would wait for it and drop the request.
+struct polling_worker {
+  static asio::awaitable<int> task(tenorite::receiver<echo_request> rx,
+                                   std::shared_ptr<std::promise<void>> idle) {
+    int ticks = 0;
+    auto ex = co_await asio::this_coro::executor;
+    for (;;) {
+      asio::steady_timer timer(ex, ticks == 0 ? 0s : 24h);
+      auto got = co_await race(rx.recv(), wait_on(timer));
+      if (got.index() == 1) {
+        if (++ticks == 1) idle->set_value();
+        continue;
+      }
+      auto& r = std::get<0>(got);
+      if (!r) co_return ticks;
+      r->client.send(r->request + 1);
+    }
+  }
+};
+using polling_service = tenorite::service<int, int, std::string, polling_worker,
+                                          std::shared_ptr<std::promise<void>>, int>;
+
+TEST(CallForms, ACancelledRecvTakesNothingAndTheNextRequestIsReceived) {
+  auto idle = std::make_shared<std::promise<void>>();
+  auto idle_seen = idle->get_future();
+  auto [task, caller] = polling_service{}.start_task(rt(), 4, idle);
+  idle_seen.get();  // the worker's first recv was cancelled by its timer
+  EXPECT_EQ(caller.send_request_blocking(41).value(), 42);
+  EXPECT_EQ(caller.send_request_blocking(1).value(), 2);
+  caller = {};
+  auto j = task.wait();
+  ASSERT_TRUE(j);
+  EXPECT_EQ(*j, 1);
+}
+
+// Every receive races a timer that is already due, so cancellations of parked receives race
+// arriving requests all the time: every request must still be answered exactly once.
+struct busy_polling_worker {
+  static asio::awaitable<int> task(tenorite::receiver<echo_request> rx, int) {
+    int lost_races = 0;
+    auto ex = co_await asio::this_coro::executor;
+    for (;;) {
+      asio::steady_timer timer(ex, 0s);
+      auto got = co_await race(rx.recv(), wait_on(timer));
+      if (got.index() == 1) {
+        ++lost_races;
+        continue;
+      }
+      auto& r = std::get<0>(got);
+      if (!r) co_return lost_races;
+      r->client.send(r->request + 1);
+    }
+  }
+};
+using busy_polling_service =
+    tenorite::service<int, int, std::string, busy_polling_worker, int, int>;
+
+TEST(CallForms, RecvCancellationsRacingArrivingRequestsLoseNothing) {
+  auto [task, caller] = busy_polling_service{}.start_task(rt(), 4, 0);
+  constexpr int threads = 4, per_thread = 500;
+  std::atomic<int> answered{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t)
+    ts.emplace_back([&, t, c = caller] {
+      for (int i = 0; i < per_thread; ++i) {
+        const int v = t * per_thread + i;
+        auto r = c.send_request_blocking(v);
+        if (r && *r == v + 1) answered.fetch_add(1);
+      }
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(answered.load(), threads * per_thread);
+  caller = {};
+  EXPECT_TRUE(task.wait());
+}
+
+TEST(CallForms, AsyncRecvManyCompletesWithATokenAndCanBeCancelled) {
+  asio::io_context ctx;
+  auto ch = std::make_shared<tenorite::channel<int>>(ctx.get_executor(), 8);
+  tenorite::receiver<int> rx(ch);
+  std::vector<int> buf;
+  asio::cancellation_signal signal;
+  auto run_ready = [&] {  // runs what is ready (poll() leaves the context stopped when idle)
+    ctx.restart();
+    ctx.poll();
+  };
+
+  // Nothing queued: it waits; a cancellation ends it with operation_aborted, nothing taken.
+  std::optional<std::pair<boost::system::error_code, std::size_t>> first;
+  rx.async_recv_many(buf, 3,
+                     asio::bind_cancellation_slot(signal.slot(),
+                                                  [&](boost::system::error_code ec,
+                                                      std::size_t n) { first.emplace(ec, n); }));
+  run_ready();
+  EXPECT_FALSE(first);
+  signal.emit(asio::cancellation_type::terminal);
+  run_ready();
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->first, asio::error::operation_aborted);
+  EXPECT_EQ(first->second, 0u);
+
+  // Items queued: it takes up to the limit, and completes through the executor, never
+  // inside the initiating call.
+  for (int i = 1; i <= 4; ++i) {
+    int v = i;
+    ASSERT_EQ(ch->try_send(v), tenorite::send_status::sent);
+  }
+  std::optional<std::size_t> second;
+  rx.async_recv_many(buf, 3, [&](boost::system::error_code ec, std::size_t n) {
+    EXPECT_FALSE(ec);
+    second = n;
+  });
+  EXPECT_FALSE(second);
+  run_ready();
+  ASSERT_EQ(second, std::optional<std::size_t>(3));
+  EXPECT_EQ(buf, (std::vector<int>{1, 2, 3}));
+
+  // The cancelled wait took nothing: the fourth item is still there, then the end.
+  // (Callbacks, not use_future: a future's handler runs on the system executor and would
+  // release its hold on `ctx` on another thread.)
+  std::optional<std::size_t> third, end;
+  rx.async_recv_many(buf, 3, [&](boost::system::error_code, std::size_t n) { third = n; });
+  run_ready();
+  EXPECT_EQ(third, std::optional<std::size_t>(1));
+  EXPECT_EQ(buf.back(), 4);
+  ch->close();
+  rx.async_recv_many(buf, 3, [&](boost::system::error_code, std::size_t n) { end = n; });
+  run_ready();
+  EXPECT_EQ(end, std::optional<std::size_t>(0));
+}
+
+TEST(CallForms, ACancelledJoinLeavesTheWorkerRunningAndItCanBeJoinedAgain) {
+  auto p = std::make_shared<probe>();
+  p->go = std::make_shared<gate>(rt().executor());
+  auto [task, caller] = probe_service{}.start_task(rt(), 4, p);
+  asio::cancellation_signal signal;
+  std::promise<tenorite::join_handle<void>::result_type> got;
+  tenorite::runtime one(1);  // start and cancel on one thread: slots are not thread-safe
+  asio::post(one.executor(), [&] {
+    task.async_join(asio::bind_cancellation_slot(
+        signal.slot(), [&](tenorite::join_handle<void>::result_type r) { got.set_value(r); }));
+    signal.emit(asio::cancellation_type::terminal);
+  });
+  auto r = got.get_future().get();
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is_wait_cancelled());
+  EXPECT_FALSE(r.error().is_cancelled());
+  EXPECT_FALSE(task.is_finished());
+  p->go->open();
+  EXPECT_EQ(caller.send_request_blocking(3).value(), 6);  // the worker still serves
+  caller = {};
+  EXPECT_TRUE(task.wait());  // joined again after the cancelled wait
+  EXPECT_THROW(task.wait(), std::logic_error);
+}
+
+struct counting_worker {  // answers, then returns how many it answered
+  static asio::awaitable<int> task(tenorite::receiver<echo_request> rx, int yields) {
+    int n = 0;
+    while (auto r = co_await rx.recv()) {
+      r->client.send(r->request);
+      ++n;
+    }
+    for (int i = 0; i < yields; ++i) co_await yield_now();  // vary when the outcome lands
+    co_return n;
+  }
+};
+using counting_service = tenorite::service<int, int, std::string, counting_worker, int, int>;
+
+// Drops the last caller and races the join against a timer that is already due.
+asio::awaitable<int> join_or_timer(counting_service::started* s) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, 0s);
+  int v = 1;
+  auto r = co_await s->caller.send_request(std::move(v));
+  if (!r) co_return -1;
+  s->caller = {};
+  auto got = co_await race(s->task.join(), wait_on(timer));
+  co_return static_cast<int>(got.index());
+}
+
+TEST(CallForms, AJoinCancelledWhileItsOutcomeIsOnTheWayGivesTheOutcomeBack) {
+  int timer_won = 0;
+  for (int i = 0; i < 300; ++i) {
+    auto s = counting_service{}.start_task(rt(), 4, i % 8);
+    auto winner =
+        asio::co_spawn(asio::make_strand(rt().executor()), join_or_timer(&s), asio::use_future);
+    const int w = winner.get();
+    ASSERT_NE(w, -1);
+    if (w == 1) {
+      ++timer_won;
+      auto outcome = s.task.wait();  // still there: the discarded join gave it back
+      ASSERT_TRUE(outcome);
+      EXPECT_EQ(*outcome, 1);
+    } else {
+      EXPECT_THROW(s.task.wait(), std::logic_error);  // the join took it
+    }
+  }
+  RecordProperty("timer_won", timer_won);
 }
 
 // ---- races: give-ups, replies and the worker's end, many times ----

@@ -32,6 +32,7 @@
 #include <stdexcept>
 #include <string>
 #include <tenorite/channel.hpp>
+#include <tenorite/detail/cancellation.hpp>
 #include <tenorite/detail/completion.hpp>
 #include <tenorite/error.hpp>
 #include <tenorite/join_handle.hpp>
@@ -50,52 +51,6 @@ enum class call_mode {
   try_only,  ///< fail at once with queue_full when there is no room
   reserved,  ///< use a slot reserved earlier (permit): never waits, never full
 };
-
-/// Shared by a cancellable call and the handler in its cancellation slot. The slot handler
-/// may outlive the call (the slot belongs to the caller's signal), so it holds this small
-/// block, not the call; `op` is cleared once the call completed.
-struct cancel_ctl {
-  std::atomic<int> refs{2};  // the call + the slot handler
-  std::mutex m;
-  void* op = nullptr;
-  void (*cancel)(void* op, boost::asio::cancellation_type,
-                 std::unique_lock<std::mutex>&) noexcept = nullptr;
-  void release() noexcept {
-    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
-  }
-};
-
-struct cancel_slot_handler {
-  cancel_ctl* ctl;
-  explicit cancel_slot_handler(cancel_ctl* c) noexcept : ctl(c) {}
-  cancel_slot_handler(const cancel_slot_handler&) = delete;
-  cancel_slot_handler& operator=(const cancel_slot_handler&) = delete;
-  ~cancel_slot_handler() { ctl->release(); }
-  void operator()(boost::asio::cancellation_type type) noexcept {
-    std::unique_lock lk(ctl->m);
-    if (ctl->op) ctl->cancel(ctl->op, type, lk);
-  }
-};
-
-/// Connects an operation parked in a queue to its handler's cancellation slot, if any: the
-/// slot's handler then calls Op::on_cancel under ctl->m while the operation is pending.
-template <class Op, class Handler>
-void arm_cancellation(Op* op, const Handler& handler) {
-  auto slot = boost::asio::get_associated_cancellation_slot(handler);
-  if (!slot.is_connected()) return;
-  auto* ctl = new cancel_ctl;
-  ctl->op = op;
-  ctl->cancel = &Op::on_cancel;
-  op->ctl = ctl;
-  slot.template emplace<cancel_slot_handler>(ctl);
-}
-
-/// The operation is completing: from now on its cancellation slot does nothing.
-inline void settle(cancel_ctl* ctl) noexcept {
-  if (!ctl) return;
-  std::lock_guard lk(ctl->m);
-  ctl->op = nullptr;
-}
 
 /// Everything one service shares between its callers and its worker.
 template <class Req, class Resp, class Err>
@@ -136,7 +91,7 @@ class service_state final : public abortable {
     op->value.emplace(item_type{std::move(req), responder_type(op)});
     initiation_scope scope(op);
     if (slot.is_connected()) {
-      auto* ctl = new cancel_ctl;
+      auto* ctl = cancel_ctl::make();
       ctl->op = op;
       ctl->cancel = &call_op<Handler>::on_cancel;
       op->ctl = ctl;

@@ -31,6 +31,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <tenorite/detail/cancellation.hpp>
 #include <tenorite/detail/completion.hpp>
 #include <tenorite/detail/context_registry.hpp>
 #include <tenorite/oneshot.hpp>
@@ -316,6 +317,37 @@ class channel final : private detail::context_registry::entry {
     return true;
   }
 
+  /// Takes a parked receiver back. False if an item, the end or an error is already on its
+  /// way to it.
+  bool withdraw_receiver(detail::recv_waiter<T>* node) {
+    std::lock_guard lk(m_);
+    if (!node->linked) return false;
+    receivers_.unlink(node);
+    return true;
+  }
+
+  /// Puts an item a receive took back at the front (its receive was cancelled before its
+  /// handler ran), or hands it to the oldest parked receiver. Moves from `v` only on
+  /// success; false once the channel is closed.
+  bool give_back(T& v) {
+    detail::recv_waiter<T>* r = nullptr;
+    {
+      std::lock_guard lk(m_);
+      if (closed_) return false;
+      if (size_ == 0 && !receive_error_ && !receivers_.empty()) {
+        r = receivers_.pop_front();
+      } else {
+        if (size_ == alloc_) grow_locked();
+        head_ = head_ == 0 ? alloc_ - 1 : head_ - 1;
+        ::new (static_cast<void*>(slots_ + head_)) T(std::move(v));
+        ++size_;
+        return true;
+      }
+    }
+    r->ready(r, {}, std::optional<T>(std::move(v)));
+    return true;
+  }
+
   /// Sends, waiting for room. Completes with (error_code, std::optional<T>): success and an
   /// empty optional, or channel_closed-style `boost::asio::error::broken_pipe` and the value.
   template <class Token>
@@ -415,7 +447,11 @@ class channel final : private detail::context_registry::entry {
 
   /// Receives now, or parks `node` (returns true) until an item or the end arrives. When it
   /// returns false, node->ready has already been called.
-  bool receive_or_wait(detail::recv_waiter<T>* node) {
+  /// `on_park`, if set, runs under the lock just before the node is parked (an operation
+  /// connects its cancellation there: only a parked receive can be cancelled, and an item
+  /// may complete it as soon as the lock is released).
+  bool receive_or_wait(detail::recv_waiter<T>* node,
+                       void (*on_park)(detail::recv_waiter<T>*) = nullptr) {
     detail::send_waiter<T>* refilled = nullptr;
     std::optional<T> v;
     boost::system::error_code ec;
@@ -426,6 +462,7 @@ class channel final : private detail::context_registry::entry {
       } else if (size_ > 0) {
         v.emplace(take_locked(refilled));
       } else if (!at_end_locked()) {
+        if (on_park) on_park(node);
         receivers_.push_back(node);
         return true;
       }
@@ -532,30 +569,66 @@ class channel final : private detail::context_registry::entry {
 
   template <class Handler>
   struct recv_op : detail::recv_waiter<T> {
-    recv_op(Handler&& h, const executor_type& ex, bool track)
+    recv_op(Handler&& h, const executor_type& ex, bool track, channel* c)
         : detail::recv_waiter<T>(&on_ready),
           executor(detail::tracked_executor(h, ex, track)),
-          handler(std::move(h)) {
+          handler(std::move(h)),
+          chan(c) {
       this->context = &boost::asio::query(executor, boost::asio::execution::context);
       this->destroy = &on_destroy;
     }
+    // An item handed to a parked receive whose handler is then cancelled before it runs
+    // (e.g. the other branch of `recv() || timer` won meanwhile) goes back to the front of
+    // the queue and the receive ends with operation_aborted: a cancelled receive never
+    // takes an item with it.
     static void on_ready(detail::recv_waiter<T>* n, boost::system::error_code ec,
                          std::optional<T>&& v) noexcept {
       auto* self = static_cast<recv_op*>(n);
+      detail::settle(self->ctl);
+      detail::late_cancel_watch watch(v ? self->ctl : nullptr);
+      channel* ch = self->chan;
       Handler h(std::move(self->handler));
       auto ex = std::move(self->executor);
       const bool immediate = detail::initiating_op() == self;
-      detail::delete_op(self);
+      free(self);
       detail::complete_on<Handler>(
           ex,
-          [h = std::move(h), ec, v = std::move(v)]() mutable { std::move(h)(ec, std::move(v)); },
+          [h = std::move(h), ec, v = std::move(v), watch = std::move(watch), ch]() mutable {
+            if (watch.requested() && v && ch->give_back(*v)) {
+              v.reset();
+              ec = boost::asio::error::operation_aborted;
+            }
+            std::move(h)(ec, std::move(v));
+          },
           immediate);
     }
     static void on_destroy(void* n) noexcept {
-      detail::delete_op(static_cast<recv_op*>(static_cast<detail::recv_waiter<T>*>(n)));
+      auto* self = static_cast<recv_op*>(static_cast<detail::recv_waiter<T>*>(n));
+      detail::settle(self->ctl);
+      free(self);
+    }
+    // Any cancellation type: a parked receive has taken nothing yet, so ending it loses
+    // nothing (the next item stays queued for the next receive).
+    static void on_cancel(void* p, boost::asio::cancellation_type,
+                          std::unique_lock<std::mutex>& lk) noexcept {
+      auto* self = static_cast<recv_op*>(p);
+      if (!self->chan->withdraw_receiver(self)) {  // an item or the end is on its way
+        self->ctl->late.store(true, std::memory_order_release);
+        return;
+      }
+      self->ctl->op = nullptr;
+      lk.unlock();
+      on_ready(self, boost::asio::error::operation_aborted, std::nullopt);
+    }
+    static void free(recv_op* self) noexcept {
+      detail::cancel_ctl* c = self->ctl;
+      detail::delete_op(self);
+      if (c) c->release();
     }
     detail::tracked_executor_t<Handler, executor_type> executor;
     Handler handler;
+    channel* chan;
+    detail::cancel_ctl* ctl = nullptr;
   };
 
   template <class Handler>
@@ -595,9 +668,12 @@ class channel final : private detail::context_registry::entry {
 
   template <class Handler>
   void initiate_receive(Handler handler) {
-    auto* op = detail::new_op<recv_op<Handler>>(handler, ex_, track_work_);
+    auto* op = detail::new_op<recv_op<Handler>>(handler, ex_, track_work_, this);
     detail::initiation_scope scope(op);
-    receive_or_wait(op);
+    receive_or_wait(op, [](detail::recv_waiter<T>* n) {
+      auto* self = static_cast<recv_op<Handler>*>(n);
+      detail::arm_cancellation(self, self->handler);
+    });
   }
 
   template <class Handler>
@@ -671,6 +747,7 @@ class channel final : private detail::context_registry::entry {
   void grow_locked() {
     std::size_t n =
         alloc_ == 0 ? std::min<std::size_t>(capacity_, 4) : std::min(capacity_, alloc_ * 2);
+    if (n <= size_) n = size_ + 1;  // an item given back may sit above the capacity
     T* fresh = static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(alignof(T))));
     for (std::size_t k = 0; k < size_; ++k) {
       T* p = slots_ + ((head_ + k) % alloc_);

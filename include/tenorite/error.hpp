@@ -141,26 +141,40 @@ class error {
   std::optional<Err> service_error_;
 };
 
-/// Why a worker's join yielded no result: it threw (a panic) or it was cancelled.
+/// Why a join yielded no result: the worker threw (a panic), the worker was cancelled, or
+/// only the wait was cancelled (the worker keeps running and can be joined again).
 class join_error {
  public:
-  static join_error panic(const std::exception_ptr& e) { return join_error(true, e); }
-  static join_error cancelled() { return join_error(false, nullptr); }
+  static join_error panic(const std::exception_ptr& e) { return join_error(reason::panic, e); }
+  static join_error cancelled() { return join_error(reason::cancelled, nullptr); }
+  static join_error wait_cancelled() { return join_error(reason::wait_cancelled, nullptr); }
 
   /// The worker's task threw; exception() is what it threw.
-  bool is_panic() const noexcept { return panic_; }
+  bool is_panic() const noexcept { return reason_ == reason::panic; }
   /// The worker was aborted (join_handle::abort or its runtime was destroyed).
-  bool is_cancelled() const noexcept { return !panic_; }
+  bool is_cancelled() const noexcept { return reason_ == reason::cancelled; }
+  /// The async_join itself was cancelled (Asio per-operation cancellation) before the worker
+  /// ended: the worker is untouched and its outcome is still there for a later join.
+  bool is_wait_cancelled() const noexcept { return reason_ == reason::wait_cancelled; }
   /// The worker's exception (null unless is_panic()).
   const std::exception_ptr& exception() const noexcept { return exception_; }
   /// Rethrows the worker's exception; throws std::logic_error for a cancellation.
   [[noreturn]] void rethrow() const {
     if (exception_) std::rethrow_exception(exception_);
-    throw std::logic_error("tenorite::join_error::rethrow(): the worker was cancelled, not failed");
+    throw std::logic_error(std::string("tenorite::join_error::rethrow(): ") + message() +
+                           "; there is no exception to rethrow");
   }
 
   std::string message() const {
-    if (!panic_) return "the worker was cancelled (aborted or its runtime was destroyed)";
+    switch (reason_) {
+      case reason::cancelled:
+        return "the worker was cancelled (aborted or its runtime was destroyed)";
+      case reason::wait_cancelled:
+        return "the wait for the worker was cancelled; the worker keeps running and can be "
+               "joined again";
+      case reason::panic:
+        break;
+    }
     try {
       std::rethrow_exception(exception_);
     } catch (const std::exception& e) {
@@ -171,8 +185,9 @@ class join_error {
   }
 
  private:
-  join_error(bool panic, const std::exception_ptr& e) : panic_(panic), exception_(e) {}
-  bool panic_;
+  enum class reason : unsigned char { panic, cancelled, wait_cancelled };
+  join_error(reason r, const std::exception_ptr& e) : reason_(r), exception_(e) {}
+  reason reason_;
   std::exception_ptr exception_;
 };
 

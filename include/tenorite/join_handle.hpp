@@ -3,7 +3,8 @@
 // Invariants:
 // - the task's outcome is set exactly once, after the worker's queue is closed (so any call
 //   made after a join returned fails with send_failure at once);
-// - the outcome is taken at most once (join() or wait()); a second take throws;
+// - the outcome is taken at most once (join() or wait()); a second take throws; a join whose
+//   wait is cancelled (Asio per-operation cancellation) gives its claim back;
 // - abort() before the outcome is set makes the outcome is_cancelled(), whatever the worker
 //   does next; after it, abort() does nothing;
 // - a panic that no join will observe (the handle was dropped) goes to the unhandled-
@@ -20,6 +21,7 @@
 #include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <tenorite/detail/cancellation.hpp>
 #include <tenorite/detail/completion.hpp>
 #include <tenorite/error.hpp>
 #include <tenorite/oneshot.hpp>
@@ -68,9 +70,10 @@ class task_control {
     if (svc) svc->abort_receivers();
     if (ex && sig) {
       // Cancellation slots are not thread-safe: emit where the worker runs (its strand).
+      // Emitted without the lock: the emission may resume the worker inline, which may end
+      // it (finish() takes the lock). On the strand, the worker cannot end meanwhile.
       boost::asio::post(ex, [ctl = this->shared_from_this_(), sig] {
-        std::lock_guard lk(ctl->m_);
-        if (!ctl->finished_) sig->emit(boost::asio::cancellation_type::terminal);
+        if (!ctl->is_finished()) sig->emit(boost::asio::cancellation_type::terminal);
       });
     }
     return true;
@@ -159,6 +162,37 @@ class task_state final : public task_control, public std::enable_shared_from_thi
     w->complete(std::move(*r));
   }
 
+  /// Claims the outcome for one join; false if it was already claimed.
+  bool mark_taken() noexcept {
+    std::lock_guard lk(m_);
+    return !std::exchange(taken_, true);
+  }
+
+  /// A cancelled join gives up its place: the outcome stays for a later join. False if the
+  /// outcome is already on its way to `w`.
+  bool withdraw(reply_slot<result_type>* w) noexcept {
+    std::lock_guard lk(m_);
+    if (waiter_ != w) return false;
+    waiter_ = nullptr;
+    taken_ = false;
+    return true;
+  }
+
+  /// A join whose handler was cancelled before the outcome reached it gives it back.
+  void put_back(result_type r) noexcept {
+    std::exception_ptr unobserved;
+    {
+      std::lock_guard lk(m_);
+      taken_ = false;
+      if (handle_alive_ || r || !r.error().is_panic()) {
+        result_.emplace(std::move(r));
+        return;
+      }
+      unobserved = r.error().exception();  // the handle is gone: nobody can join again
+    }
+    report_unhandled(unobserved);
+  }
+
   /// The join handle went away without taking the outcome (or after taking it).
   void handle_dropped() noexcept {
     std::exception_ptr unobserved;
@@ -180,6 +214,7 @@ class task_state final : public task_control, public std::enable_shared_from_thi
   std::optional<result_type> result_;
   reply_slot<result_type>* waiter_ = nullptr;
   bool handle_alive_ = true;
+  bool taken_ = false;
   boost::asio::any_io_executor default_executor_;
 
  public:
@@ -205,12 +240,11 @@ class join_handle {
   explicit join_handle(std::shared_ptr<detail::task_state<T>> st) noexcept
       : state_(std::move(st)) {}
   join_handle(join_handle&& o) noexcept
-      : state_(std::move(o.state_)), taken_(std::exchange(o.taken_, false)) {}
+      : state_(std::move(o.state_)) {}
   join_handle& operator=(join_handle&& o) noexcept {
     if (this != &o) {
       release();
       state_ = std::move(o.state_);
-      taken_ = std::exchange(o.taken_, false);
     }
     return *this;
   }
@@ -226,8 +260,9 @@ class join_handle {
     return boost::asio::async_initiate<Token, void(result_type)>(
         [](auto handler, std::shared_ptr<detail::task_state<T>> s) {
           using handler_t = decltype(handler);
-          auto* op = detail::new_op<join_op<handler_t>>(handler, s->default_executor());
+          auto* op = detail::new_op<join_op<handler_t>>(handler, s->default_executor(), s);
           detail::initiation_scope scope(op);
+          detail::arm_cancellation(op, op->handler);
           s->take(op);
         },
         token, std::move(st));
@@ -272,32 +307,64 @@ class join_handle {
  private:
   template <class Handler>
   struct join_op : detail::reply_slot<result_type> {
-    join_op(Handler&& h, const boost::asio::any_io_executor& fallback)
+    join_op(Handler&& h, const boost::asio::any_io_executor& fallback,
+            std::shared_ptr<detail::task_state<T>> s)
         : detail::reply_slot<result_type>(&on_complete),
           executor(detail::tracked_executor(h, fallback)),
-          handler(std::move(h)) {}
+          handler(std::move(h)),
+          state(std::move(s)) {}
     static bool on_complete(detail::reply_slot<result_type>* s, result_type&& r) noexcept {
-      auto* self = static_cast<join_op*>(s);
+      finish(static_cast<join_op*>(s), std::move(r), true);
+      return true;
+    }
+    // An outcome on its way to a handler that is cancelled before it runs (the other branch
+    // of `join() || timer` won) is put back, so a later join still gets it.
+    static void finish(join_op* self, result_type&& r, bool watch_late) noexcept {
+      detail::settle(self->ctl);
+      detail::late_cancel_watch watch(watch_late ? self->ctl : nullptr);
+      auto st = std::move(self->state);
       Handler h(std::move(self->handler));
       auto ex = std::move(self->executor);
       const bool immediate = detail::initiating_op() == self;
+      detail::cancel_ctl* c = self->ctl;
       detail::delete_op(self);
+      if (c) c->release();
       detail::complete_on<Handler>(
-          ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); },
+          ex,
+          [h = std::move(h), r = std::move(r), watch = std::move(watch),
+           st = std::move(st)]() mutable {
+            if (watch.requested()) {
+              st->put_back(std::move(r));
+              r = result_type(std::unexpect, join_error::wait_cancelled());
+            }
+            std::move(h)(std::move(r));
+          },
           immediate);
-      return true;
+    }
+    // Any cancellation type: giving up the wait changes nothing for the worker.
+    static void on_cancel(void* p, boost::asio::cancellation_type,
+                          std::unique_lock<std::mutex>& lk) noexcept {
+      auto* self = static_cast<join_op*>(p);
+      if (!self->state->withdraw(self)) {  // the outcome is on its way
+        self->ctl->late.store(true, std::memory_order_release);
+        return;
+      }
+      self->ctl->op = nullptr;
+      lk.unlock();
+      finish(self, result_type(std::unexpect, join_error::wait_cancelled()), false);
     }
     detail::tracked_executor_t<Handler, boost::asio::any_io_executor> executor;
     Handler handler;
+    std::shared_ptr<detail::task_state<T>> state;
+    detail::cancel_ctl* ctl = nullptr;
   };
 
   std::shared_ptr<detail::task_state<T>> take_state(const char* what) {
     if (!state_) throw std::logic_error(std::string(what) + ": empty join handle (moved-from)");
-    if (taken_)
+    if (!state_->mark_taken())
       throw std::logic_error(std::string(what) +
-                             ": the worker's outcome was already taken; join()/wait() yield it "
-                             "once");
-    taken_ = true;
+                             ": the worker's outcome was already taken (or a join is still "
+                             "waiting for it); join()/wait() yield it once");
     return state_;
   }
 
@@ -307,7 +374,6 @@ class join_handle {
   }
 
   std::shared_ptr<detail::task_state<T>> state_;
-  bool taken_ = false;
 };
 
 }  // namespace tenorite

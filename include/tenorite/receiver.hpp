@@ -16,7 +16,11 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/compose.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/system/error_code.hpp>
+#include <cstddef>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -54,11 +58,22 @@ class receiver {
   std::optional<T> try_recv() { return checked("try_recv").try_receive(); }
 
   /// Waits for at least one request, then takes up to `limit` queued requests at once,
-  /// appending them to `out`. Yields how many; 0 means the end of the queue (as recv()'s
-  /// empty optional). Throws like recv() after an abort.
+  /// appending them to `out` (which must outlive the operation). Completes with
+  /// (error_code, std::size_t): how many were appended; 0 means the end of the queue (as
+  /// recv()'s empty optional), or `limit` was 0. operation_aborted after an abort or a
+  /// cancellation (then nothing was taken).
+  template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
+  TENORITE_AWAITABLE_ENTRY auto async_recv_many(std::vector<T>& out, std::size_t limit,
+                                                Token&& token = {}) {
+    auto& ch = checked("async_recv_many");
+    return boost::asio::async_compose<Token, void(boost::system::error_code, std::size_t)>(
+        recv_many_op{&ch, &out, limit}, token, ch.get_executor());
+  }
+
+  /// co_await receiver.recv_many(buffer, limit): as async_recv_many; throws like recv().
   TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<std::size_t> recv_many(std::vector<T>& out,
                                                                          std::size_t limit) {
-    return recv_many_impl(&checked("recv_many"), &out, limit);
+    return async_recv_many(out, limit, boost::asio::use_awaitable);
   }
 
   /// Worker-side graceful drain: later calls fail with send_failure (request returned), the
@@ -69,16 +84,31 @@ class receiver {
   explicit operator bool() const noexcept { return static_cast<bool>(ch_); }
 
  private:
-  static boost::asio::awaitable<std::size_t> recv_many_impl(channel<T>* ch, std::vector<T>* out,
-                                                            std::size_t limit) {
-    if (limit == 0) co_return 0;
-    std::size_t n = ch->try_receive_many(*out, limit);
-    if (n > 0) co_return n;
-    auto first = co_await ch->async_receive(boost::asio::use_awaitable);
-    if (!first) co_return 0;
-    out->push_back(std::move(*first));
-    co_return 1 + ch->try_receive_many(*out, limit - 1);
-  }
+  struct recv_many_op {
+    channel<T>* ch;
+    std::vector<T>* out;
+    std::size_t limit;
+    std::size_t taken = 0;
+    bool started = false;
+
+    // Start: take what is queued now (completing through a post, never inside the
+    // initiating call), or wait for the first request.
+    template <class Self>
+    void operator()(Self& self) {
+      if (started) return self.complete(boost::system::error_code(), taken);
+      started = true;
+      if (limit > 0) taken = ch->try_receive_many(*out, limit);
+      if (taken > 0 || limit == 0) return boost::asio::post(std::move(self));
+      ch->async_receive(std::move(self));
+    }
+
+    template <class Self>
+    void operator()(Self& self, boost::system::error_code ec, std::optional<T> first) {
+      if (ec || !first) return self.complete(ec, 0);
+      out->push_back(std::move(*first));
+      self.complete(ec, 1 + ch->try_receive_many(*out, limit - 1));
+    }
+  };
 
   channel<T>& checked(const char* what) const {
     if (!ch_)
