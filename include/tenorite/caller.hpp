@@ -36,6 +36,7 @@
 #include <tenorite/detail/completion.hpp>
 #include <tenorite/error.hpp>
 #include <tenorite/join_handle.hpp>
+#include <tenorite/metrics.hpp>
 #include <tenorite/oneshot.hpp>
 #include <tenorite/request.hpp>
 #include <tenorite/runtime.hpp>
@@ -69,6 +70,13 @@ class service_state final : public abortable {
   }
 
   channel<item_type> chan;
+  // Set before the service starts (never changed after): null when metrics are off.
+  std::shared_ptr<service_metrics> metrics;
+
+  static std::optional<error_kind> outcome_of(const result_type& r) noexcept {
+    if (r) return std::nullopt;
+    return r.error().kind();
+  }
 
   void abort_receivers() noexcept override {
     chan.abort_receivers(boost::asio::error::operation_aborted);
@@ -88,6 +96,10 @@ class service_state final : public abortable {
       caller_ex.emplace(boost::asio::get_associated_executor(handler));
     auto slot = boost::asio::get_associated_cancellation_slot(handler);
     auto* op = new_op<call_op<Handler>>(handler, chan.get_executor(), this);
+    if (metrics) {
+      op->metrics = metrics;
+      op->mark = metrics->call_started();
+    }
     op->value.emplace(item_type{std::move(req), responder_type(op)});
     initiation_scope scope(op);
     if (slot.is_connected()) {
@@ -125,6 +137,14 @@ class service_state final : public abortable {
   }
 
   result_type call_blocking(Req req, call_mode mode) {
+    if (!metrics) return call_blocking_unmeasured(std::move(req), mode);
+    auto mark = metrics->call_started();
+    result_type r = call_blocking_unmeasured(std::move(req), mode);
+    metrics->call_completed(mark, outcome_of(r));
+    return r;
+  }
+
+  result_type call_blocking_unmeasured(Req req, call_mode mode) {
     struct node final : send_waiter<item_type> {
       node() : send_waiter<item_type>(nullptr, &return_request) {}
     } n;
@@ -173,10 +193,14 @@ class service_state final : public abortable {
     n.value.emplace(item_type{std::move(req), responder_type::for_notification()});
     switch (chan.send_or_wait(&n, nullptr, try_only)) {
       case send_status::sent:
+        if (metrics) metrics->notification_accepted();
         return {};
       case send_status::waiting:
         n.flag.wait();
-        if (n.accepted) return {};
+        if (n.accepted) {
+          if (metrics) metrics->notification_accepted();
+          return {};
+        }
         break;
       case send_status::full:
         return notify_result(std::unexpect, error_type::of_kind(error_kind::queue_full,
@@ -248,6 +272,7 @@ class service_state final : public abortable {
 
     // Completes the handler and frees the call.
     void finish(result_type&& r) noexcept {
+      if (metrics) metrics->call_completed(mark, outcome_of(r));
       Handler h(std::move(handler));
       auto ex = std::move(executor);
       const bool immediate = initiating_op() == this;
@@ -319,6 +344,8 @@ class service_state final : public abortable {
     tracked_executor_t<Handler, boost::asio::any_io_executor> executor;
     Handler handler;
     service_state* state;
+    std::shared_ptr<service_metrics> metrics;  // set when the service counts its calls
+    service_metrics::call_mark mark;
     cancel_ctl* ctl = nullptr;
     bool gave_up = false;             // guarded by ctl->m
     closed_watch* watcher = nullptr;  // guarded by ctl->m
@@ -333,6 +360,7 @@ class service_state final : public abortable {
           state(s) {}
     static void on_accept(send_waiter<item_type>* n) noexcept {
       auto* self = static_cast<notify_op*>(n);
+      if (self->state->metrics) self->state->metrics->notification_accepted();
       settle(self->ctl);
       self->finish(notify_result());
     }
@@ -454,6 +482,15 @@ class caller {
     auto* st = checked("send_request_blocking");
     detail::check_blocking_allowed("tenorite::caller::send_request_blocking");
     return st->call_blocking(std::move(req), detail::call_mode::wait);
+  }
+
+  /// A snapshot of the service's counters, or an empty optional when the service was
+  /// started without metrics (service_options::metrics). Safe from any thread.
+  std::optional<metrics_snapshot> metrics() const {
+    auto* st = checked("metrics");
+    if (!st->metrics) return std::nullopt;
+    auto [depth, accepted] = st->chan.counts();
+    return st->metrics->snapshot(depth, accepted);
   }
 
   // ---- try_send_request: queue_full instead of waiting for room ----
@@ -629,13 +666,17 @@ class caller {
             boost::asio::experimental::wait_for_one(),
             boost::asio::bind_cancellation_slot(
                 slot,
-                boost::asio::bind_executor(ex, [h = std::move(handler), timer](
+                boost::asio::bind_executor(ex, [h = std::move(handler), timer,
+                                                metrics = core_->state->metrics](
                                                    std::array<std::size_t, 2> order, result_type r,
                                                    boost::system::error_code timer_ec) mutable {
-                  if (!r && r.error().kind() == error_kind::cancelled && order[0] == 1 && !timer_ec)
+                  if (!r && r.error().kind() == error_kind::cancelled && order[0] == 1 &&
+                      !timer_ec) {
                     r = result_type(
                         std::unexpect,
                         error_type::of_kind(error_kind::timed_out, std::move(r.error().request())));
+                    if (metrics) metrics->reclassify(error_kind::cancelled, error_kind::timed_out);
+                  }
                   std::move(h)(std::move(r));
                 })));
   }

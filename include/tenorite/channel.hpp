@@ -26,6 +26,7 @@
 #include <boost/asio/query.hpp>
 #include <boost/system/error_code.hpp>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -183,6 +184,7 @@ class channel final : private detail::context_registry::entry {
     std::unique_lock lk(m_);
     if (closed_ || send_closed_) return send_status::closed;
     if (auto* r = receivers_.pop_front()) {
+      ++accepted_;
       lk.unlock();
       r->ready(r, {}, std::optional<T>(std::move(value)));
       return send_status::sent;
@@ -203,6 +205,7 @@ class channel final : private detail::context_registry::entry {
     if (closed_ || send_closed_) return send_status::closed;
     if (caller && consumer_ && *caller == consumer_) return send_status::self_call;
     if (auto* r = receivers_.pop_front()) {
+      ++accepted_;
       lk.unlock();
       std::optional<T> v(std::move(*node->value));
       node->value.reset();
@@ -265,6 +268,7 @@ class channel final : private detail::context_registry::entry {
     if (closed_) return send_status::closed;
     --reserved_;
     if (auto* r = receivers_.pop_front()) {
+      ++accepted_;
       lk.unlock();
       r->ready(r, {}, std::optional<T>(std::move(value)));
       return send_status::sent;
@@ -324,6 +328,12 @@ class channel final : private detail::context_registry::entry {
     if (!node->linked) return false;
     receivers_.unlink(node);
     return true;
+  }
+
+  /// How many values are buffered now, and how many the channel accepted so far.
+  std::pair<std::size_t, std::uint64_t> counts() const {
+    std::lock_guard lk(m_);
+    return {size_, accepted_};
   }
 
   /// Puts an item a receive took back at the front (its receive was cancelled before its
@@ -693,6 +703,7 @@ class channel final : private detail::context_registry::entry {
   }
 
   void push_locked(T&& v) {
+    ++accepted_;
     if (size_ == alloc_) grow_locked();
     std::size_t i = head_ + size_;
     if (i >= alloc_) i -= alloc_;
@@ -765,6 +776,7 @@ class channel final : private detail::context_registry::entry {
   }
 
   mutable std::mutex m_;
+  std::uint64_t accepted_ = 0;  // values that entered the buffer or went straight to a receiver
   executor_type ex_;
   std::size_t capacity_;
   T* slots_ = nullptr;

@@ -28,6 +28,7 @@
 #include <tenorite/runtime.hpp>
 #include <tenorite/unhandled_exception.hpp>
 #include <utility>
+#include <vector>
 
 namespace tenorite {
 
@@ -41,42 +42,45 @@ struct abortable {
   virtual ~abortable() = default;
 };
 
-/// The lifecycle of one worker: running -> finished, with an abort flag on the way.
+/// The lifecycle of a service's workers (one, or a pool): running -> finished, with an abort
+/// flag on the way.
 class task_control {
  public:
-  /// Called once when the worker starts: where to post the cancellation, and how.
+  /// Called once per worker before it starts: where to post its cancellation.
   void arm(boost::asio::any_io_executor worker_executor,
            std::shared_ptr<boost::asio::cancellation_signal> signal,
            std::shared_ptr<abortable> service) {
     std::lock_guard lk(m_);
-    executor_ = std::move(worker_executor);
-    signal_ = std::move(signal);
+    workers_.push_back({std::move(worker_executor), std::move(signal)});
     service_ = std::move(service);
   }
 
-  /// Requests cancellation; returns false when the worker had already finished.
+  /// Requests cancellation; returns false when the workers had already finished.
   bool abort() {
-    boost::asio::any_io_executor ex;
-    std::shared_ptr<boost::asio::cancellation_signal> sig;
+    std::vector<worker_entry> workers;
     std::shared_ptr<abortable> svc;
     {
       std::lock_guard lk(m_);
       if (finished_) return false;
       aborted_ = true;
-      ex = executor_;
-      sig = signal_;
+      workers = workers_;
       svc = service_;
     }
     if (svc) svc->abort_receivers();
-    if (ex && sig) {
+    for (auto& w : workers) {
       // Cancellation slots are not thread-safe: emit where the worker runs (its strand).
       // Emitted without the lock: the emission may resume the worker inline, which may end
       // it (finish() takes the lock). On the strand, the worker cannot end meanwhile.
-      boost::asio::post(ex, [ctl = this->shared_from_this_(), sig] {
+      boost::asio::post(w.executor, [ctl = this->shared_from_this_(), sig = w.signal] {
         if (!ctl->is_finished()) sig->emit(boost::asio::cancellation_type::terminal);
       });
     }
     return true;
+  }
+
+  bool is_aborted() const {
+    std::lock_guard lk(m_);
+    return aborted_;
   }
 
   /// Marks the worker finished; returns whether it had been aborted. Drops the executor so
@@ -84,8 +88,7 @@ class task_control {
   bool finish() noexcept {
     std::lock_guard lk(m_);
     finished_ = true;
-    executor_ = {};
-    signal_.reset();
+    workers_.clear();
     service_.reset();
     return aborted_;
   }
@@ -111,11 +114,14 @@ class task_control {
   virtual std::shared_ptr<task_control> shared_from_this_() = 0;
 
  private:
+  struct worker_entry {
+    boost::asio::any_io_executor executor;
+    std::shared_ptr<boost::asio::cancellation_signal> signal;
+  };
   mutable std::mutex m_;
   bool finished_ = false;
   bool aborted_ = false;
-  boost::asio::any_io_executor executor_;
-  std::shared_ptr<boost::asio::cancellation_signal> signal_;
+  std::vector<worker_entry> workers_;
   std::shared_ptr<abortable> service_;
 };
 

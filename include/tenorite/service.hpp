@@ -26,20 +26,29 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/execution.hpp>
 #include <boost/asio/execution_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <cstddef>
+#include <chrono>
 #include <exception>
 #include <expected>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <tenorite/caller.hpp>
 #include <tenorite/join_handle.hpp>
+#include <tenorite/metrics.hpp>
 #include <tenorite/receiver.hpp>
 #include <tenorite/request.hpp>
 #include <tenorite/runtime.hpp>
+#include <tenorite/supervision.hpp>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace tenorite {
 
@@ -50,65 +59,175 @@ struct started_task {
   tenorite::caller<Req, Resp, Err> caller;
 };
 
+/// How a service is run: queue size, pool size, supervision, metrics. Every field has a
+/// default, so `service_options{.workers = 4}` reads as what differs.
+struct service_options {
+  /// How many requests may wait for the workers (callers wait when it is full); at least 1.
+  std::size_t queue_size = 32;
+  /// Workers serving the one queue: 1 is the original's model; more make a pool (each
+  /// worker gets its own Config from the factory, or a copy of the one given).
+  std::size_t workers = 1;
+  /// Restart a worker that throws (supervision); empty: a throwing worker ends the service.
+  std::optional<restart_policy> restart;
+  /// Count calls (caller.metrics()); off by default (then it costs one branch per call).
+  bool metrics = false;
+  /// Called at every call's start and completion (turns metrics on).
+  trace_hook trace;
+};
+
 namespace detail {
 
-/// Lives in the worker's coroutine frame — as a parameter, so it exists from the frame's
-/// creation, before the body ever runs: it ends the service exactly once, also when the frame
-/// is destroyed unfinished or never started (its execution context was destroyed first).
+/// The workers of one service (one, or a pool): the last to end closes the queue (every
+/// still-queued request goes back to its caller) and then sets the join outcome — the
+/// first failure if any worker failed, else the (last) worker's result.
 template <class T, class Req, class Resp, class Err>
-class worker_guard {
+class worker_group {
  public:
   using result_type = std::expected<T, join_error>;
 
-  worker_guard(std::shared_ptr<service_state<Req, Resp, Err>> st, std::shared_ptr<task_state<T>> ts,
-               boost::asio::any_io_executor work)
-      : st_(std::move(st)), ts_(std::move(ts)), work_(std::move(work)) {}
-  worker_guard(worker_guard&& o) noexcept
-      : st_(std::move(o.st_)),
-        ts_(std::move(o.ts_)),
-        work_(std::move(o.work_)),
-        done_(std::exchange(o.done_, true)) {}
-  worker_guard(const worker_guard&) = delete;
-  worker_guard& operator=(const worker_guard&) = delete;
-  worker_guard& operator=(worker_guard&&) = delete;
+  worker_group(std::shared_ptr<service_state<Req, Resp, Err>> st, std::shared_ptr<task_state<T>> ts,
+               boost::asio::any_io_executor work, std::size_t workers)
+      : st_(std::move(st)), ts_(std::move(ts)), work_(std::move(work)), live_(workers) {}
 
   const std::shared_ptr<service_state<Req, Resp, Err>>& state() const noexcept { return st_; }
-  ~worker_guard() {
-    if (!done_) finish(result_type(std::unexpect, join_error::cancelled()));
-  }
+  bool aborted() const { return ts_->is_aborted(); }
 
-  void finish(result_type r) noexcept {
-    done_ = true;
+  void worker_done(result_type r) noexcept {
+    std::optional<result_type> out;
+    {
+      std::lock_guard lk(m_);
+      if (!outcome_ || (*outcome_ && !r)) outcome_.emplace(std::move(r));
+      if (--live_ > 0) return;
+      out.emplace(std::move(*outcome_));
+      outcome_.reset();
+    }
     st_->close_and_return_queued();
     const bool aborted = ts_->finish();
-    if (aborted) r = result_type(std::unexpect, join_error::cancelled());
+    if (aborted) out.emplace(std::unexpect, join_error::cancelled());
     work_ = {};
-    ts_->set_result(std::move(r));
+    ts_->set_result(std::move(*out));
   }
 
  private:
   std::shared_ptr<service_state<Req, Resp, Err>> st_;
   std::shared_ptr<task_state<T>> ts_;
   boost::asio::any_io_executor work_;  // outstanding work on the user's executor
+  std::mutex m_;
+  std::size_t live_;
+  std::optional<result_type> outcome_;
+};
+
+/// Lives in a worker's coroutine frame — as a parameter, so it exists from the frame's
+/// creation, before the body ever runs: it reports the worker's end exactly once, also when
+/// the frame is destroyed unfinished or never started (its execution context was destroyed).
+template <class T, class Req, class Resp, class Err>
+class worker_guard {
+ public:
+  using result_type = std::expected<T, join_error>;
+  using group_type = worker_group<T, Req, Resp, Err>;
+
+  explicit worker_guard(std::shared_ptr<group_type> g) : group_(std::move(g)) {}
+  worker_guard(worker_guard&& o) noexcept
+      : group_(std::move(o.group_)), done_(std::exchange(o.done_, true)) {}
+  worker_guard(const worker_guard&) = delete;
+  worker_guard& operator=(const worker_guard&) = delete;
+  worker_guard& operator=(worker_guard&&) = delete;
+  ~worker_guard() {
+    if (!done_) finish(result_type(std::unexpect, join_error::cancelled()));
+  }
+
+  const std::shared_ptr<service_state<Req, Resp, Err>>& state() const noexcept {
+    return group_->state();
+  }
+  bool aborted() const { return group_->aborted(); }
+
+  void finish(result_type r) noexcept {
+    done_ = true;
+    group_->worker_done(std::move(r));
+  }
+
+ private:
+  std::shared_ptr<group_type> group_;
   bool done_ = false;
 };
 
-template <class Worker, class Config, class T, class Req, class Resp, class Err>
-boost::asio::awaitable<void> run_worker(worker_guard<T, Req, Resp, Err> guard, Config config) {
-  using result_type = std::expected<T, join_error>;
-  receiver<request<Req, Resp, Err>> rx(
-      std::shared_ptr<channel<request<Req, Resp, Err>>>(guard.state(), &guard.state()->chan));
-  try {
-    auto task = Worker::task(std::move(rx), std::move(config));
-    if constexpr (std::is_void_v<T>) {
-      co_await std::move(task);
-      guard.finish(result_type());
-    } else {
-      T value = co_await std::move(task);
-      guard.finish(result_type(std::in_place, std::move(value)));
+/// Where each (re)started worker gets its Config: the one given (moved in once), or a
+/// factory called for every start.
+template <class Config>
+class config_source {
+ public:
+  explicit config_source(Config c) : once_(std::move(c)) {}
+  explicit config_source(std::function<Config()> f) : factory_(std::move(f)) {}
+  Config next() {
+    if (once_) {
+      Config c(std::move(*once_));
+      once_.reset();
+      return c;
     }
-  } catch (...) {
-    guard.finish(result_type(std::unexpect, join_error::panic(std::current_exception())));
+    if (!factory_)
+      throw std::logic_error(
+          "tenorite: a worker needs a Config for a restart, but the service was started with one "
+          "move-only Config value; start it with a factory (a callable returning Config)");
+    return factory_();
+  }
+
+ private:
+  std::optional<Config> once_;
+  std::function<Config()> factory_;
+};
+
+[[gnu::noinline]] inline boost::asio::awaitable<void> wait_before_restart(
+    std::chrono::steady_clock::duration delay) {
+  auto timer = std::make_shared<boost::asio::steady_timer>(co_await boost::asio::this_coro::executor,
+                                                           delay);
+  co_await timer->async_wait(boost::asio::use_awaitable);
+}
+
+template <class Worker, class Config, class T, class Req, class Resp, class Err>
+boost::asio::awaitable<void> run_worker(worker_guard<T, Req, Resp, Err> guard,
+                                        config_source<Config> configs,
+                                        std::optional<restart_policy> policy) {
+  using result_type = std::expected<T, join_error>;
+  restart_tracker restarts(std::move(policy));
+  for (;;) {
+    std::exception_ptr failure;
+    try {
+      receiver<request<Req, Resp, Err>> rx(
+          std::shared_ptr<channel<request<Req, Resp, Err>>>(guard.state(), &guard.state()->chan));
+      auto task = Worker::task(std::move(rx), configs.next());
+      if constexpr (std::is_void_v<T>) {
+        co_await std::move(task);
+        guard.finish(result_type());
+      } else {
+        T value = co_await std::move(task);
+        guard.finish(result_type(std::in_place, std::move(value)));
+      }
+      co_return;
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    // The frame of the failed task is gone: the request it held got fetch_failure.
+    std::optional<std::chrono::steady_clock::duration> delay;
+    if (!guard.aborted()) delay = restarts.next(std::chrono::steady_clock::now());
+    if (!delay) {
+      if (restarts.supervised() && !guard.aborted())
+        failure = std::make_exception_ptr(restart_limit_reached(restarts.restarts(), failure));
+      guard.finish(result_type(std::unexpect, join_error::panic(failure)));
+      co_return;
+    }
+    if (guard.state()->metrics) guard.state()->metrics->restarted();
+    if (delay->count() > 0) {
+      bool cancelled = false;
+      try {
+        co_await wait_before_restart(*delay);
+      } catch (...) {  // aborted (or the runtime is going away) during the back-off
+        cancelled = true;
+      }
+      if (cancelled) {
+        guard.finish(result_type(std::unexpect, join_error::cancelled()));
+        co_return;
+      }
+    }
   }
 }
 
@@ -159,30 +278,128 @@ class service {
                                                                          std::size_t queue_size,
                                                                          Config config)
   const {
-    if (queue_size == 0)
+    service_options opts;
+    opts.queue_size = queue_size;
+    return launch(ex, std::move(opts), detail::config_source<Config>(std::move(config)));
+  }
+
+  // ---- start: the same, with service_options (pools, supervision, metrics) ----
+  //
+  // `config` is a Config (copied for each worker and restart: it must then be copyable,
+  // unless there is one worker and no restart) or a factory: a callable returning Config,
+  // called for each worker and for each restart.
+
+  /// Starts on any Asio executor. Throws std::invalid_argument for a queue_size or workers
+  /// of 0, or a pool whose workers return a value (TaskResult must be void for a pool).
+  template <class Executor, class ConfigOrFactory>
+  requires boost::asio::execution::executor<Executor> started
+  start(const Executor& ex, service_options opts, ConfigOrFactory&& config) const {
+    auto source = make_source(opts, std::forward<ConfigOrFactory>(config));
+    return launch(ex, std::move(opts), std::move(source));
+  }
+  /// Starts on a tenorite runtime.
+  template <class ConfigOrFactory>
+  started start(runtime& rt, service_options opts, ConfigOrFactory&& config) const {
+    return start(rt.executor(), std::move(opts), std::forward<ConfigOrFactory>(config));
+  }
+  /// Starts on an execution context (e.g. a boost::asio::io_context).
+  template <class Context, class ConfigOrFactory>
+  requires std::is_convertible_v<Context&, boost::asio::execution_context&> started
+  start(Context& ctx, service_options opts, ConfigOrFactory&& config) const {
+    return start(ctx.get_executor(), std::move(opts), std::forward<ConfigOrFactory>(config));
+  }
+  /// Starts on the default runtime (runtime::global()).
+  template <class ConfigOrFactory>
+  started start(service_options opts, ConfigOrFactory&& config) const {
+    return start(runtime::global().executor(), std::move(opts),
+                 std::forward<ConfigOrFactory>(config));
+  }
+
+ private:
+  template <class C>
+  static detail::config_source<Config> make_source(const service_options& opts, C&& c) {
+    using D = std::decay_t<C>;
+    if constexpr (std::is_invocable_r_v<Config, D&> && !std::is_convertible_v<C, Config>) {
+      return detail::config_source<Config>(std::function<Config()>(std::forward<C>(c)));
+    } else if constexpr (std::is_copy_constructible_v<Config>) {
+      if (opts.workers <= 1 && !opts.restart)
+        return detail::config_source<Config>(Config(std::forward<C>(c)));
+      return detail::config_source<Config>(
+          std::function<Config()>([c = Config(std::forward<C>(c))] { return c; }));
+    } else {
+      if (opts.workers > 1 || opts.restart)
+        throw std::invalid_argument(
+            "tenorite::service::start: a pool or a supervised service needs a Config for each "
+            "worker and restart, and this Config is move-only: pass a factory (a callable "
+            "returning Config) instead of a value");
+      return detail::config_source<Config>(Config(std::forward<C>(c)));
+    }
+  }
+
+  // Templated on the executor: a strand of the concrete executor executes without the
+  // property queries (and their allocations) a strand of any_io_executor makes per call.
+  template <class Executor>
+  started launch(const Executor& ex, service_options opts,
+                 detail::config_source<Config> configs) const {
+    boost::asio::any_io_executor base(ex);
+    if (opts.queue_size == 0)
       throw std::invalid_argument(
           "tenorite::service::start_task: queue_size must be at least 1 (it is how many "
           "requests may wait for the worker; callers wait when it is full)");
-    boost::asio::any_io_executor base(ex);
-    auto strand = boost::asio::make_strand(ex);
+    if (opts.workers == 0)
+      throw std::invalid_argument(
+          "tenorite::service::start: workers must be at least 1 (how many workers serve the "
+          "queue)");
+    if (!std::is_void_v<TaskResult> && opts.workers > 1)
+      throw std::invalid_argument(
+          "tenorite::service::start: a pool (workers > 1) needs a Worker whose task returns "
+          "void; there is one join outcome for the whole pool");
 
-    auto st = std::make_shared<detail::service_state<Req, Resp, Err>>(base, queue_size);
+    auto st = std::make_shared<detail::service_state<Req, Resp, Err>>(base, opts.queue_size);
+    if (opts.metrics || opts.trace)
+      st->metrics = std::make_shared<detail::service_metrics>(std::move(opts.trace));
     auto ts = std::make_shared<detail::task_state<TaskResult>>(base);
-    auto signal = std::make_shared<boost::asio::cancellation_signal>();
-    ts->arm(boost::asio::any_io_executor(strand), signal, st);
-    st->chan.set_consumer(boost::asio::any_io_executor(strand));
-
-    auto core = std::make_shared<detail::caller_core<Req, Resp, Err>>(st);
     boost::asio::any_io_executor work(
-        boost::asio::prefer(ex, boost::asio::execution::outstanding_work.tracked));
-    detail::worker_guard<TaskResult, Req, Resp, Err> guard(st, ts, std::move(work));
-    auto worker = detail::run_worker<Worker, Config, TaskResult, Req, Resp, Err>(std::move(guard),
-                                                                                 std::move(config));
-    // The signal lives as long as the completion handler co_spawn holds, which outlives the
-    // coroutine; abort() emits it on the strand.
-    boost::asio::co_spawn(strand, std::move(worker),
-                          boost::asio::bind_cancellation_slot(
-                              signal->slot(), [signal](const std::exception_ptr&) noexcept {}));
+        boost::asio::prefer(base, boost::asio::execution::outstanding_work.tracked));
+    auto group = std::make_shared<detail::worker_group<TaskResult, Req, Resp, Err>>(
+        st, ts, std::move(work), opts.workers);
+    auto core = std::make_shared<detail::caller_core<Req, Resp, Err>>(st);
+
+    // Each worker pulls its Config (for its start and each restart) from the one source;
+    // pool workers run on different strands, so they share it under a lock.
+    std::vector<detail::config_source<Config>> sources;
+    if (opts.workers == 1) {
+      sources.push_back(std::move(configs));
+    } else {
+      struct shared_source {
+        explicit shared_source(detail::config_source<Config> s) : src(std::move(s)) {}
+        std::mutex m;
+        detail::config_source<Config> src;
+      };
+      auto shared = std::make_shared<shared_source>(std::move(configs));
+      for (std::size_t i = 0; i < opts.workers; ++i)
+        sources.push_back(detail::config_source<Config>(std::function<Config()>([shared] {
+          std::lock_guard lk(shared->m);
+          return shared->src.next();
+        })));
+    }
+
+    for (std::size_t i = 0; i < opts.workers; ++i) {
+      auto strand = boost::asio::make_strand(ex);
+      auto signal = std::make_shared<boost::asio::cancellation_signal>();
+      ts->arm(boost::asio::any_io_executor(strand), signal, st);
+      // One worker: a call from the worker's own strand would wait for itself. In a pool
+      // another worker may serve it, so there is nothing to refuse.
+      if (opts.workers == 1) st->chan.set_consumer(boost::asio::any_io_executor(strand));
+      detail::worker_guard<TaskResult, Req, Resp, Err> guard(group);
+      auto worker = detail::run_worker<Worker, Config, TaskResult, Req, Resp, Err>(
+          std::move(guard), std::move(sources[i]), opts.restart);
+      // The signal lives as long as the completion handler co_spawn holds, which outlives
+      // the coroutine; abort() emits it on the strand.
+      boost::asio::co_spawn(strand, std::move(worker),
+                            boost::asio::bind_cancellation_slot(
+                                signal->slot(), [signal](const std::exception_ptr&) noexcept {}));
+    }
     return started{join_handle<TaskResult>(std::move(ts)), caller_type(std::move(core))};
   }
 };

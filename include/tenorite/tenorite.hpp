@@ -4,9 +4,13 @@
 #include <tenorite/caller.hpp>
 #include <tenorite/channel.hpp>
 #include <tenorite/error.hpp>
+#include <tenorite/handler.hpp>
 #include <tenorite/join_handle.hpp>
+#include <tenorite/metrics.hpp>
 #include <tenorite/receiver.hpp>
 #include <tenorite/request.hpp>
 #include <tenorite/runtime.hpp>
 #include <tenorite/service.hpp>
+#include <tenorite/sharded.hpp>
+#include <tenorite/supervision.hpp>
 #include <tenorite/unhandled_exception.hpp>

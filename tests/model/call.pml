@@ -1,0 +1,549 @@
+/*
+ * call.pml -- a service call racing its worker, its own cancellation and the end of the
+ * service (Promela model of tenorite's call path; check with spin, see check.sh).
+ *
+ * Source of truth: include/tenorite/caller.hpp (service_state::initiate_call, call_op),
+ * include/tenorite/channel.hpp (send_or_wait, receive_or_wait, withdraw, withdraw_buffered,
+ * accept_one_locked, close, close_for_send, mark_no_senders, fifo::take/drain),
+ * include/tenorite/detail/cancellation.hpp (cancel_ctl, cancel_slot_handler),
+ * include/tenorite/request.hpp (responder::send, reset, fail_undelivered, release).
+ *
+ * One Promela step = one critical section under the channel mutex m_ (an atomic block: those
+ * sections never block and never take another lock) or one action outside any lock.  The
+ * call's cancel_ctl::m is a real lock variable (ctl_m[i]) because call_op::on_cancel holds it
+ * across two separate m_ sections (withdraw, then withdraw_buffered); the one-shot
+ * section of call_op::on_complete is a single atomic block that waits for ctl_m to be free.
+ *
+ * Processes and the C++ they mirror
+ *   Caller(i)  service_state::initiate_call: new_op<call_op> + op->value = {req, responder(op)}
+ *              + cancel_ctl::make/arm (refs = 2, ctl->op = op); channel::send_or_wait (closed /
+ *              direct hand-off to the parked receiver / push / park in senders_); after the
+ *              lock: r->ready (recv_op::on_ready posts the item to the worker), or
+ *              op->on_closed = service_state::return_request -> responder::fail_undelivered ->
+ *              call_op::on_complete.  Then, as the caller's executor would, it emits its
+ *              cancellation signal 0, 1 or 2 times (cancel_slot_handler::operator() ->
+ *              call_op::on_cancel: channel::withdraw, else channel::withdraw_buffered (+
+ *              accept_one_locked), then withdrawn -> call_op::finish, terminal -> gave_up path,
+ *              partial -> nothing), and finally destroys its slot handler
+ *              (~cancel_slot_handler -> cancel_ctl::release).  Cancellation is never emitted
+ *              during initiate_call itself (Asio: a slot is used on the initiator's executor).
+ *   Worker     the worker coroutine: receive_or_wait (take_locked = pop + accept_one_locked, or
+ *              park in receivers_, or the end), then for a request: responder::send or
+ *              ~responder (reset: fetch_failure) -> call_op::on_complete; or the task ends (with
+ *              or without a request in hand) -> worker_guard::finish ->
+ *              service_state::close_and_return_queued = channel::close: under m_ closed_ =
+ *              true, slots and senders_.take() (linked = false); outside the lock every
+ *              buffered item gets fail_undelivered, every parked sender on_closed
+ *              (return_request).
+ *   Owner      join_handle::drain (close_for_send) at any time, or not; and, once every caller
+ *              initiated, the last caller copy goes (~caller_core -> mark_no_senders).  Both
+ *              hand "the end" to a parked receiver when at_end_locked().
+ *
+ * What is checked (assertions; spin also reports invalid end states = deadlocks and lost
+ * wake-ups, e.g. a worker parked forever or a party blocked on ctl->m):
+ *   - each call's handler completes exactly once (runs[i] == 1, asserted at every completion
+ *     and at the end);
+ *   - the call_op is freed exactly once and never touched after (TOUCH_OP at every access of
+ *     the op: its fields, its node in the channel, its value);
+ *   - its cancel_ctl reaches refcount 0 exactly once and is not touched afterwards
+ *     (TOUCH_CTL, release_ctl);
+ *   - a withdrawn request is never seen by the worker, and a request the worker saw is never
+ *     withdrawn;
+ *   - a request that is withdrawn or handed back (closed queue, parked sender on close) goes
+ *     back to the caller inside the completion (req_back), except when the caller had already
+ *     given up (terminal cancellation after the request left the queue): then it is dropped.
+ *     With -DSTRICT_RETURN the model checks the library's stronger promise ("an error that
+ *     carries the request back whenever it was never delivered"): see the README, it fails.
+ *   - the value in op->value is moved out exactly once (op_has_value), the responder slot is
+ *     completed/released exactly once (resp_live);
+ *   - at the end nothing is left in the queue, in senders_, in receivers_ or in flight.
+ *
+ * Why this covers the races that matter: the arbitration between the responder side
+ * (on_complete from a reply, a dropped responder or the close hand-back) and the caller side
+ * (on_cancel) is explored at every interleaving point: before/after the request enters the
+ * buffer, while it is parked in senders_, while it is accepted from senders_ into the buffer
+ * by the worker's take, while it is in flight to the parked receiver, between close's
+ * take() under the lock and its drain outside the lock, and between the two m_ sections of
+ * on_cancel.  Terminal and partial cancellation, repeated cancellation and the slot handler's
+ * release at any time are all covered.
+ *
+ * Planted bugs (each must make spin report an error; see check.sh --planted):
+ *   PLANT_WITHDRAW_NO_LINKED  channel::withdraw ignores `linked` (takes a node that close or
+ *                             the worker's accept_one_locked already unlinked);
+ *   PLANT_TAKE_KEEPS_LINKED   fifo::take does not mark the taken nodes unlinked;
+ *   PLANT_FREE_ON_GIVE_UP     the terminal-cancel path frees the op itself (freeing before
+ *                             the responder side has checked gave_up);
+ *   PLANT_NO_GAVE_UP          on_cancel's terminal path completes the handler but does not set
+ *                             gave_up, so on_complete completes it a second time.
+ */
+
+#ifndef NC
+#define NC 2
+#endif
+#ifndef CAP
+#define CAP 1
+#endif
+
+#define NONE 255
+#define END  254
+
+/* send_or_wait outcome */
+#define S_SENT   1
+#define S_DIRECT 2
+#define S_WAIT   3
+#define S_CLOSED 4
+
+/* how the call's handler completed */
+#define R_REPLY      1
+#define R_FETCH      2
+#define R_SENDFAIL   3
+#define R_CANCEL_REQ 4
+#define R_CANCEL     5
+
+#define PARTIAL  0
+#define TERMINAL 1
+
+/* ---- channel<request> (guarded by m_) ---- */
+byte buf[CAP];          /* buffered items (call ids), oldest first */
+byte bsize;
+byte snd[NC];           /* senders_ fifo (call ids), oldest first */
+byte slen;
+bool linked[NC];        /* send_waiter::linked of each call_op */
+bool closed, send_closed, no_senders;
+bool rlinked;           /* the worker's recv_op is parked in receivers_ (linked) */
+byte rdeliv = NONE;     /* recv_op::on_ready posted: item id or END, run on the worker strand */
+
+#define AT_END (closed || ((no_senders || send_closed) && bsize == 0 && slen == 0))
+
+/* ---- per call: call_op, its item, its cancel_ctl ---- */
+bool op_alive[NC];
+bool op_freed[NC];
+bool op_has_value[NC];  /* op->value engaged */
+bool handler_moved[NC];
+bool gave_up[NC];       /* guarded by ctl->m */
+bool waiter_gone[NC];
+bool resp_live[NC];     /* the item's responder still holds the slot pointer */
+bool ctl_op[NC];        /* ctl->op == op */
+byte ctl_m[NC];         /* ctl->m: 0 free, else holder's _pid + 1 */
+byte refs[NC];          /* ctl->refs */
+bool ctl_freed[NC];
+bool late[NC];
+byte runs[NC];          /* handler completions */
+byte result[NC];
+bool req_back[NC];      /* the completion carries the request back */
+bool req_lost[NC];      /* the request was destroyed without reaching caller or worker */
+bool saw[NC];           /* the worker received it */
+bool withdrawn[NC];
+byte initiated;
+
+#define TOUCH_OP(i)  assert(op_alive[i] && !op_freed[i])
+#define TOUCH_CTL(i) assert(refs[i] > 0 && !ctl_freed[i])
+
+/* cancel_ctl::release */
+inline release_ctl(i) {
+  d_step {
+    TOUCH_CTL(i);
+    refs[i]--;
+    if
+    :: refs[i] == 0 -> ctl_freed[i] = 1   /* cancel_ctl_cache::put */
+    :: else -> skip
+    fi
+  }
+}
+
+/* call_op::destroy: delete_op(this), then c->release() */
+inline destroy(i) {
+  d_step { TOUCH_OP(i); op_alive[i] = 0; op_freed[i] = 1 };
+  release_ctl(i)
+}
+
+inline complete_handler(i, kind, back) {
+  d_step {
+    runs[i]++;
+    assert(runs[i] == 1);
+    result[i] = kind;
+    req_back[i] = back
+  }
+}
+
+/* call_op::finish: move the handler out, destroy(), complete_on */
+inline finish(i, kind, back) {
+  d_step {
+    TOUCH_OP(i);
+    assert(!handler_moved[i]);
+    handler_moved[i] = 1;
+    op_alive[i] = 0;
+    op_freed[i] = 1
+  };
+  release_ctl(i);
+  complete_handler(i, kind, back)
+}
+
+/* call_op::on_complete (reply_slot::complete): arbitration under ctl->m */
+inline on_complete(i, kind, back) {
+  atomic {
+    ctl_m[i] == 0 ->           /* std::unique_lock lk(ctl->m) */
+    TOUCH_OP(i);               /* self->ctl, self->watcher, self->gave_up */
+    TOUCH_CTL(i);
+    if
+    :: gave_up[i] -> ga = 1
+    :: else -> ga = 0; ctl_op[i] = 0
+    fi
+  };                           /* lk.unlock() */
+  if
+  :: ga ->                     /* the caller already completed: free the call, drop r */
+     destroy(i);
+     if
+     :: back -> req_lost[i] = 1
+     :: else -> skip
+     fi
+  :: else -> finish(i, kind, back)
+  fi
+}
+
+/* responder::fail_undelivered: exchange(slot_, nullptr)->complete(send_failure(req)) */
+inline fail_undelivered(i) {
+  d_step { assert(resp_live[i]); resp_live[i] = 0 };
+  on_complete(i, R_SENDFAIL, 1)
+}
+
+/* fifo::unlink of call i from senders_ (under m_) */
+inline unlink_sender(i) {
+  k = 0;
+  do
+  :: k < slen && snd[k] != i -> k++
+  :: else -> break
+  od;
+  assert(k < slen);
+  do
+  :: k + 1 < slen -> snd[k] = snd[k + 1]; k++
+  :: else -> break
+  od;
+  slen--;
+  snd[slen] = 0;
+  linked[i] = 0
+}
+
+/* channel::accept_one_locked (under m_): a freed slot takes the oldest parked sender's
+   value; call_op has no on_accepted, so nobody is told */
+inline accept_one_locked() {
+  if
+  :: bsize < CAP && slen > 0 ->
+     s = snd[0];
+     k = 0;
+     do
+     :: k + 1 < slen -> snd[k] = snd[k + 1]; k++
+     :: else -> break
+     od;
+     slen--;
+     snd[slen] = 0;
+     linked[s] = 0;
+     TOUCH_OP(s);
+     assert(op_has_value[s]);
+     op_has_value[s] = 0;
+     buf[bsize] = s;
+     bsize++
+  :: else -> skip
+  fi
+}
+
+/* cancel_slot_handler::operator()(type) -> call_op::on_cancel */
+inline cancel(i, type) {
+  atomic {
+    ctl_m[i] == 0 ->           /* std::unique_lock lk(ctl->m) */
+    TOUCH_CTL(i);
+    ctl_m[i] = _pid + 1;
+    hasop = ctl_op[i]
+  };
+  if
+  :: !hasop -> d_step { late[i] = 1; ctl_m[i] = 0 }   /* settled: late.store(true) */
+  :: else ->
+     /* call_op::on_cancel, under ctl->m */
+     atomic {                  /* channel::withdraw(self) */
+       TOUCH_OP(i);
+#ifdef PLANT_WITHDRAW_NO_LINKED
+       if
+       :: linked[i] -> unlink_sender(i)
+       :: else -> skip
+       fi;
+       got = 1;
+#else
+       if
+       :: linked[i] -> unlink_sender(i); got = 1
+       :: else -> got = 0
+       fi;
+#endif
+       if
+       :: got -> assert(op_has_value[i]); op_has_value[i] = 0   /* std::move(*self->value) */
+       :: else -> skip
+       fi
+     };
+     if
+     :: !got ->
+        atomic {               /* channel::withdraw_buffered(slot() == me) */
+          k = 0;
+          do
+          :: k < bsize && buf[k] != i -> k++
+          :: else -> break
+          od;
+          if
+          :: k < bsize ->
+             do
+             :: k + 1 < bsize -> buf[k] = buf[k + 1]; k++
+             :: else -> break
+             od;
+             bsize--;
+             buf[bsize] = 0;
+             got = 1;
+             accept_one_locked()
+          :: else -> skip
+          fi
+        }
+     :: else -> skip
+     fi;
+     if
+     :: got ->                 /* item->client.release(); ctl->op = nullptr; lk.unlock() */
+        d_step {
+          assert(!saw[i]);
+          withdrawn[i] = 1;
+          assert(resp_live[i]);
+          resp_live[i] = 0;
+          ctl_op[i] = 0;
+          ctl_m[i] = 0
+        };
+        finish(i, R_CANCEL_REQ, 1)
+     :: !got && type == PARTIAL -> ctl_m[i] = 0      /* delivered: only terminal gives up */
+     :: !got && type == TERMINAL ->
+        d_step {               /* gave_up = true; mark_waiter_gone(); ctl->op = nullptr; */
+          TOUCH_OP(i);         /* watcher exchange; handler and executor moved out */
+#ifndef PLANT_NO_GAVE_UP
+          gave_up[i] = 1;
+#endif
+          waiter_gone[i] = 1;
+          ctl_op[i] = 0;
+          assert(!handler_moved[i]);
+          handler_moved[i] = 1;
+          ctl_m[i] = 0
+        };
+#ifdef PLANT_FREE_ON_GIVE_UP
+        destroy(i);
+#endif
+        complete_handler(i, R_CANCEL, 0)   /* complete_on(ex, cancelled) */
+     fi
+  fi
+}
+
+proctype Caller(byte i) {
+  byte st, k, s;
+  bool ga, got, hasop;
+
+  /* initiate_call: new_op<call_op>, value = {req, responder(op)}, arm cancellation */
+  d_step {
+    op_alive[i] = 1;
+    op_has_value[i] = 1;
+    resp_live[i] = 1;
+    refs[i] = 2;
+    ctl_op[i] = 1
+  };
+  /* channel::send_or_wait (under m_) */
+  atomic {
+    TOUCH_OP(i);
+    if
+    :: closed || send_closed -> st = S_CLOSED
+    :: else ->
+       if
+       :: rlinked ->           /* receivers_.pop_front(); value moved out */
+          rlinked = 0;
+          op_has_value[i] = 0;
+          st = S_DIRECT
+       :: else ->
+          if
+          :: bsize < CAP ->    /* push_locked */
+             buf[bsize] = i;
+             bsize++;
+             op_has_value[i] = 0;
+             st = S_SENT
+          :: else ->           /* senders_.push_back(node) */
+             snd[slen] = i;
+             slen++;
+             linked[i] = 1;
+             st = S_WAIT
+          fi
+       fi
+    fi
+  };
+  if
+  :: st == S_DIRECT ->         /* r->ready(): recv_op::on_ready posts the item to the worker */
+     d_step { assert(rdeliv == NONE); rdeliv = i }
+  :: st == S_CLOSED ->         /* op->on_closed(op) = return_request */
+     d_step { TOUCH_OP(i); assert(op_has_value[i]); op_has_value[i] = 0 };
+     fail_undelivered(i)
+  :: else -> skip
+  fi;
+  initiated++;                 /* initiate_call returned */
+
+  /* the caller's cancellation signal, emitted on the caller's executor */
+  if
+  :: skip
+  :: cancel(i, TERMINAL)
+  :: cancel(i, PARTIAL)
+  :: cancel(i, PARTIAL); cancel(i, TERMINAL)
+  fi;
+  release_ctl(i)               /* ~cancel_slot_handler */
+}
+
+/* service_state::close_and_return_queued = channel::close(on_item) */
+inline close_and_return_queued() {
+  atomic {
+    closed = 1;
+    k = 0;
+    do
+    :: k < bsize -> cbuf[k] = buf[k]; buf[k] = 0; k++
+    :: else -> break
+    od;
+    cbsize = bsize;
+    bsize = 0;
+    k = 0;
+    do                          /* senders_.take(): every node counts as unlinked */
+    :: k < slen ->
+       csnd[k] = snd[k];
+#ifndef PLANT_TAKE_KEEPS_LINKED
+       linked[snd[k]] = 0;
+#endif
+       snd[k] = 0;
+       k++
+    :: else -> break
+    od;
+    cslen = slen;
+    slen = 0;
+    assert(!rlinked)            /* the worker itself closes: it is not parked */
+  };
+  j = 0;
+  do                            /* on_item: it.client.fail_undelivered(request) */
+  :: j < cbsize -> it = cbuf[j]; cbuf[j] = 0; fail_undelivered(it); j++
+  :: else -> break
+  od;
+  j = 0;
+  do                            /* senders.drain: on_closed = return_request */
+  :: j < cslen ->
+     it = csnd[j];
+     csnd[j] = 0;
+     d_step { TOUCH_OP(it); assert(op_has_value[it]); op_has_value[it] = 0 };
+     fail_undelivered(it);
+     j++
+  :: else -> break
+  od;
+  cbsize = 0;
+  cslen = 0
+}
+
+proctype Worker() {
+  byte it, k, s, j;
+  byte cbuf[CAP], cbsize, csnd[NC], cslen;
+  bool ga, ended, early;
+
+  do
+  :: ended -> break
+  :: !ended ->
+     atomic {                   /* receive_or_wait (under m_) */
+       if
+       :: bsize > 0 ->          /* take_locked: pop_locked + accept_one_locked */
+          it = buf[0];
+          k = 0;
+          do
+          :: k + 1 < bsize -> buf[k] = buf[k + 1]; k++
+          :: else -> break
+          od;
+          bsize--;
+          buf[bsize] = 0;
+          accept_one_locked()
+       :: bsize == 0 && AT_END -> it = END
+       :: bsize == 0 && !AT_END -> rlinked = 1; it = NONE   /* receivers_.push_back */
+       fi
+     };
+     if
+     :: it == NONE ->           /* parked: the posted on_ready completion runs on the strand */
+        atomic { rdeliv != NONE -> it = rdeliv; rdeliv = NONE }
+     :: else -> skip
+     fi;
+     if
+     :: it == END ->            /* recv() yields the end: the task returns */
+        close_and_return_queued();
+        ended = 1
+     :: it != END ->
+        d_step { assert(!withdrawn[it]); saw[it] = 1 };
+        if
+        :: d_step { assert(resp_live[it]); resp_live[it] = 0 };  /* responder::send */
+           on_complete(it, R_REPLY, 0)
+        :: d_step { assert(resp_live[it]); resp_live[it] = 0 };  /* ~responder: reset() */
+           on_complete(it, R_FETCH, 0)
+        :: !early ->            /* the task returns holding it: ~responder, then finish */
+           early = 1;
+           d_step { assert(resp_live[it]); resp_live[it] = 0 };
+           on_complete(it, R_FETCH, 0);
+           close_and_return_queued();
+           ended = 1
+        fi
+     fi
+  :: !ended && !early ->        /* the task returns between two receives */
+     early = 1;
+     close_and_return_queued();
+     ended = 1
+  od
+}
+
+proctype Owner() {
+  bool tookr;
+  if
+  :: skip
+  :: atomic {                   /* join_handle::drain -> channel::close_for_send */
+       send_closed = 1;
+       if
+       :: AT_END && rlinked -> rlinked = 0; tookr = 1
+       :: else -> tookr = 0
+       fi
+     };
+     if
+     :: tookr -> d_step { assert(rdeliv == NONE); rdeliv = END }
+     :: else -> skip
+     fi
+  fi;
+  initiated == NC;              /* the last caller copy goes: ~caller_core */
+  atomic {                      /* channel::mark_no_senders */
+    no_senders = 1;
+    if
+    :: AT_END && rlinked -> rlinked = 0; tookr = 1
+    :: else -> tookr = 0
+    fi
+  };
+  if
+  :: tookr -> d_step { assert(rdeliv == NONE); rdeliv = END }
+  :: else -> skip
+  fi
+}
+
+init {
+  byte i;
+  atomic {
+    run Worker();
+    run Owner();
+    for (i : 0 .. NC - 1) {
+      run Caller(i)
+    }
+  };
+  _nr_pr == 1;                  /* every party has finished */
+  for (i : 0 .. NC - 1) {
+    assert(runs[i] == 1);
+    assert(op_freed[i] && !op_alive[i]);
+    assert(refs[i] == 0 && ctl_freed[i]);
+    assert(!resp_live[i] && !op_has_value[i]);
+    assert(!(saw[i] && withdrawn[i]));
+    assert(!req_lost[i] || gave_up[i]);
+#ifdef STRICT_RETURN
+    assert(saw[i] || req_back[i]);
+#else
+    assert(saw[i] || req_back[i] || gave_up[i]);
+#endif
+  }
+  assert(bsize == 0 && slen == 0 && !rlinked && rdeliv == NONE)
+}

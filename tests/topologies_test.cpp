@@ -1,0 +1,534 @@
+// Worker topologies: handler workers, pools, sharding, supervision, metrics and tracing.
+#include <atomic>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_future.hpp>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "test_support.hpp"
+
+using namespace test;
+using namespace std::chrono_literals;
+using tenorite::error_kind;
+
+namespace {
+
+tenorite::runtime& rt() {
+  static tenorite::runtime r(2);
+  return r;
+}
+
+// ---- handler workers ----
+
+struct hooks_seen {
+  std::atomic<int> starts{0}, stops{0}, handled{0};
+};
+
+// A key/value handler: state in the object, errors as values, hooks counted.
+struct kv_handler {
+  std::shared_ptr<hooks_seen> seen;
+  std::map<int, int> map;
+  void on_start() { seen->starts++; }
+  void on_stop() { seen->stops++; }
+  std::expected<int, std::string> handle(int key) {
+    seen->handled++;
+    if (key < 0) return std::unexpected("negative key " + std::to_string(key));
+    return ++map[key];  // how many times this key was asked for
+  }
+};
+using kv_handler_service = tenorite::handler_service<int, int, std::string, kv_handler>;
+
+TEST(Topologies, AHandlerWorkerAnswersKeepsItsStateAndRunsItsHooks) {
+  auto seen = std::make_shared<hooks_seen>();
+  auto [task, caller] = kv_handler_service{}.start_task(rt(), 8, kv_handler{seen, {}});
+  EXPECT_EQ(caller.send_request_blocking(7).value(), 1);
+  EXPECT_EQ(caller.send_request_blocking(7).value(), 2);
+  EXPECT_EQ(caller.send_request_blocking(8).value(), 1);
+  auto bad = caller.send_request_blocking(-1);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().kind(), error_kind::service_error);
+  EXPECT_EQ(bad.error().service_error(), "negative key -1");
+  caller = {};
+  ASSERT_TRUE(task.wait());
+  EXPECT_EQ(seen->starts.load(), 1);
+  EXPECT_EQ(seen->stops.load(), 1);
+  EXPECT_EQ(seen->handled.load(), 4);
+}
+
+// handle() may be a coroutine, and may return a plain Response.
+struct async_handler {
+  std::shared_ptr<gate> go;
+  asio::awaitable<void> on_start() { co_await go->wait(); }
+  asio::awaitable<int> handle(int v) {
+    co_await yield_now();
+    co_return v * 3;
+  }
+};
+using async_handler_service = tenorite::handler_service<int, int, std::string, async_handler>;
+
+TEST(Topologies, AHandlerMayBeACoroutineAndOnStartMayWait) {
+  auto go = std::make_shared<gate>(rt().executor());
+  auto [task, caller] = async_handler_service{}.start_task(rt(), 4, async_handler{go});
+  auto f = caller.async_send_request(5, asio::use_future);
+  go->open();  // the handler starts serving only after its on_start completed
+  EXPECT_EQ(f.get().value(), 15);
+  caller = {};
+  EXPECT_TRUE(task.wait());
+}
+
+// The request is delivered (handed to the worker's parked receive, whose completion is
+// queued on a context nobody runs yet), then its caller gives up: handle() is not called.
+TEST(Topologies, AHandlerSkipsARequestWhoseCallerGaveUpAfterDelivery) {
+  asio::io_context ctx;
+  auto seen = std::make_shared<hooks_seen>();
+  auto [task, caller] = kv_handler_service{}.start_task(ctx, 4, kv_handler{seen, {}});
+  ctx.poll();  // the worker starts and parks in recv()
+  asio::cancellation_signal signal;
+  std::optional<kv_handler_service::caller_type::result_type> got;
+  caller.async_send_request(
+      3, asio::bind_cancellation_slot(signal.slot(), [&](auto r) { got.emplace(std::move(r)); }));
+  signal.emit(asio::cancellation_type::terminal);  // delivered already: abandoned
+  ctx.restart();
+  ctx.poll();
+  ASSERT_TRUE(got);
+  ASSERT_FALSE(*got);
+  EXPECT_EQ(got->error().kind(), error_kind::cancelled);
+  EXPECT_EQ(seen->handled.load(), 0);
+  EXPECT_EQ(seen->starts.load(), 1);
+  caller = {};
+  ctx.restart();
+  ctx.run();
+  EXPECT_TRUE(task.wait());
+}
+
+// ---- pools ----
+
+// Each worker's first request waits until every worker holds one: the calls can only all
+// complete if `workers` workers serve the one queue at the same time.
+struct rendezvous {
+  rendezvous(int n, asio::any_io_executor ex)
+      : expected(n), all_here(std::make_shared<tenorite::channel<int>>(ex, n)) {}
+  int expected;
+  std::atomic<int> arrived{0};
+  std::shared_ptr<tenorite::channel<int>> all_here;  // one token per waiting worker
+  void open_for_all() {
+    for (int i = 0; i < expected; ++i) {
+      int token = 1;
+      all_here->try_send(token);
+    }
+  }
+};
+[[gnu::noinline]] asio::awaitable<void> wait_for_all(std::shared_ptr<rendezvous> r) {
+  co_await r->all_here->async_receive(asio::use_awaitable);
+}
+struct pool_handler {
+  int id;
+  std::shared_ptr<rendezvous> meet;
+  std::shared_ptr<std::vector<std::atomic<int>>> served;
+  bool met = false;
+  asio::awaitable<int> handle(int v) {
+    if (!met) {
+      met = true;
+      if (++meet->arrived == meet->expected) {
+        meet->open_for_all();
+      } else {
+        co_await wait_for_all(meet);
+      }
+    }
+    (*served)[static_cast<std::size_t>(id)]++;
+    co_return v + 1;
+  }
+};
+using pool_service = tenorite::handler_service<int, int, std::string, pool_handler>;
+
+TEST(Topologies, APoolServesOneQueueWithAllItsWorkersBehindOneCaller) {
+  constexpr int workers = 3;
+  auto meet = std::make_shared<rendezvous>(workers, rt().executor());
+  auto served = std::make_shared<std::vector<std::atomic<int>>>(workers);
+  std::atomic<int> next_id{0};
+  tenorite::service_options opts;
+  opts.workers = workers;
+  opts.queue_size = 64;
+  auto [task, caller] = pool_service{}.start(rt(), opts, [&] {
+    return pool_handler{next_id++, meet, served};
+  });
+  constexpr int threads = 4, per_thread = 300;
+  std::atomic<int> answered{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t)
+    ts.emplace_back([&, c = caller] {
+      for (int i = 0; i < per_thread; ++i) {
+        auto r = c.send_request_blocking_for(i, 60s);  // a missing worker shows as timed_out
+        if (r && *r == i + 1) answered++;
+      }
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(answered.load(), threads * per_thread);
+  int total = 0;
+  for (auto& s : *served) {
+    EXPECT_GT(s.load(), 0);  // every worker served
+    total += s.load();
+  }
+  EXPECT_EQ(total, threads * per_thread);
+  EXPECT_EQ(next_id.load(), workers);  // one Config per worker, from the factory
+  caller = {};
+  EXPECT_TRUE(task.wait());  // joins once every worker has ended
+}
+
+struct flaky_pool_worker {  // worker 0 throws at its first request; the others serve
+  static asio::awaitable<void> task(tenorite::receiver<echo_request> rx, int id) {
+    while (auto r = co_await rx.recv()) {
+      if (id == 0) throw std::runtime_error("worker 0 failed");
+      r->client.send(r->request);
+    }
+  }
+};
+using flaky_pool = tenorite::service<int, int, std::string, flaky_pool_worker, int>;
+
+TEST(Topologies, APoolWorkerThatThrowsLeavesTheOthersServingAndTheJoinReportsIt) {
+  tenorite::service_options opts;
+  opts.workers = 2;
+  std::atomic<int> ids{0};
+  auto [task, caller] = flaky_pool{}.start(rt(), opts, [&] { return ids++; });
+  int answered = 0, fetch_failures = 0;
+  for (int i = 0; i < 200; ++i) {
+    auto r = caller.send_request_blocking(i);
+    if (r) {
+      ++answered;
+    } else {
+      EXPECT_EQ(r.error().kind(), error_kind::fetch_failure);
+      ++fetch_failures;
+    }
+  }
+  EXPECT_LE(fetch_failures, 1);  // worker 0 took at most one request, then died
+  EXPECT_EQ(answered + fetch_failures, 200);
+  caller = {};
+  auto j = task.wait();
+  if (fetch_failures == 1) {  // worker 0 got a request (which worker parks first varies)
+    ASSERT_FALSE(j);
+    EXPECT_TRUE(j.error().is_panic());
+  } else {
+    EXPECT_TRUE(j);
+  }
+}
+
+struct sleepy_worker {  // waits a day for its first request's turn: only an abort ends it
+  static asio::awaitable<void> task(tenorite::receiver<echo_request> rx, int) {
+    asio::steady_timer t(co_await asio::this_coro::executor, 24h);
+    co_await wait_on(t);
+    while (auto r = co_await rx.recv()) r->client.send(r->request);
+  }
+};
+using sleepy_pool = tenorite::service<int, int, std::string, sleepy_worker, int>;
+
+TEST(Topologies, AbortingAPoolCancelsEveryWorkerAndReturnsQueuedRequests) {
+  tenorite::service_options opts;
+  opts.workers = 3;
+  auto [task, caller] = sleepy_pool{}.start(rt(), opts, 0);
+  auto pending = caller.async_send_request(4, asio::use_future);
+  task.abort();
+  auto j = task.wait();
+  ASSERT_FALSE(j);
+  EXPECT_TRUE(j.error().is_cancelled());
+  auto r = pending.get();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind(), error_kind::send_failure);
+  EXPECT_EQ(r.error().request(), std::optional<int>(4));
+}
+
+struct valued_worker {
+  static asio::awaitable<int> task(tenorite::receiver<echo_request> rx, int) {
+    while (co_await rx.recv()) {
+    }
+    co_return 1;
+  }
+};
+using valued_service = tenorite::service<int, int, std::string, valued_worker, int, int>;
+
+TEST(Topologies, BadPoolAndServiceOptionsAreRefusedWithAClearError) {
+  tenorite::service_options opts;
+  opts.workers = 0;
+  EXPECT_THROW(pool_service{}.start(rt(), opts, pool_handler{}), std::invalid_argument);
+  opts.workers = 2;
+  EXPECT_THROW(valued_service{}.start(rt(), opts, 0), std::invalid_argument);
+  opts.workers = 1;
+  opts.queue_size = 0;
+  EXPECT_THROW(valued_service{}.start(rt(), opts, 0), std::invalid_argument);
+}
+
+// ---- sharding ----
+
+struct shard_handler {
+  std::size_t shard;
+  std::shared_ptr<std::mutex> m;
+  std::shared_ptr<std::map<std::size_t, std::set<int>>> seen;
+  int handle(int key) {
+    std::lock_guard lk(*m);
+    (*seen)[shard].insert(key);
+    return key * 10 + static_cast<int>(shard);
+  }
+};
+using shard_service = tenorite::handler_service<int, int, std::string, shard_handler>;
+
+TEST(Topologies, ShardsOwnTheirKeysAndOneCallerRoutesEveryForm) {
+  auto m = std::make_shared<std::mutex>();
+  auto seen = std::make_shared<std::map<std::size_t, std::set<int>>>();
+  constexpr std::size_t shards = 4;
+  auto [tasks, caller] = tenorite::start_sharded(
+      shard_service{}, rt(), shards, tenorite::service_options{},
+      [&](std::size_t i) { return shard_handler{i, m, seen}; },
+      [](const int& key) { return static_cast<std::size_t>(key); });
+  ASSERT_EQ(tasks.size(), shards);
+  ASSERT_EQ(caller.shards(), shards);
+  for (int k = 0; k < 40; ++k) {
+    auto r = caller.send_request_blocking(k);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(*r, k * 10 + k % 4);  // answered by shard k % 4
+  }
+  EXPECT_EQ(caller.async_send_request(41, asio::use_future).get().value(), 411);
+  EXPECT_EQ(caller.try_send_request_blocking(42).value(), 422);
+  EXPECT_EQ(caller.send_request_blocking_for(43, 60s).value(), 433);
+  EXPECT_TRUE(caller.notify_blocking(44));
+  caller = {};
+  for (auto& t : tasks) EXPECT_TRUE(t.wait());
+  for (auto& [shard, keys] : *seen)
+    for (int k : keys) EXPECT_EQ(static_cast<std::size_t>(k) % shards, shard);
+  EXPECT_EQ(seen->size(), shards);
+  EXPECT_TRUE((*seen)[0].contains(44));  // the notification went to its shard too
+}
+
+TEST(Topologies, AnEmptyShardedCallerOrZeroShardsIsAClearError) {
+  tenorite::sharded_caller<int, int, std::string> empty;
+  EXPECT_THROW(empty.send_request_blocking(1), std::logic_error);
+  EXPECT_THROW(tenorite::start_sharded(shard_service{}, rt(), 0, tenorite::service_options{},
+                                       shard_handler{}, [](const int&) { return std::size_t{0}; }),
+               std::invalid_argument);
+}
+
+// ---- supervision ----
+
+struct crash_counter {
+  std::atomic<int> starts{0};
+  std::mutex m;
+  std::set<int> crashed_on;  // the request each crashed worker held
+};
+
+// Throws at every `every`-th request it handles (counted per worker instance).
+struct crashing_handler {
+  std::shared_ptr<crash_counter> c;
+  int every;
+  int handled = 0;
+  int handle(int v) {
+    if (++handled % every == 0) {
+      std::lock_guard lk(c->m);
+      c->crashed_on.insert(v);
+      throw std::runtime_error("crash on " + std::to_string(v));
+    }
+    return v;
+  }
+};
+using crashing_service = tenorite::handler_service<int, int, std::string, crashing_handler>;
+
+TEST(Topologies, ASupervisedWorkerRestartsMidStreamAndNothingElseIsLost) {
+  auto c = std::make_shared<crash_counter>();
+  tenorite::service_options opts;
+  opts.queue_size = 16;
+  opts.metrics = true;
+  opts.restart = tenorite::restart_policy{.max_restarts = 1000, .window = 1h, .backoff = 0s};
+  auto [task, caller] = crashing_service{}.start(rt(), opts, [c] {
+    c->starts++;
+    return crashing_handler{c, 50};
+  });
+  constexpr int threads = 4, per_thread = 250;
+  std::atomic<int> answered{0}, fetch_failures{0}, other{0};
+  std::mutex m;
+  std::set<int> failed_requests;
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t)
+    ts.emplace_back([&, t, cl = caller] {
+      for (int i = 0; i < per_thread; ++i) {
+        const int v = t * per_thread + i;
+        auto r = cl.send_request_blocking(v);
+        if (r && *r == v) {
+          answered++;
+        } else if (!r && r.error().kind() == error_kind::fetch_failure) {
+          fetch_failures++;
+          std::lock_guard lk(m);
+          failed_requests.insert(v);
+        } else {
+          other++;
+        }
+      }
+    });
+  for (auto& t : ts) t.join();
+  const int crashes = static_cast<int>(c->crashed_on.size());
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_EQ(answered.load() + fetch_failures.load(), threads * per_thread);  // counts in = out
+  EXPECT_EQ(failed_requests, c->crashed_on);  // exactly the held requests failed
+  EXPECT_EQ(crashes, threads * per_thread / 50);
+  EXPECT_EQ(c->starts.load(), crashes + 1);  // a fresh Config from the factory each time
+  auto m1 = caller.metrics();
+  ASSERT_TRUE(m1);
+  EXPECT_EQ(m1->restarts, static_cast<std::uint64_t>(crashes));
+  EXPECT_EQ(m1->failed_of(error_kind::fetch_failure), static_cast<std::uint64_t>(crashes));
+  caller = {};
+  EXPECT_TRUE(task.wait());  // the last worker ended normally
+}
+
+TEST(Topologies, TheSupervisorGivesUpAfterTheLimitAndTheJoinSaysSo) {
+  auto c = std::make_shared<crash_counter>();
+  tenorite::service_options opts;
+  opts.restart = tenorite::restart_policy{.max_restarts = 2, .window = 1h, .backoff = 0s};
+  auto [task, caller] =
+      crashing_service{}.start(rt(), opts, [c] { return crashing_handler{c, 1}; });
+  for (int i = 0; i < 3; ++i) {
+    auto r = caller.send_request_blocking(i);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().kind(), error_kind::fetch_failure);
+  }
+  auto j = task.wait();
+  ASSERT_FALSE(j);
+  ASSERT_TRUE(j.error().is_panic());
+  try {
+    j.error().rethrow();
+  } catch (const tenorite::restart_limit_reached& e) {
+    EXPECT_EQ(e.restarts(), 2u);
+    EXPECT_NE(std::string(e.what()).find("crash on 2"), std::string::npos);
+  }
+  auto late = caller.send_request_blocking(9);
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().kind(), error_kind::send_failure);
+}
+
+TEST(Topologies, AnAbortDuringTheBackOffEndsTheServiceAsCancelled) {
+  auto c = std::make_shared<crash_counter>();
+  tenorite::service_options opts;
+  opts.restart = tenorite::restart_policy{.max_restarts = 5, .window = 1h, .backoff = 24h};
+  auto [task, caller] =
+      crashing_service{}.start(rt(), opts, [c] { return crashing_handler{c, 1}; });
+  EXPECT_FALSE(caller.send_request_blocking(1));  // the worker crashes; a day's back-off
+  task.abort();
+  auto j = task.wait();
+  ASSERT_FALSE(j);
+  EXPECT_TRUE(j.error().is_cancelled());
+}
+
+TEST(Topologies, TheRestartPolicyBacksOffAndCountsWithinItsWindow) {
+  using clock = std::chrono::steady_clock;
+  tenorite::detail::restart_tracker t(tenorite::restart_policy{
+      .max_restarts = 3, .window = 10s, .backoff = 10ms, .backoff_factor = 2.0,
+      .max_backoff = 30ms});
+  const auto t0 = clock::time_point{} + 1h;
+  EXPECT_EQ(t.next(t0), std::optional<clock::duration>(10ms));
+  EXPECT_EQ(t.next(t0 + 1s), std::optional<clock::duration>(20ms));
+  EXPECT_EQ(t.next(t0 + 2s), std::optional<clock::duration>(30ms));  // capped
+  EXPECT_EQ(t.next(t0 + 3s), std::nullopt);                          // 3 within 10 s: give up
+  EXPECT_EQ(t.next(t0 + 12s), std::optional<clock::duration>(20ms));  // t0 left the window
+  tenorite::detail::restart_tracker unsupervised(std::nullopt);
+  EXPECT_EQ(unsupervised.next(t0), std::nullopt);
+}
+
+// ---- metrics and tracing ----
+
+TEST(Topologies, MetricsCountEveryOutcomeAndTheQueue) {
+  echo_config cfg;
+  cfg.before_first_recv = std::make_shared<gate>(rt().executor());
+  tenorite::service_options opts;
+  opts.queue_size = 2;
+  opts.metrics = true;
+  auto [task, caller] = echo_service{}.start(rt(), opts, cfg);
+  auto q1 = caller.async_send_request(1, asio::use_future);
+  auto q2 = caller.async_send_request(2, asio::use_future);
+  auto full = caller.try_send_request_blocking(3);  // queue_full: the worker is held
+  ASSERT_FALSE(full);
+  auto timed = caller.send_request_blocking_for(4, 1ms);  // waits for room, then times out
+  ASSERT_FALSE(timed);
+  EXPECT_EQ(timed.error().kind(), error_kind::timed_out);
+  auto held = caller.metrics();
+  ASSERT_TRUE(held);
+  EXPECT_EQ(held->queue_depth, 2u);
+  EXPECT_EQ(held->in_flight, 2u);
+  cfg.before_first_recv->open();
+  EXPECT_TRUE(q1.get());
+  EXPECT_TRUE(q2.get());
+  EXPECT_FALSE(caller.send_request_blocking(-5));  // service_error
+  EXPECT_TRUE(caller.notify_blocking(6));
+  caller.send_request_blocking(7).value();
+  auto m = *caller.metrics();
+  EXPECT_EQ(m.calls, 6u);
+  EXPECT_EQ(m.answered, 3u);
+  EXPECT_EQ(m.failed_of(error_kind::queue_full), 1u);
+  EXPECT_EQ(m.failed_of(error_kind::timed_out), 1u);
+  EXPECT_EQ(m.failed_of(error_kind::cancelled), 0u);  // the deadline's inner cancel
+  EXPECT_EQ(m.failed_of(error_kind::service_error), 1u);
+  EXPECT_EQ(m.failed_total(), 3u);
+  EXPECT_EQ(m.in_flight, 0u);
+  EXPECT_EQ(m.notifications, 1u);
+  EXPECT_EQ(m.accepted, 5u);  // 1, 2, -5, the notification, 7
+  EXPECT_EQ(m.latency.total(), 6u);
+  EXPECT_GT(m.latency.percentile(1.0).count(), 0);
+  task.abort();
+  task.wait();
+  auto after = caller.send_request_blocking(8);
+  EXPECT_EQ(after.error().kind(), error_kind::send_failure);
+  EXPECT_EQ(caller.metrics()->failed_of(error_kind::send_failure), 1u);
+}
+
+TEST(Topologies, TheTraceHookSeesEachCallStartAndCompleteOnce) {
+  struct log {
+    std::mutex m;
+    std::map<std::uint64_t, std::vector<tenorite::trace_event>> events;
+  };
+  auto l = std::make_shared<log>();
+  tenorite::service_options opts;
+  opts.trace = [l](const tenorite::trace_event& e) {
+    std::lock_guard lk(l->m);
+    l->events[e.call_id].push_back(e);
+  };
+  auto [task, caller] = echo_service{}.start(rt(), opts, echo_config{});
+  for (int i = 0; i < 20; ++i) (void)caller.send_request_blocking(i % 2 ? i : -i);
+  ASSERT_TRUE(caller.metrics());  // a trace hook turns metrics on
+  caller = {};
+  task.wait();
+  ASSERT_EQ(l->events.size(), 20u);
+  int errors = 0;
+  for (auto& [id, evs] : l->events) {
+    ASSERT_EQ(evs.size(), 2u);
+    EXPECT_EQ(evs[0].what, tenorite::trace_event::phase::started);
+    EXPECT_EQ(evs[1].what, tenorite::trace_event::phase::completed);
+    if (evs[1].outcome) {
+      EXPECT_EQ(*evs[1].outcome, error_kind::service_error);
+      ++errors;
+    }
+  }
+  EXPECT_EQ(errors, 9);  // -2, -4, ..., -18 (0 is not negative)
+}
+
+TEST(Topologies, MetricsAreEmptyWhenNotAskedFor) {
+  auto [task, caller] = echo_service{}.start_task(rt(), 4, echo_config{});
+  EXPECT_FALSE(caller.metrics());
+  caller = {};
+  task.wait();
+}
+
+TEST(Topologies, TheLatencyHistogramPlacesValuesInPowerOfTwoBuckets) {
+  using h = tenorite::latency_histogram;
+  EXPECT_EQ(h::bucket_of(0ns), 0u);
+  EXPECT_EQ(h::bucket_of(1ns), 0u);
+  EXPECT_EQ(h::bucket_of(2ns), 1u);
+  EXPECT_EQ(h::bucket_of(1000ns), 9u);  // 512 <= 1000 < 1024
+  h hist;
+  hist.counts[3] = 99;  // [8, 16) ns
+  hist.counts[10] = 1;  // [1024, 2048) ns
+  EXPECT_EQ(hist.percentile(0.5), 16ns);
+  EXPECT_EQ(hist.percentile(0.99), 16ns);
+  EXPECT_EQ(hist.percentile(1.0), 2048ns);
+}
+
+}  // namespace
