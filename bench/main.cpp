@@ -148,6 +148,28 @@ void print_ratios(const results& res, const std::vector<impl>& impls) {
   std::fflush(stdout);
 }
 
+// Tenorite only (no baseline has pools or metrics): printed after the ratio table.
+void run_topologies(double scale) {
+  std::printf("\n# topologies (tenorite only)\n");
+  const std::size_t callers = 64;
+  const std::size_t per = scaled(scale, 20'000.0 / 64.0);
+  double one = 0;
+  for (std::size_t workers : {1, 2}) {
+    const double v = bench::pool_calls_per_s(workers, callers, per);
+    if (workers == 1) one = v;
+    std::printf("impl=tenorite scenario=pool_cpu_%zuworkers value=%.1f unit=calls_per_s\n",
+                workers, v);
+  }
+  const double two = bench::pool_calls_per_s(2, callers, per);
+  std::printf("# pool scaling, 2 workers / 1 worker: %.2fx\n", two / one);
+  const std::size_t warmup = scaled(scale, 10'000), calls = scaled(scale, 200'000);
+  const double off = bench::echo_ns_per_call(false, warmup, calls);
+  const double on = bench::echo_ns_per_call(true, warmup, calls);
+  std::printf("impl=tenorite scenario=echo_metrics_off value=%.1f unit=ns_per_call\n", off);
+  std::printf("impl=tenorite scenario=echo_metrics_on value=%.1f unit=ns_per_call\n", on);
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -177,5 +199,6 @@ int main(int argc, char** argv) {
   run_s3(res, impls, scale);
   run_s5(res, impls, scale);
   if (impls.size() > 1) print_ratios(res, impls);
+  run_topologies(scale);
   return EXIT_SUCCESS;
 }
