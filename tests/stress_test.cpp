@@ -36,7 +36,9 @@ struct ledger {
   std::mutex m;
   std::set<int> delivered;
   long answered = 0;
-  int throw_at = -1;  // throw when this request arrives (-1: never)
+  int throw_at = -1;     // throw when this request arrives (-1: never)
+  int throw_every = 0;   // throw on every request id divisible by it (0: never)
+  long thrown = 0;
 };
 
 struct chaos_worker {
@@ -48,6 +50,11 @@ struct chaos_worker {
         l->delivered.insert(r->request);
       }
       if (r->request == l->throw_at) throw std::runtime_error("injected fault");
+      if (l->throw_every && r->request % l->throw_every == 0) {
+        std::lock_guard lk(l->m);
+        ++l->thrown;
+        throw std::runtime_error("injected fault (restarted)");
+      }
       ++n;
       if (n % 13 == 0) continue;  // dropped unanswered: fetch_failure
       if (n % 5 == 0) co_await yield_now();  // let others interleave
@@ -188,7 +195,16 @@ TEST(Stress, EveryCallCompletesOnceAndNothingUndeliveredIsLost) {
   for (int s = 0; s < services; ++s) {
     auto l = std::make_shared<ledger>();
     if (s % 3 == 1) l->throw_at = int(s * 1'000'000 + 500'000 + rng() % 200);  // a thread's call
-    auto [task, caller] = chaos_service{}.start_task(*rt, 1 + rng() % 8, l);
+    tenorite::service_options opts;
+    opts.queue_size = 1 + rng() % 8;
+    if (s == 3) opts.workers = 2;  // a pool
+    if (s == 5) {                  // supervised: restarted after every injected fault
+      l->throw_every = 37;
+      opts.metrics = true;
+      opts.restart = tenorite::restart_policy{.max_restarts = 1'000'000, .window = 1h,
+                                              .backoff = 0s};
+    }
+    auto [task, caller] = chaos_service{}.start(*rt, opts, l);
     ledgers.push_back(l);
     tasks.push_back(std::move(task));
     callers.push_back(std::move(caller));
@@ -256,6 +272,15 @@ TEST(Stress, EveryCallCompletesOnceAndNothingUndeliveredIsLost) {
   EXPECT_GE(answered, t.ok.load());
   EXPECT_LE(answered, t.ok.load() + t.raced.load());
   EXPECT_EQ(t.ok.load() + t.failed.load(), t.started.load());
+  // The supervised service restarted once per injected fault and kept serving (a last call,
+  // served by the worker started after the last restart, orders the count before the check).
+  (void)callers[5].send_request_blocking(1);
+  {
+    std::lock_guard lk(ledgers[5]->m);
+    EXPECT_GT(ledgers[5]->thrown, 0);
+    EXPECT_EQ(callers[5].metrics()->restarts, static_cast<std::uint64_t>(ledgers[5]->thrown));
+    EXPECT_FALSE(tasks[5].is_finished());
+  }
 
   // Shut the runtime down with blocking calls in flight on a gated service.
   echo_config gated{std::make_shared<gate>(rt->executor()), nullptr};

@@ -49,6 +49,7 @@ boost::asio::awaitable<void> run_hook(F& f) {
   } else {
     f();
   }
+  co_return;
 }
 
 template <class Handler, class Req, class Resp, class Err>
@@ -78,6 +79,7 @@ struct handler_loop {
       auto stop = [&h] { return h.on_stop(); };
       co_await run_hook(stop);
     }
+    co_return;  // (also tells cppcheck this coroutine returns)
   }
 };
 

@@ -188,7 +188,7 @@ boost::asio::awaitable<void> run_worker(worker_guard<T, Req, Resp, Err> guard,
                                         config_source<Config> configs,
                                         std::optional<restart_policy> policy) {
   using result_type = std::expected<T, join_error>;
-  restart_tracker restarts(std::move(policy));
+  restart_tracker restarts(policy);
   for (;;) {
     std::exception_ptr failure;
     try {

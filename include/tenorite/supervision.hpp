@@ -41,8 +41,8 @@ struct restart_policy {
 /// allows.
 class restart_limit_reached : public std::runtime_error {
  public:
-  restart_limit_reached(std::size_t restarts, std::exception_ptr last)
-      : std::runtime_error(describe(restarts, last)), restarts_(restarts), last_(std::move(last)) {}
+  restart_limit_reached(std::size_t restarts, const std::exception_ptr& last)
+      : std::runtime_error(describe(restarts, last)), restarts_(restarts), last_(last) {}
   /// Restarts made before giving up.
   std::size_t restarts() const noexcept { return restarts_; }
   /// What the last worker threw.
@@ -72,7 +72,7 @@ namespace detail {
 class restart_tracker {
  public:
   using clock = std::chrono::steady_clock;
-  explicit restart_tracker(std::optional<restart_policy> p) : policy_(std::move(p)) {}
+  explicit restart_tracker(const std::optional<restart_policy>& p) : policy_(p) {}
 
   /// After a failure at `now`: the delay before the restart, or nothing (give up).
   std::optional<clock::duration> next(clock::time_point now) {
