@@ -76,7 +76,18 @@ class error {
     return r;
   }
 
+  /// A failure with a reason for people: what a remote service reported, or why its reply
+  /// could not be used (tenorite::nats). message() includes it.
+  static error of_kind(error_kind k, std::optional<Req> req, std::string reason) {
+    error r = of_kind(k, std::move(req));
+    r.reason_ = std::move(reason);
+    return r;
+  }
+
   error_kind kind() const noexcept { return kind_; }
+
+  /// Why, in more detail, when the failure carries a reason (remote calls); else empty.
+  const std::string& reason() const noexcept { return reason_; }
 
   bool is_send_failure() const noexcept { return kind_ == error_kind::send_failure; }
   bool is_fetch_failure() const noexcept { return kind_ == error_kind::fetch_failure; }
@@ -94,6 +105,12 @@ class error {
 
   /// A sentence for people: what happened and what the caller can do.
   std::string message() const {
+    if (reason_.empty()) return kind_message();
+    return kind_message() + " (" + reason_ + ")";
+  }
+
+ private:
+  std::string kind_message() const {
     switch (kind_) {
       case error_kind::send_failure:
         return std::string(
@@ -124,7 +141,6 @@ class error {
     return "unknown error";
   }
 
- private:
   explicit error(error_kind k) : kind_(k) {}
   error(error_kind k, Req req) : kind_(k), request_(std::move(req)) {}
 
@@ -139,6 +155,7 @@ class error {
   error_kind kind_;
   std::optional<Req> request_;
   std::optional<Err> service_error_;
+  std::string reason_;
 };
 
 /// Why a join yielded no result: the worker threw (a panic), the worker was cancelled, or

@@ -1,0 +1,507 @@
+// tenorite/nats/remote_caller.hpp — calls a service served on NATS, with the local caller's
+// call forms and error type.
+//
+//   tenorite::nats::remote_caller<kv::request, kv::response, kv::error> caller(conn, "kv");
+//   auto r = co_await caller.send_request(std::move(req));   // as with tenorite::caller
+//
+// Same member functions and result type as tenorite::caller (send_request,
+// async_send_request(token), send_request_blocking, the _for/_until deadline forms), so code
+// written against one works with the other. How each outcome maps:
+// - a reply: the response, or error_kind::service_error with the service's Err;
+// - nobody serves the subject (NATS no-responders), the request is larger than max_payload,
+//   or the publish fails (connection closed): send_failure, request returned;
+// - the serving side's local call failed: the same kind (send_failure and queue_full return
+//   the request: it was never delivered to a worker), with the server's reason;
+// - the server could not decode the request: fetch_failure, request returned, with a reason;
+// - an undecodable reply: fetch_failure with the codec's reason (error::reason());
+// - the deadline passed: timed_out, without the request (it was published: it may have been
+//   delivered), except when the deadline had passed before publishing;
+// - Asio per-operation cancellation (any type): cancelled, without the request; a reply
+//   arriving later is dropped. Every call completes exactly once.
+// Calls without an explicit deadline use options.timeout: a server that dies with a call in
+// flight never answers, and the call must still end.
+//
+// The request: the remote caller keeps the Req object (moved in, never copied) until the
+// call's outcome is known, so it can hand it back; Req need not be copyable.
+//
+// Threads: replies arrive on nats.c's delivery thread, which only decodes, looks the call up
+// (a map under a mutex) and posts the completion to the handler's associated executor
+// (default: the executor given at construction, else tenorite's global runtime). Blocking
+// forms are woken directly. One inbox subscription `<inbox>.*` per remote caller (shared by
+// its copies); each call's reply subject is `<inbox>.<id>`.
+#pragma once
+
+#include <nats/nats.h>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_type.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+#include <expected>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <tenorite/detail/completion.hpp>
+#include <tenorite/error.hpp>
+#include <tenorite/nats/codec.hpp>
+#include <tenorite/nats/connection.hpp>
+#include <tenorite/nats/wire.hpp>
+#include <tenorite/oneshot.hpp>
+#include <tenorite/runtime.hpp>
+#include <unordered_map>
+#include <utility>
+
+namespace tenorite::nats {
+
+struct remote_caller_options {
+  /// The deadline of calls made without one (send_request, async_send_request...).
+  std::chrono::milliseconds timeout{30000};
+  /// The largest request payload sent, in bytes (larger: send_failure at once).
+  std::size_t max_payload = 1u << 20;
+};
+
+namespace detail {
+
+template <class Req, class Resp, class Err, class Codec>
+class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp, Err, Codec>> {
+ public:
+  using error_type = tenorite::error<Req, Err>;
+  using result_type = std::expected<Resp, error_type>;
+  using clock = std::chrono::steady_clock;
+  using deadline_map = std::multimap<clock::time_point, std::uint64_t>;
+
+  /// One call waiting for its outcome. Whoever takes it out of `calls` completes it.
+  struct pending {
+    using deliver_fn = void (*)(pending*, result_type&&, bool immediate) noexcept;
+    explicit pending(deliver_fn f) noexcept : deliver(f) {}
+    deliver_fn deliver;
+    std::optional<Req> request;
+    typename deadline_map::iterator deadline;
+    std::shared_ptr<void> keep;  // the caller's handle: its inbox lives while calls wait
+  };
+
+  remote_state(connection c, std::string subj, boost::asio::any_io_executor e,
+               remote_caller_options o, Codec cd)
+      : conn(std::move(c)), subject(std::move(subj)), ex(std::move(e)), opts(o),
+        codec(std::move(cd)) {
+    timer.emplace(ex);
+  }
+
+  connection conn;
+  std::string subject;
+  boost::asio::any_io_executor ex;
+  remote_caller_options opts;
+  Codec codec;
+  std::string inbox;  // "<inbox>." : a call's reply subject is inbox + id
+  natsSubscription* sub = nullptr;
+  std::shared_ptr<remote_state> self_keep;  // until nats.c's last callback has returned
+
+  std::mutex m;
+  std::unordered_map<std::uint64_t, pending*> calls;  // guarded by m
+  deadline_map deadlines;                              // guarded by m
+  std::optional<boost::asio::steady_timer> timer;      // guarded by m
+  clock::time_point armed = clock::time_point::max();  // guarded by m
+  std::atomic<std::uint64_t> next_id{0};
+
+  void subscribe() {
+    natsInbox* ib = nullptr;
+    check(natsInbox_Create(&ib), "natsInbox_Create");
+    inbox = std::string(ib) + ".";
+    natsInbox_Destroy(ib);
+    self_keep = this->shared_from_this();
+    std::string wildcard = inbox + "*";
+    natsStatus s = natsConnection_Subscribe(&sub, conn.native(), wildcard.c_str(), &on_reply, this);
+    if (s != NATS_OK) {
+      self_keep.reset();
+      throw nats_error("subscribe to the reply inbox", s);
+    }
+    (void)natsSubscription_SetPendingLimits(sub, -1, -1);  // replies are never dropped
+    if (natsSubscription_SetOnCompleteCB(sub, &on_complete, this) != NATS_OK) self_keep.reset();
+  }
+
+  /// The caller's handle is gone (no call is pending): stop the inbox and the timer.
+  void shutdown() noexcept {
+    (void)natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+    std::lock_guard lk(m);
+    timer.reset();
+  }
+
+  std::uint64_t new_id() noexcept { return next_id.fetch_add(1, std::memory_order_relaxed) + 1; }
+
+  /// Registers the call, then publishes `payload`. The call may complete before this returns.
+  void start(std::uint64_t id, pending* p, const std::string& payload, clock::time_point deadline) {
+    if (deadline <= clock::now()) {
+      p->deliver(p, result_type(std::unexpect,
+                                error_type::of_kind(error_kind::timed_out, std::move(p->request),
+                                                    "the deadline had passed before sending")),
+                 true);
+      return;
+    }
+    if (payload.size() > opts.max_payload) {
+      p->deliver(p, result_type(std::unexpect,
+                                error_type::of_kind(error_kind::send_failure, std::move(p->request),
+                                                    "the request's " +
+                                                        std::to_string(payload.size()) +
+                                                        " bytes exceed max_payload")),
+                 true);
+      return;
+    }
+    {
+      std::lock_guard lk(m);
+      calls.emplace(id, p);
+      p->deadline = deadlines.emplace(deadline, id);
+      if (deadline < armed) arm(deadline);
+    }
+    char reply[256];
+    const std::size_t n = inbox.size();
+    if (n + 21 > sizeof reply) throw std::logic_error("tenorite::nats: inbox name too long");
+    std::memcpy(reply, inbox.data(), n);
+    auto [end, ec] = std::to_chars(reply + n, reply + sizeof reply - 1, id);
+    (void)ec;
+    *end = '\0';
+    natsStatus s = natsConnection_PublishRequest(conn.native(), subject.c_str(), reply,
+                                                 payload.data(), static_cast<int>(payload.size()));
+    if (s != NATS_OK) {
+      if (pending* q = take(id))
+        q->deliver(q, result_type(std::unexpect,
+                                  error_type::of_kind(error_kind::send_failure, std::move(q->request),
+                                                      std::string("publish failed: ") +
+                                                          natsStatus_GetText(s))),
+                   true);
+    }
+  }
+
+  /// Takes a call out (it is then ours to complete), or null when it already completed.
+  pending* take(std::uint64_t id) {
+    std::lock_guard lk(m);
+    return take_locked(id);
+  }
+  pending* take_locked(std::uint64_t id) {
+    auto it = calls.find(id);
+    if (it == calls.end()) return nullptr;
+    pending* p = it->second;
+    calls.erase(it);
+    deadlines.erase(p->deadline);
+    return p;
+  }
+
+  void cancel(std::uint64_t id) {
+    if (pending* p = take(id))
+      p->deliver(p, result_type(std::unexpect, error_type::of_kind(error_kind::cancelled)), false);
+  }
+
+  // ---- the deadline timer: one per remote caller, armed at the earliest deadline ----
+
+  void arm(clock::time_point t) {  // under m
+    if (!timer) return;
+    armed = t;
+    timer->expires_at(t);
+    timer->async_wait([w = this->weak_from_this()](boost::system::error_code ec) {
+      if (ec == boost::asio::error::operation_aborted) return;
+      if (auto self = w.lock()) self->on_timer();
+    });
+  }
+
+  void on_timer() {
+    std::vector<pending*> expired;
+    {
+      std::lock_guard lk(m);
+      const auto now = clock::now();
+      while (!deadlines.empty() && deadlines.begin()->first <= now)
+        expired.push_back(take_locked(deadlines.begin()->second));
+      armed = clock::time_point::max();
+      if (!deadlines.empty()) arm(deadlines.begin()->first);
+    }
+    for (pending* p : expired)
+      p->deliver(p, result_type(std::unexpect, error_type::of_kind(error_kind::timed_out)), false);
+  }
+
+  // ---- replies: on nats.c's delivery thread ----
+
+  static void on_reply(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+    auto* self = static_cast<remote_state*>(closure);
+    std::unique_ptr<natsMsg, void (*)(natsMsg*)> guard(msg, &natsMsg_Destroy);
+    const char* subj = natsMsg_GetSubject(msg);
+    std::string_view s(subj ? subj : "");
+    std::uint64_t id = 0;
+    if (s.size() <= self->inbox.size()) return;
+    auto digits = s.substr(self->inbox.size());
+    auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), id);
+    if (ec != std::errc() || p != digits.data() + digits.size()) return;
+    pending* call = self->take(id);
+    if (!call) return;  // completed already (deadline, cancellation): a late reply is dropped
+    result_type r = self->outcome(call, msg);
+    guard.reset();
+    call->deliver(call, std::move(r), false);
+  }
+
+  result_type outcome(pending* call, natsMsg* msg) {
+    auto fail = [&](error_kind k, bool give_back, std::string why) {
+      std::optional<Req> back;
+      if (give_back) back = std::move(call->request);
+      return result_type(std::unexpect, error_type::of_kind(k, std::move(back), std::move(why)));
+    };
+    if (natsMsg_IsNoResponders(msg))
+      return fail(error_kind::send_failure, true,
+                  "no responders: nobody serves the subject '" + subject + "'");
+    const int len = natsMsg_GetDataLength(msg);
+    const char* data = natsMsg_GetData(msg);
+    if (len <= 0 || !data) return fail(error_kind::fetch_failure, false, "undecodable reply: empty");
+    std::string_view body(data + 1, static_cast<std::size_t>(len) - 1);
+    switch (static_cast<wire::status>(data[0])) {
+      case wire::status::response: {
+        auto v = codec.template decode<Resp>(body);
+        if (!v) return fail(error_kind::fetch_failure, false, "undecodable reply: " + v.error().reason);
+        return result_type(std::in_place, std::move(*v));
+      }
+      case wire::status::service_error: {
+        auto e = codec.template decode<Err>(body);
+        if (!e)
+          return fail(error_kind::fetch_failure, false,
+                      "undecodable service error: " + e.error().reason);
+        return result_type(std::unexpect, error_type::service(std::move(*e)));
+      }
+      case wire::status::bad_request:
+        return fail(error_kind::fetch_failure, true,
+                    "the server rejected the request: " + std::string(body));
+      case wire::status::failed: {
+        if (body.empty() || static_cast<std::uint8_t>(body[0]) > wire::max_error_kind)
+          return fail(error_kind::fetch_failure, false, "undecodable reply: bad failure kind");
+        auto k = static_cast<error_kind>(body[0]);
+        bool give_back = k == error_kind::send_failure || k == error_kind::queue_full;
+        if (k != error_kind::send_failure && k != error_kind::queue_full &&
+            k != error_kind::fetch_failure)
+          k = error_kind::fetch_failure;
+        return fail(k, give_back, "remote: " + std::string(body.substr(1)));
+      }
+    }
+    return fail(error_kind::fetch_failure, false, "undecodable reply: unknown status byte");
+  }
+
+  static void on_complete(void* closure) {
+    auto* self = static_cast<remote_state*>(closure);
+    std::shared_ptr<remote_state> keep;
+    {
+      std::lock_guard lk(self->m);
+      keep = std::move(self->self_keep);
+    }
+  }
+};
+
+/// Shared by the copies of one remote_caller (and by its pending calls): its destruction
+/// ends the inbox subscription.
+template <class State>
+struct remote_handle {
+  std::shared_ptr<State> state;
+  explicit remote_handle(std::shared_ptr<State> s) : state(std::move(s)) {}
+  remote_handle(const remote_handle&) = delete;
+  remote_handle& operator=(const remote_handle&) = delete;
+  ~remote_handle() { state->shutdown(); }
+};
+
+}  // namespace detail
+
+/// A caller of a service served on NATS (see the header comment). Copyable handle.
+template <class Req, class Resp, class Err, class Codec = binary_codec>
+class remote_caller {
+  static_assert(service_codec<Codec, Req, Resp, Err>,
+                "tenorite::nats::remote_caller: the codec must encode and decode Req, Resp "
+                "and Err");
+  using state_type = detail::remote_state<Req, Resp, Err, Codec>;
+  using pending = typename state_type::pending;
+
+ public:
+  using request_type = Req;
+  using response_type = Resp;
+  using error_type = tenorite::error<Req, Err>;
+  using result_type = std::expected<Resp, error_type>;
+  using signature = void(result_type);
+  using clock = std::chrono::steady_clock;
+
+  remote_caller() = default;
+  /// Calls `subject` over `conn`; completions run on `ex` unless the handler has its own
+  /// executor. Throws nats_error when the inbox subscription fails.
+  remote_caller(connection conn, std::string subject, boost::asio::any_io_executor ex,
+                remote_caller_options opts = {}, Codec codec = {}) {
+    auto st = std::make_shared<state_type>(std::move(conn), std::move(subject), std::move(ex),
+                                           opts, std::move(codec));
+    st->subscribe();
+    handle_ = std::make_shared<detail::remote_handle<state_type>>(std::move(st));
+  }
+  /// As above, completing on tenorite's global runtime by default.
+  remote_caller(connection conn, std::string subject, remote_caller_options opts = {},
+                Codec codec = {})
+      : remote_caller(std::move(conn), std::move(subject),
+                      boost::asio::any_io_executor(runtime::global().executor()), opts,
+                      std::move(codec)) {}
+
+  explicit operator bool() const noexcept { return static_cast<bool>(handle_); }
+
+  // ---- send_request ----
+
+  template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
+  TENORITE_AWAITABLE_ENTRY auto async_send_request(Req req, Token&& token = {}) const {
+    return async_send_request_until(std::move(req), default_deadline(),
+                                    std::forward<Token>(token));
+  }
+  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> send_request(Req req) const {
+    return async_send_request_until(std::move(req), default_deadline(),
+                                    boost::asio::use_awaitable);
+  }
+  /// Blocks the calling thread (never a tenorite runtime thread: that throws logic_error).
+  result_type send_request_blocking(Req req) const {
+    return send_request_blocking_until(std::move(req), default_deadline());
+  }
+
+  // ---- deadlines ----
+
+  template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
+  TENORITE_AWAITABLE_ENTRY auto async_send_request_until(Req req, clock::time_point deadline,
+                                                         Token&& token = {}) const {
+    auto h = checked("async_send_request_until");
+    return boost::asio::async_initiate<Token, signature>(
+        [](auto handler, std::shared_ptr<detail::remote_handle<state_type>> h, Req r,
+           clock::time_point deadline) {
+          start_async(std::move(handler), std::move(h), std::move(r), deadline);
+        },
+        token, std::move(h), std::move(req), deadline);
+  }
+  template <class Rep, class Period,
+            class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
+  TENORITE_AWAITABLE_ENTRY auto async_send_request_for(Req req,
+                                                       std::chrono::duration<Rep, Period> timeout,
+                                                       Token&& token = {}) const {
+    return async_send_request_until(std::move(req), deadline_after(timeout),
+                                    std::forward<Token>(token));
+  }
+  template <class Rep, class Period>
+  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> send_request_for(
+      Req req, std::chrono::duration<Rep, Period> timeout) const {
+    return async_send_request_until(std::move(req), deadline_after(timeout),
+                                    boost::asio::use_awaitable);
+  }
+  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> send_request_until(
+      Req req, clock::time_point deadline) const {
+    return async_send_request_until(std::move(req), deadline, boost::asio::use_awaitable);
+  }
+  template <class Rep, class Period>
+  result_type send_request_blocking_for(Req req, std::chrono::duration<Rep, Period> timeout) const {
+    return send_request_blocking_until(std::move(req), deadline_after(timeout));
+  }
+  result_type send_request_blocking_until(Req req, clock::time_point deadline) const {
+    auto h = checked("send_request_blocking_until");
+    tenorite::detail::check_blocking_allowed("tenorite::nats::remote_caller::send_request_blocking");
+    blocking_call call;
+    std::string payload;
+    if (auto e = h->state->codec.encode(req, payload); !e)
+      return result_type(std::unexpect,
+                         error_type::of_kind(error_kind::send_failure, std::move(req),
+                                             "the request could not be encoded: " +
+                                                 e.error().reason));
+    call.request.emplace(std::move(req));
+    h->state->start(h->state->new_id(), &call, payload, deadline);
+    return call.reply.wait();
+  }
+
+ private:
+  using handle_ptr = std::shared_ptr<detail::remote_handle<state_type>>;
+
+  struct blocking_call final : pending {
+    blocking_call() noexcept : pending(&deliver_blocking) {}
+    static void deliver_blocking(pending* p, result_type&& r, bool) noexcept {
+      static_cast<blocking_call*>(p)->reply.complete(std::move(r));
+    }
+    tenorite::detail::blocking_reply<result_type> reply;
+  };
+
+  template <class Handler>
+  struct async_call final : pending {
+    async_call(Handler&& h, const boost::asio::any_io_executor& fallback)
+        : pending(&deliver_async),
+          executor(tenorite::detail::tracked_executor(h, fallback, true)),
+          handler(std::move(h)) {}
+    static void deliver_async(pending* p, result_type&& r, bool immediate) noexcept {
+      auto* self = static_cast<async_call*>(p);
+      Handler h(std::move(self->handler));
+      auto ex = std::move(self->executor);
+      auto keep = std::move(self->keep);
+      delete self;
+      // Let go of the caller's handle before the handler can run: once the user has every
+      // outcome, nothing of ours may outlive their executor (the timer belongs to it).
+      keep.reset();
+      tenorite::detail::complete_on<Handler>(
+          ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); },
+          immediate);
+    }
+    boost::asio::any_io_executor executor;
+    Handler handler;
+  };
+
+  struct cancel_handler {
+    cancel_handler(std::weak_ptr<state_type> s, std::uint64_t i) noexcept
+        : state(std::move(s)), id(i) {}
+    std::weak_ptr<state_type> state;
+    std::uint64_t id;
+    void operator()(boost::asio::cancellation_type type) const {
+      if (type == boost::asio::cancellation_type::none) return;
+      if (auto s = state.lock()) s->cancel(id);
+    }
+  };
+
+  template <class Handler>
+  static void start_async(Handler handler, handle_ptr h, Req req, clock::time_point deadline) {
+    auto& st = *h->state;
+    std::string payload;
+    auto encoded = st.codec.encode(req, payload);
+    auto* call = new async_call<Handler>(std::move(handler), st.ex);
+    call->request.emplace(std::move(req));
+    if (!encoded) {
+      call->deliver(call, result_type(std::unexpect,
+                                      error_type::of_kind(error_kind::send_failure,
+                                                          std::move(call->request),
+                                                          "the request could not be encoded: " +
+                                                              encoded.error().reason)),
+                    true);
+      return;
+    }
+    const std::uint64_t id = st.new_id();
+    auto slot = boost::asio::get_associated_cancellation_slot(call->handler);
+    if (slot.is_connected()) slot.template emplace<cancel_handler>(h->state, id);
+    call->keep = h;
+    st.start(id, call, payload, deadline);
+  }
+
+  clock::time_point default_deadline() const {
+    return clock::now() + std::chrono::duration_cast<clock::duration>(
+                              checked("send_request")->state->opts.timeout);
+  }
+  template <class Rep, class Period>
+  static clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) {
+    return clock::now() + std::chrono::duration_cast<clock::duration>(d);
+  }
+
+  const handle_ptr& checked(const char* what) const {
+    if (!handle_)
+      throw std::logic_error(std::string("tenorite::nats::remote_caller::") + what +
+                             ": this remote caller is empty (default-constructed or moved-from)");
+    return handle_;
+  }
+
+  handle_ptr handle_;
+};
+
+}  // namespace tenorite::nats
