@@ -237,6 +237,52 @@ TEST(CallForms, AWaitForTheCallerToLeaveIsCancelledWhenTheWorkFinishesFirst) {
   EXPECT_EQ(said2.get(), "answered");
 }
 
+// A worker that answers inside `answer || wait_closed` (the answer completes the race and
+// cancels the wait) while callers give up at random moments: the give-up's watch firing,
+// the answer and the wait's cancellation race; each call completes once, memory stays valid
+// (run under the asan and tsan presets).
+[[gnu::noinline]] asio::awaitable<void> answer_soon(echo_request* r) {
+  co_await yield_now();
+  r->client.send(r->request * 2);
+}
+struct racing_answer_worker {
+  static asio::awaitable<void> task(tenorite::receiver<echo_request> rx, int) {
+    while (auto r = co_await rx.recv()) {
+      echo_request req = std::move(*r);
+      co_await race(answer_soon(&req), req.client.wait_closed());
+    }
+  }
+};
+using racing_answer_service =
+    tenorite::service<int, int, std::string, racing_answer_worker, int>;
+
+asio::awaitable<void> impatient_client(echo_caller c, int n, unsigned seed,
+                                       std::atomic<int>* completed) {
+  std::mt19937 rng(seed);
+  for (int i = 0; i < n; ++i) {
+    auto r = co_await c.send_request_for(i, std::chrono::microseconds(rng() % 40));
+    if (r) {
+      EXPECT_EQ(*r, 2 * i);
+    }
+    ++*completed;
+  }
+}
+
+TEST(CallForms, AnAnswerRacingTheWatchOfAGivingUpCallerIsSafe) {
+  auto [task, caller] = racing_answer_service{}.start_task(rt(), 8, 0);
+  constexpr int clients = 8, per_client = 300;
+  std::atomic<int> completed{0};
+  std::vector<std::future<void>> done;
+  for (int k = 0; k < clients; ++k)
+    done.push_back(asio::co_spawn(asio::make_strand(rt().executor()),
+                                  impatient_client(caller, per_client, 77u + k, &completed),
+                                  asio::use_future));
+  for (auto& d : done) d.get();
+  EXPECT_EQ(completed.load(), clients * per_client);
+  caller = {};
+  EXPECT_TRUE(task.wait());
+}
+
 // ---- cancellation ----
 
 TEST(CallForms, CancellingAQueuedCallWithdrawsIt) {

@@ -480,6 +480,52 @@ TEST(Topologies, MetricsCountEveryOutcomeAndTheQueue) {
   EXPECT_EQ(caller.metrics()->failed_of(error_kind::send_failure), 1u);
 }
 
+// A call that gives up after delivery completes then (cancelled), not when the worker's
+// answer comes: it is counted once, and nothing stays in flight.
+TEST(Topologies, MetricsCountACallThatGaveUpAfterDelivery) {
+  auto p = std::make_shared<std::promise<void>>();
+  auto held = std::make_shared<gate>(rt().executor());
+  struct holding_worker {
+    static asio::awaitable<void> task(tenorite::receiver<echo_request> rx,
+                                      std::pair<std::shared_ptr<std::promise<void>>,
+                                                std::shared_ptr<gate>> cfg) {
+      while (auto r = co_await rx.recv()) {
+        cfg.first->set_value();       // delivered
+        co_await cfg.second->wait();  // held until the caller gave up
+        r->client.send(r->request);
+      }
+    }
+  };
+  using holding_service =
+      tenorite::service<int, int, std::string, holding_worker,
+                        std::pair<std::shared_ptr<std::promise<void>>, std::shared_ptr<gate>>>;
+  tenorite::service_options opts;
+  opts.metrics = true;
+  auto [task, caller] = holding_service{}.start(rt(), opts, std::pair(p, held));
+  tenorite::runtime one(1);  // start and cancel on one thread: slots are not thread-safe
+  asio::cancellation_signal signal;
+  std::promise<echo_result> got;
+  asio::post(one.executor(), [&, c = caller] {
+    c.async_send_request(5, asio::bind_cancellation_slot(
+                                signal.slot(), [&](echo_result r) { got.set_value(r); }));
+  });
+  p->get_future().get();  // the worker holds it
+  asio::post(one.executor(), [&] { signal.emit(asio::cancellation_type::terminal); });
+  auto r = got.get_future().get();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind(), error_kind::cancelled);
+  EXPECT_FALSE(r.error().request());  // delivered: nothing to give back
+  auto m = *caller.metrics();
+  EXPECT_EQ(m.calls, 1u);
+  EXPECT_EQ(m.failed_of(error_kind::cancelled), 1u);
+  EXPECT_EQ(m.answered, 0u);
+  EXPECT_EQ(m.in_flight, 0u);
+  EXPECT_EQ(m.latency.total(), 1u);
+  held->open();  // the late answer goes nowhere and changes no count
+  caller = {};
+  EXPECT_TRUE(task.wait());
+}
+
 TEST(Topologies, TheTraceHookSeesEachCallStartAndCompleteOnce) {
   struct log {
     std::mutex m;

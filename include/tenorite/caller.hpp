@@ -243,6 +243,10 @@ class service_state final : public abortable {
         std::unique_lock lk(ctl->m);
         closed_watch* w = std::exchange(self->watcher, nullptr);
         if (self->gave_up) {  // the caller already completed; we are the last party
+          if (self->firing) {  // ...unless its watch is still firing: on_cancel frees it
+            self->answered_while_firing = true;
+            return false;
+          }
           lk.unlock();
           self->destroy();
           return false;
@@ -307,32 +311,53 @@ class service_state final : public abortable {
       cancel_ctl* ctl = self->ctl;
       // Still queued? Then it is withdrawn: never delivered, the request comes back.
       std::optional<item_type> item;
+      send_waiter<item_type>* refilled = nullptr;  // took the freed slot: told after unlocking
       if (self->state->chan.withdraw(self)) {
         item.emplace(std::move(*self->value));
         self->value.reset();
       } else {
         const reply_slot<result_type>* me = self;
         item = self->state->chan.withdraw_buffered(
-            [me](const item_type& it) { return it.client.slot() == me; });
+            [me](const item_type& it) { return it.client.slot() == me; }, refilled);
       }
       if (item) {
         item->client.release();
         ctl->op = nullptr;
         lk.unlock();
+        if (refilled) refilled->on_accepted(refilled);
         self->finish(result_type(
             std::unexpect, error_type::of_kind(error_kind::cancelled, std::move(item->request))));
         return;
       }
+      // Neither queued nor buffered, and the queue is closed: the service ended, and its
+      // close() is handing this request back (or the worker that held it is gone). That
+      // completion carries the request back (send_failure) or is a fetch_failure; giving up
+      // here would lose the request.
+      if (self->state->chan.is_closed()) return;
       // Delivered: only terminal cancellation abandons the wait; the worker sees it.
       if (!(type & boost::asio::cancellation_type::terminal)) return;
       self->gave_up = true;
       self->mark_waiter_gone();
       ctl->op = nullptr;
       closed_watch* w = std::exchange(self->watcher, nullptr);
+      // While the watch fires, the worker's wait may still reach this call: an answer that
+      // comes meanwhile must not free it (it is freed here after the fire instead).
+      if (w) self->firing = true;
       Handler h(std::move(self->handler));
       auto ex = std::move(self->executor);
+      // The call completes here (the responder side will only free it): count it now.
+      std::shared_ptr<service_metrics> metrics = self->metrics;
+      const service_metrics::call_mark mark = self->mark;
       lk.unlock();
-      if (w) w->fire(w);
+      if (metrics) metrics->call_completed(mark, error_kind::cancelled);
+      if (w) {
+        w->fire(w);
+        lk.lock();
+        self->firing = false;
+        const bool answered = self->answered_while_firing;
+        lk.unlock();
+        if (answered) self->destroy();
+      }
       complete_on<Handler>(
           ex,
           [h = std::move(h)]() mutable {
@@ -348,6 +373,8 @@ class service_state final : public abortable {
     service_metrics::call_mark mark;
     cancel_ctl* ctl = nullptr;
     bool gave_up = false;             // guarded by ctl->m
+    bool firing = false;                // guarded by ctl->m: on_cancel is firing the watch
+    bool answered_while_firing = false;  // guarded by ctl->m
     closed_watch* watcher = nullptr;  // guarded by ctl->m
   };
 

@@ -227,21 +227,28 @@ class channel final : private detail::context_registry::entry {
   template <class Pred>
   std::optional<T> withdraw_buffered(Pred pred) {
     detail::send_waiter<T>* accepted = nullptr;
-    std::optional<T> out;
-    {
-      std::lock_guard lk(m_);
-      for (std::size_t k = 0; k < size_; ++k) {
-        if (!pred(slots_[index(k)])) continue;
-        out.emplace(std::move(slots_[index(k)]));
-        for (std::size_t j = k; j + 1 < size_; ++j)
-          slots_[index(j)] = std::move(slots_[index(j + 1)]);
-        slots_[index(size_ - 1)].~T();
-        --size_;
-        accepted = accept_one_locked();
-        break;
-      }
-    }
+    std::optional<T> out = withdraw_buffered(std::move(pred), accepted);
     if (accepted) accepted->on_accepted(accepted);
+    return out;
+  }
+
+  /// The same, but the waiting sender that took the freed slot (if it wants to be told) is
+  /// returned in `accepted` for the caller to notify (call on_accepted) once it holds no
+  /// lock: its handler may run inline.
+  template <class Pred>
+  std::optional<T> withdraw_buffered(Pred pred, detail::send_waiter<T>*& accepted) {
+    std::optional<T> out;
+    std::lock_guard lk(m_);
+    for (std::size_t k = 0; k < size_; ++k) {
+      if (!pred(slots_[index(k)])) continue;
+      out.emplace(std::move(slots_[index(k)]));
+      for (std::size_t j = k; j + 1 < size_; ++j)
+        slots_[index(j)] = std::move(slots_[index(j + 1)]);
+      slots_[index(size_ - 1)].~T();
+      --size_;
+      accepted = accept_one_locked();
+      break;
+    }
     return out;
   }
 
@@ -590,7 +597,9 @@ class channel final : private detail::context_registry::entry {
     // An item handed to a parked receive whose handler is then cancelled before it runs
     // (e.g. the other branch of `recv() || timer` won meanwhile) goes back to the front of
     // the queue and the receive ends with operation_aborted: a cancelled receive never
-    // takes an item with it.
+    // takes an item with it. One exception: if the channel was closed meanwhile there is no
+    // queue to go back to, and the handler gets the item (a service closes its queue only
+    // after its worker ended, so only a receive left pending past the worker sees this).
     static void on_ready(detail::recv_waiter<T>* n, boost::system::error_code ec,
                          std::optional<T>&& v) noexcept {
       auto* self = static_cast<recv_op*>(n);

@@ -1,7 +1,9 @@
 // tenorite/receiver.hpp — the worker's end of a service's queue.
 //
 // Invariants:
-// - recv() yields requests in the order the queue accepted them;
+// - recv() yields requests in the order the queue accepted them (with one worker; in a pool
+//   the workers share that order, and a request given back by one worker's late-cancelled
+//   receive may reach another worker after a newer one);
 // - it yields an empty optional only once every caller is gone (or the service was closed)
 //   and the queue is drained: a request that was accepted is always received;
 // - after the service's join_handle::abort(), recv() throws boost::system::system_error

@@ -152,8 +152,10 @@ class responder {
   template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
   TENORITE_AWAITABLE_ENTRY auto async_wait_closed(Token&& token = {}) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
-        [](auto handler, slot_type* slot) { start_wait_closed(std::move(handler), slot); }, token,
-        slot_);
+        // The slot is read when the operation starts (a deferred or awaitable wait starts
+        // later than this call, and the request may have been answered meanwhile).
+        [](auto handler, responder* self) { start_wait_closed(std::move(handler), self->slot_); },
+        token, this);
   }
   TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<void> wait_closed() {
     return async_wait_closed(boost::asio::use_awaitable);
