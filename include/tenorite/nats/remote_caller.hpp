@@ -54,6 +54,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <tenorite/detail/completion.hpp>
 #include <tenorite/error.hpp>
 #include <tenorite/nats/codec.hpp>
@@ -74,6 +75,52 @@ struct remote_caller_options {
 };
 
 namespace detail {
+
+/// Turns a reply's payload (wire.hpp) into a call's outcome. `request` is the call's request:
+/// moved into the error when the outcome gives it back. Never throws on bad input: anything
+/// undecodable is a fetch_failure with a reason.
+template <class Req, class Resp, class Err, class Codec>
+std::expected<Resp, tenorite::error<Req, Err>> decode_reply(const Codec& codec,
+                                                           std::string_view payload,
+                                                           std::optional<Req>& request) {
+  using error_type = tenorite::error<Req, Err>;
+  using result_type = std::expected<Resp, error_type>;
+  auto fail = [&](error_kind k, bool give_back, std::string why) {
+    std::optional<Req> back;
+    if (give_back) back = std::move(request);
+    return result_type(std::unexpect, error_type::of_kind(k, std::move(back), std::move(why)));
+  };
+  if (payload.empty()) return fail(error_kind::fetch_failure, false, "undecodable reply: empty");
+  const std::string_view body = payload.substr(1);
+  switch (static_cast<wire::status>(payload[0])) {
+    case wire::status::response: {
+      auto v = codec.template decode<Resp>(body);
+      if (!v) return fail(error_kind::fetch_failure, false, "undecodable reply: " + v.error().reason);
+      return result_type(std::in_place, std::move(*v));
+    }
+    case wire::status::service_error: {
+      auto e = codec.template decode<Err>(body);
+      if (!e)
+        return fail(error_kind::fetch_failure, false,
+                    "undecodable service error: " + e.error().reason);
+      return result_type(std::unexpect, error_type::service(std::move(*e)));
+    }
+    case wire::status::bad_request:
+      return fail(error_kind::fetch_failure, true,
+                  "the server rejected the request: " + std::string(body));
+    case wire::status::failed: {
+      if (body.empty() || static_cast<std::uint8_t>(body[0]) > wire::max_error_kind)
+        return fail(error_kind::fetch_failure, false, "undecodable reply: bad failure kind");
+      auto k = static_cast<error_kind>(body[0]);
+      bool give_back = k == error_kind::send_failure || k == error_kind::queue_full;
+      if (k != error_kind::send_failure && k != error_kind::queue_full &&
+          k != error_kind::fetch_failure)
+        k = error_kind::fetch_failure;
+      return fail(k, give_back, "remote: " + std::string(body.substr(1)));
+    }
+  }
+  return fail(error_kind::fetch_failure, false, "undecodable reply: unknown status byte");
+}
 
 template <class Req, class Resp, class Err, class Codec>
 class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp, Err, Codec>> {
@@ -250,46 +297,16 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
   }
 
   result_type outcome(pending* call, natsMsg* msg) {
-    auto fail = [&](error_kind k, bool give_back, std::string why) {
-      std::optional<Req> back;
-      if (give_back) back = std::move(call->request);
-      return result_type(std::unexpect, error_type::of_kind(k, std::move(back), std::move(why)));
-    };
     if (natsMsg_IsNoResponders(msg))
-      return fail(error_kind::send_failure, true,
-                  "no responders: nobody serves the subject '" + subject + "'");
+      return result_type(std::unexpect,
+                         error_type::of_kind(error_kind::send_failure, std::move(call->request),
+                                             "no responders: nobody serves the subject '" +
+                                                 subject + "'"));
     const int len = natsMsg_GetDataLength(msg);
     const char* data = natsMsg_GetData(msg);
-    if (len <= 0 || !data) return fail(error_kind::fetch_failure, false, "undecodable reply: empty");
-    std::string_view body(data + 1, static_cast<std::size_t>(len) - 1);
-    switch (static_cast<wire::status>(data[0])) {
-      case wire::status::response: {
-        auto v = codec.template decode<Resp>(body);
-        if (!v) return fail(error_kind::fetch_failure, false, "undecodable reply: " + v.error().reason);
-        return result_type(std::in_place, std::move(*v));
-      }
-      case wire::status::service_error: {
-        auto e = codec.template decode<Err>(body);
-        if (!e)
-          return fail(error_kind::fetch_failure, false,
-                      "undecodable service error: " + e.error().reason);
-        return result_type(std::unexpect, error_type::service(std::move(*e)));
-      }
-      case wire::status::bad_request:
-        return fail(error_kind::fetch_failure, true,
-                    "the server rejected the request: " + std::string(body));
-      case wire::status::failed: {
-        if (body.empty() || static_cast<std::uint8_t>(body[0]) > wire::max_error_kind)
-          return fail(error_kind::fetch_failure, false, "undecodable reply: bad failure kind");
-        auto k = static_cast<error_kind>(body[0]);
-        bool give_back = k == error_kind::send_failure || k == error_kind::queue_full;
-        if (k != error_kind::send_failure && k != error_kind::queue_full &&
-            k != error_kind::fetch_failure)
-          k = error_kind::fetch_failure;
-        return fail(k, give_back, "remote: " + std::string(body.substr(1)));
-      }
-    }
-    return fail(error_kind::fetch_failure, false, "undecodable reply: unknown status byte");
+    std::string_view payload;
+    if (data && len > 0) payload = std::string_view(data, static_cast<std::size_t>(len));
+    return decode_reply<Req, Resp, Err>(codec, payload, call->request);
   }
 
   static void on_complete(void* closure) {
