@@ -51,7 +51,12 @@ class task_control {
            std::shared_ptr<boost::asio::cancellation_signal> signal,
            std::shared_ptr<abortable> service) {
     std::lock_guard lk(m_);
-    workers_.push_back({std::move(worker_executor), std::move(signal)});
+    worker_entry w{std::move(worker_executor), std::move(signal)};
+    if (!first_.signal) {
+      first_ = std::move(w);
+    } else {
+      more_.push_back(std::move(w));
+    }
     service_ = std::move(service);
   }
 
@@ -63,7 +68,8 @@ class task_control {
       std::lock_guard lk(m_);
       if (finished_) return false;
       aborted_ = true;
-      workers = workers_;
+      if (first_.signal) workers.push_back(first_);
+      workers.insert(workers.end(), more_.begin(), more_.end());
       svc = service_;
     }
     if (svc) svc->abort_receivers();
@@ -88,7 +94,8 @@ class task_control {
   bool finish() noexcept {
     std::lock_guard lk(m_);
     finished_ = true;
-    workers_.clear();
+    first_ = {};
+    more_.clear();
     service_.reset();
     return aborted_;
   }
@@ -121,7 +128,8 @@ class task_control {
   mutable std::mutex m_;
   bool finished_ = false;
   bool aborted_ = false;
-  std::vector<worker_entry> workers_;
+  worker_entry first_;              // the one worker of a plain service (no allocation)
+  std::vector<worker_entry> more_;  // the others of a pool
   std::shared_ptr<abortable> service_;
 };
 

@@ -185,10 +185,8 @@ class config_source {
 
 template <class Worker, class Config, class T, class Req, class Resp, class Err>
 boost::asio::awaitable<void> run_worker(worker_guard<T, Req, Resp, Err> guard,
-                                        config_source<Config> configs,
-                                        std::optional<restart_policy> policy) {
+                                        config_source<Config> configs, restart_tracker restarts) {
   using result_type = std::expected<T, join_error>;
-  restart_tracker restarts(policy);
   for (;;) {
     std::exception_ptr failure;
     try {
@@ -393,7 +391,7 @@ class service {
       if (opts.workers == 1) st->chan.set_consumer(boost::asio::any_io_executor(strand));
       detail::worker_guard<TaskResult, Req, Resp, Err> guard(group);
       auto worker = detail::run_worker<Worker, Config, TaskResult, Req, Resp, Err>(
-          std::move(guard), std::move(sources[i]), opts.restart);
+          std::move(guard), std::move(sources[i]), detail::restart_tracker(opts.restart));
       // The signal lives as long as the completion handler co_spawn holds, which outlives
       // the coroutine; abort() emits it on the strand.
       boost::asio::co_spawn(strand, std::move(worker),

@@ -17,11 +17,11 @@
 
 #include <chrono>
 #include <cstddef>
-#include <deque>
 #include <exception>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace tenorite {
 
@@ -77,7 +77,7 @@ class restart_tracker {
   /// After a failure at `now`: the delay before the restart, or nothing (give up).
   std::optional<clock::duration> next(clock::time_point now) {
     if (!policy_) return std::nullopt;
-    while (!recent_.empty() && now - recent_.front() > policy_->window) recent_.pop_front();
+    std::erase_if(recent_, [&](clock::time_point t) { return now - t > policy_->window; });
     if (recent_.size() >= policy_->max_restarts) return std::nullopt;
     double delay = static_cast<double>(policy_->backoff.count());
     for (std::size_t i = 0; i < recent_.size(); ++i) delay *= policy_->backoff_factor;
@@ -92,7 +92,9 @@ class restart_tracker {
 
  private:
   std::optional<restart_policy> policy_;
-  std::deque<clock::time_point> recent_;
+  // Failures within the window (a vector: nothing allocated until the first failure, which
+  // matters for an idle service's footprint).
+  std::vector<clock::time_point> recent_;
   std::size_t total_ = 0;
 };
 
