@@ -3,15 +3,17 @@
  * service (Promela model of tenorite's call path; check with spin, see check.sh).
  *
  * Source of truth: include/tenorite/caller.hpp (service_state::initiate_call, call_op),
- * include/tenorite/channel.hpp (send_or_wait, receive_or_wait, withdraw, withdraw_buffered,
- * accept_one_locked, close, close_for_send, mark_no_senders, fifo::take/drain),
+ * include/tenorite/channel.hpp (send_or_wait, receive_or_wait, withdraw, withdraw_buffered
+ * (the overload that returns the accepted sender), accept_one_locked, is_closed, close,
+ * close_for_send, mark_no_senders, fifo::take/drain),
  * include/tenorite/detail/cancellation.hpp (cancel_ctl, cancel_slot_handler),
  * include/tenorite/request.hpp (responder::send, reset, fail_undelivered, release).
+ * Follows the headers as of commit 7e5786a (the fixes for the races this model found).
  *
  * One Promela step = one critical section under the channel mutex m_ (an atomic block: those
  * sections never block and never take another lock) or one action outside any lock.  The
  * call's cancel_ctl::m is a real lock variable (ctl_m[i]) because call_op::on_cancel holds it
- * across two separate m_ sections (withdraw, then withdraw_buffered); the one-shot
+ * across three separate m_ sections (withdraw, withdraw_buffered, is_closed); the one-shot
  * section of call_op::on_complete is a single atomic block that waits for ctl_m to be free.
  *
  * Processes and the C++ they mirror
@@ -21,20 +23,35 @@
  *              lock: r->ready (recv_op::on_ready posts the item to the worker), or
  *              op->on_closed = service_state::return_request -> responder::fail_undelivered ->
  *              call_op::on_complete.  Then, as the caller's executor would, it emits its
- *              cancellation signal 0, 1 or 2 times (cancel_slot_handler::operator() ->
- *              call_op::on_cancel: channel::withdraw, else channel::withdraw_buffered (+
- *              accept_one_locked), then withdrawn -> call_op::finish, terminal -> gave_up path,
- *              partial -> nothing), and finally destroys its slot handler
- *              (~cancel_slot_handler -> cancel_ctl::release).  Cancellation is never emitted
- *              during initiate_call itself (Asio: a slot is used on the initiator's executor).
+ *              cancellation signal 0, 1 or 2 times (cancel_slot_handler::operator() under
+ *              ctl->m -> call_op::on_cancel:
+ *                1. channel::withdraw (an m_ section);
+ *                2. else channel::withdraw_buffered(pred, refilled) (an m_ section, with
+ *                   accept_one_locked; the accepted sender is returned, not told);
+ *                   withdrawn by 1 or 2 -> client.release, ctl->op = nullptr, unlock,
+ *                   refilled->on_accepted (nothing for a call_op: accept_one_locked returns
+ *                   null when the sender has no on_accepted, and every sender here is a
+ *                   call_op), call_op::finish (cancelled, with the request);
+ *                3. else chan.is_closed() (an m_ section): closed -> return, the close()
+ *                   drain completes the call with its request (on_closed -> return_request ->
+ *                   fail_undelivered -> on_complete, ctl->op still set);
+ *                4. else partial -> return; terminal -> the give-up path: gave_up,
+ *                   mark_waiter_gone, ctl->op = nullptr, watcher exchanged (none here: the
+ *                   wait is watch.pml's), handler/executor moved out, metrics + mark copied,
+ *                   unlock, metrics->call_completed(mark, cancelled), complete_on
+ *                   (cancelled, without the request)),
+ *              and finally destroys its slot handler (~cancel_slot_handler ->
+ *              cancel_ctl::release).  Cancellation is never emitted during initiate_call itself
+ *              (Asio: a slot is used on the initiator's executor).
  *   Worker     the worker coroutine: receive_or_wait (take_locked = pop + accept_one_locked, or
  *              park in receivers_, or the end), then for a request: responder::send or
- *              ~responder (reset: fetch_failure) -> call_op::on_complete; or the task ends (with
- *              or without a request in hand) -> worker_guard::finish ->
- *              service_state::close_and_return_queued = channel::close: under m_ closed_ =
- *              true, slots and senders_.take() (linked = false); outside the lock every
- *              buffered item gets fail_undelivered, every parked sender on_closed
- *              (return_request).
+ *              ~responder (reset: fetch_failure) -> call_op::on_complete (under ctl->m:
+ *              gave_up -> destroy (firing is never set here: no watcher); else ctl->op =
+ *              nullptr, unlock, finish); or the task ends (with or without a request in hand)
+ *              -> worker_guard::finish -> service_state::close_and_return_queued =
+ *              channel::close: under m_ closed_ = true, slots and senders_.take() (linked =
+ *              false); outside the lock every buffered item gets fail_undelivered, every parked
+ *              sender on_closed (return_request).
  *   Owner      join_handle::drain (close_for_send) at any time, or not; and, once every caller
  *              initiated, the last caller copy goes (~caller_core -> mark_no_senders).  Both
  *              hand "the end" to a parked receiver when at_end_locked().
@@ -49,11 +66,14 @@
  *     (TOUCH_CTL, release_ctl);
  *   - a withdrawn request is never seen by the worker, and a request the worker saw is never
  *     withdrawn;
- *   - a request that is withdrawn or handed back (closed queue, parked sender on close) goes
- *     back to the caller inside the completion (req_back), except when the caller had already
- *     given up (terminal cancellation after the request left the queue): then it is dropped.
- *     With -DSTRICT_RETURN the model checks the library's stronger promise ("an error that
- *     carries the request back whenever it was never delivered"): see the README, it fails.
+ *   - no request is lost: every request the worker did not see goes back to the caller
+ *     inside the completion (req_back: withdrawn, refused by a closed queue, or handed back
+ *     by close), also when the caller cancels terminally while close() is handing it back
+ *     (the library's promise: "an error that carries the request back whenever it was never
+ *     delivered"); a give-up therefore only happens for a request the worker has or will
+ *     see, and the responder side never drops a request (req_lost);
+ *   - with metrics on, service_metrics::call_completed runs exactly once per call (in
+ *     call_op::finish, or in the give-up path; on_complete's gave_up branch only frees);
  *   - the value in op->value is moved out exactly once (op_has_value), the responder slot is
  *     completed/released exactly once (resp_live);
  *   - at the end nothing is left in the queue, in senders_, in receivers_ or in flight.
@@ -63,9 +83,12 @@
  * (on_cancel) is explored at every interleaving point: before/after the request enters the
  * buffer, while it is parked in senders_, while it is accepted from senders_ into the buffer
  * by the worker's take, while it is in flight to the parked receiver, between close's
- * take() under the lock and its drain outside the lock, and between the two m_ sections of
+ * take() under the lock and its drain outside the lock, and between the three m_ sections of
  * on_cancel.  Terminal and partial cancellation, repeated cancellation and the slot handler's
  * release at any time are all covered.
+ *
+ * Sizes: NC calls (default 2), queue capacity CAP (default 1); only calls 0 .. NCANCEL-1
+ * (default all) may be cancelled, which keeps NC = 3 exhaustive.
  *
  * Planted bugs (each must make spin report an error; see check.sh --planted):
  *   PLANT_WITHDRAW_NO_LINKED  channel::withdraw ignores `linked` (takes a node that close or
@@ -74,7 +97,15 @@
  *   PLANT_FREE_ON_GIVE_UP     the terminal-cancel path frees the op itself (freeing before
  *                             the responder side has checked gave_up);
  *   PLANT_NO_GAVE_UP          on_cancel's terminal path completes the handler but does not set
- *                             gave_up, so on_complete completes it a second time.
+ *                             gave_up, so on_complete completes it a second time;
+ *   PLANT_GAVE_UP_UNLOCKED    on_complete reads gave_up before taking ctl->m (check, then
+ *                             lock: the cancellation can give up in between);
+ *   PLANT_CANCEL_IGNORES_CLOSE on_cancel does not check is_closed (the C++ before 7e5786a):
+ *                             a terminal cancellation between close()'s take and its drain
+ *                             gives up, and the drain's send_failure (with the request) is
+ *                             dropped by on_complete's gave_up branch;
+ *   PLANT_GIVE_UP_NOT_COUNTED the give-up path does not call metrics->call_completed (the C++
+ *                             before 7e5786a): a given-up call is never counted.
  */
 
 #ifndef NC
@@ -82,6 +113,9 @@
 #endif
 #ifndef CAP
 #define CAP 1
+#endif
+#ifndef NCANCEL
+#define NCANCEL NC      /* calls 0 .. NCANCEL-1 may be cancelled */
 #endif
 
 #define NONE 255
@@ -134,6 +168,7 @@ bool req_back[NC];      /* the completion carries the request back */
 bool req_lost[NC];      /* the request was destroyed without reaching caller or worker */
 bool saw[NC];           /* the worker received it */
 bool withdrawn[NC];
+byte mdone[NC];         /* service_metrics::call_completed calls (metrics on) */
 byte initiated;
 
 #define TOUCH_OP(i)  assert(op_alive[i] && !op_freed[i])
@@ -166,10 +201,11 @@ inline complete_handler(i, kind, back) {
   }
 }
 
-/* call_op::finish: move the handler out, destroy(), complete_on */
+/* call_op::finish: metrics->call_completed, move the handler out, destroy(), complete_on */
 inline finish(i, kind, back) {
   d_step {
     TOUCH_OP(i);
+    mdone[i]++;                /* if (metrics) metrics->call_completed(mark, outcome) */
     assert(!handler_moved[i]);
     handler_moved[i] = 1;
     op_alive[i] = 0;
@@ -181,6 +217,7 @@ inline finish(i, kind, back) {
 
 /* call_op::on_complete (reply_slot::complete): arbitration under ctl->m */
 inline on_complete(i, kind, back) {
+#ifndef PLANT_GAVE_UP_UNLOCKED
   atomic {
     ctl_m[i] == 0 ->           /* std::unique_lock lk(ctl->m) */
     TOUCH_OP(i);               /* self->ctl, self->watcher, self->gave_up */
@@ -190,9 +227,16 @@ inline on_complete(i, kind, back) {
     :: else -> ga = 0; ctl_op[i] = 0
     fi
   };                           /* lk.unlock() */
+#else
+  d_step { TOUCH_OP(i); ga = gave_up[i] };   /* gave_up read before taking ctl->m */
+  if
+  :: !ga -> atomic { ctl_m[i] == 0 -> TOUCH_OP(i); TOUCH_CTL(i); ctl_op[i] = 0 }
+  :: else -> skip
+  fi;
+#endif
   if
   :: ga ->                     /* the caller already completed: free the call, drop r */
-     destroy(i);
+     destroy(i);                /* (self->firing is never set: no watcher in this model) */
      if
      :: back -> req_lost[i] = 1
      :: else -> skip
@@ -280,7 +324,7 @@ inline cancel(i, type) {
      };
      if
      :: !got ->
-        atomic {               /* channel::withdraw_buffered(slot() == me) */
+        atomic {               /* channel::withdraw_buffered(slot() == me, refilled) */
           k = 0;
           do
           :: k < bsize && buf[k] != i -> k++
@@ -302,8 +346,8 @@ inline cancel(i, type) {
      :: else -> skip
      fi;
      if
-     :: got ->                 /* item->client.release(); ctl->op = nullptr; lk.unlock() */
-        d_step {
+     :: got ->                 /* item->client.release(); ctl->op = nullptr; lk.unlock(); */
+        d_step {               /* then refilled->on_accepted: null for a call_op (no-op) */
           assert(!saw[i]);
           withdrawn[i] = 1;
           assert(resp_live[i]);
@@ -312,30 +356,43 @@ inline cancel(i, type) {
           ctl_m[i] = 0
         };
         finish(i, R_CANCEL_REQ, 1)
-     :: !got && type == PARTIAL -> ctl_m[i] = 0      /* delivered: only terminal gives up */
-     :: !got && type == TERMINAL ->
-        d_step {               /* gave_up = true; mark_waiter_gone(); ctl->op = nullptr; */
-          TOUCH_OP(i);         /* watcher exchange; handler and executor moved out */
-#ifndef PLANT_NO_GAVE_UP
-          gave_up[i] = 1;
+     :: !got ->
+        /* if (self->state->chan.is_closed()) return;  (under m_, ctl->m still held) */
+#ifndef PLANT_CANCEL_IGNORES_CLOSE
+        isclosed = closed;
+#else
+        isclosed = 0;
 #endif
-          waiter_gone[i] = 1;
-          ctl_op[i] = 0;
-          assert(!handler_moved[i]);
-          handler_moved[i] = 1;
-          ctl_m[i] = 0
-        };
+        if
+        :: isclosed -> ctl_m[i] = 0   /* close() hands it back: the drain completes the call */
+        :: !isclosed && type == PARTIAL -> ctl_m[i] = 0  /* delivered: only terminal gives up */
+        :: !isclosed && type == TERMINAL ->
+           d_step {            /* gave_up = true; mark_waiter_gone(); ctl->op = nullptr; */
+             TOUCH_OP(i);      /* watcher exchange (none: firing stays false); handler and */
+#ifndef PLANT_NO_GAVE_UP       /* executor moved out; metrics and mark copied; lk.unlock() */
+             gave_up[i] = 1;
+#endif
+             waiter_gone[i] = 1;
+             ctl_op[i] = 0;
+             assert(!handler_moved[i]);
+             handler_moved[i] = 1;
+             ctl_m[i] = 0
+           };
+#ifndef PLANT_GIVE_UP_NOT_COUNTED
+           mdone[i]++;          /* if (metrics) metrics->call_completed(mark, cancelled) */
+#endif
 #ifdef PLANT_FREE_ON_GIVE_UP
-        destroy(i);
+           destroy(i);
 #endif
-        complete_handler(i, R_CANCEL, 0)   /* complete_on(ex, cancelled) */
+           complete_handler(i, R_CANCEL, 0)   /* complete_on(ex, cancelled) */
+        fi
      fi
   fi
 }
 
 proctype Caller(byte i) {
   byte st, k, s;
-  bool ga, got, hasop;
+  bool ga, got, hasop, isclosed;
 
   /* initiate_call: new_op<call_op>, value = {req, responder(op)}, arm cancellation */
   d_step {
@@ -385,9 +442,9 @@ proctype Caller(byte i) {
   /* the caller's cancellation signal, emitted on the caller's executor */
   if
   :: skip
-  :: cancel(i, TERMINAL)
-  :: cancel(i, PARTIAL)
-  :: cancel(i, PARTIAL); cancel(i, TERMINAL)
+  :: i < NCANCEL -> cancel(i, TERMINAL)
+  :: i < NCANCEL -> cancel(i, PARTIAL)
+  :: i < NCANCEL -> cancel(i, PARTIAL); cancel(i, TERMINAL)
   fi;
   release_ctl(i)               /* ~cancel_slot_handler */
 }
@@ -538,12 +595,9 @@ init {
     assert(refs[i] == 0 && ctl_freed[i]);
     assert(!resp_live[i] && !op_has_value[i]);
     assert(!(saw[i] && withdrawn[i]));
-    assert(!req_lost[i] || gave_up[i]);
-#ifdef STRICT_RETURN
-    assert(saw[i] || req_back[i]);
-#else
-    assert(saw[i] || req_back[i] || gave_up[i]);
-#endif
+    assert(!req_lost[i]);              /* no request is dropped by the responder side */
+    assert(saw[i] || req_back[i]);     /* never delivered -> the error carries it back */
+    assert(mdone[i] == 1);             /* call_completed once per call */
   }
   assert(bsize == 0 && slen == 0 && !rlinked && rdeliv == NONE)
 }

@@ -6,7 +6,8 @@
  * mark_taken, withdraw, put_back, handle_dropped; join_handle::async_join, take_state,
  * release; join_op::on_complete / finish / on_cancel) and
  * include/tenorite/detail/cancellation.hpp (cancel_ctl, cancel_slot_handler,
- * arm_cancellation, settle, late_cancel_watch).
+ * arm_cancellation, settle, late_cancel_watch).  Follows the headers as of commit 7e5786a
+ * (which left this path unchanged).
  *
  * One Promela step = one critical section under task_state::m_ (an atomic block) or one
  * action outside any lock; cancel_ctl::m is a lock variable (ctl_m[j]) because

@@ -1,0 +1,437 @@
+/*
+ * watch.pml -- responder::async_wait_closed on a delivered call, racing the caller's
+ * terminal cancellation (the caller gives up), the worker's reply and the cancellation of the
+ * wait itself (Promela model; check with spin, see check.sh).
+ *
+ * Source of truth: include/tenorite/caller.hpp (call_op::on_complete, on_watch, on_cancel's
+ * give-up path, destroy, the firing / answered_while_firing flags), include/tenorite/request.hpp
+ * (responder::send, async_wait_closed, start_wait_closed, closed_wait::finish / on_fire /
+ * cancel / release, closed_wait_cancel, wait_op::complete), include/tenorite/oneshot.hpp
+ * (reply_slot::watch / unwatch / waiter_gone) and include/tenorite/detail/cancellation.hpp.
+ * Follows the headers as of commit 7e5786a (the fixes for the races this model found).
+ *
+ * The call is already delivered: the worker holds its responder; the call is cancellable
+ * (cancel_ctl armed, refs = 2, ctl->op = op).  Locks: cancel_ctl::m (ctl_m) and
+ * closed_wait::m (cw_m) are lock variables (closed_wait::cancel holds cw_m across
+ * reply_slot::unwatch, which takes ctl_m: lock order cw_m -> ctl_m; nobody holds ctl_m while
+ * taking cw_m: on_cancel fires the watch with ctl_m released).
+ *
+ * Processes and the C++ they mirror
+ *   Caller   the caller's cancellation signal: cancel_slot_handler::operator() ->
+ *            call_op::on_cancel: channel::withdraw and withdraw_buffered both fail (delivered);
+ *            chan.is_closed(): either answer is explored (closed: the service's worker ended
+ *            while this responder lives on; on_cancel returns and the reply completes the
+ *            call); partial: nothing; terminal: the give-up path under ctl->m: gave_up,
+ *            mark_waiter_gone, ctl->op = nullptr, watcher exchanged into w, firing = true when
+ *            w is set, handler/executor moved, metrics + mark copied; unlock;
+ *            metrics->call_completed(mark, cancelled); if w: w->fire(w) (closed_wait::on_fire:
+ *            finish + release), relock ctl->m, firing = false, read answered_while_firing,
+ *            unlock, destroy() if it was set; then the handler completes (cancelled).  Then
+ *            ~cancel_slot_handler.
+ *   Waiter   the worker's responder::async_wait_closed: the operation starts
+ *            (start_wait_closed(self->slot_), the slot read at initiation): null slot or
+ *            waiter_gone() -> finish at once; else new closed_wait refs 1, new wait_op, the
+ *            wait's own cancellation slot (refs + 1), c->slot = slot under c->m, refs + 1 for
+ *            the registration, reply_slot::watch -> call_op::on_watch(add) under ctl->m:
+ *            registered / already_gone (release + finish).  Then, maybe, the wait's
+ *            cancellation (closed_wait_cancel -> closed_wait::cancel: under c->m, unwatch ->
+ *            call_op::on_watch(remove) under ctl->m; if it was still registered, complete the
+ *            wait with operation_aborted), and ~closed_wait_cancel (release).
+ *   Replier  responder::send (or ~responder): reply_slot::complete -> call_op::on_complete:
+ *            under ctl->m watcher exchanged; gave_up -> (firing -> answered_while_firing =
+ *            true, return: on_cancel frees the call after its fire) else unlock, destroy (the
+ *            reply is dropped); not gave_up -> ctl->op = nullptr, unlock, w->fire(w), finish
+ *            (metrics->call_completed, destroy, handler).
+ *
+ * Ordering of the worker's own actions (check.sh runs every one):
+ *   default            the documented pattern `co_await (work() || r->client.wait_closed())`
+ *                      on a strand, reply after the race: the wait's cancellation, if any,
+ *                      happens before the reply, in one process;
+ *   -DREPLY_FIRST      the same process answers first and then its wait is cancelled (work()
+ *                      itself answers: `co_await (answer(std::move(r)) || wait)`);
+ *   -DREPLY_ANY_ORDER  the reply is made by a separate process (the responder was handed to
+ *                      another thread), so it may come before the wait's cancellation or
+ *                      concurrently with it (the Replier process exists only then);
+ *   -DDEFERRED_START   the wait is created deferred (async_wait_closed(deferred)) and the
+ *                      worker may answer before it starts it: the operation then reads the
+ *                      responder's slot (already null) when it starts.
+ *   REPLY_FIRST and REPLY_ANY_ORDER found a use after free of the call_op in
+ *   closed_wait::cancel before 7e5786a (see PLANT_DESTROY_WHILE_FIRING and the README).
+ *
+ * What is checked
+ *   - the call's handler completes exactly once; the wait's handler completes exactly once
+ *     (wruns), with success when the caller gave up or the reply went out, or
+ *     operation_aborted when the wait was cancelled first;
+ *   - the call_op and the closed_wait/wait_op are freed exactly once and never touched after
+ *     (in particular reply_slot::unwatch/waiter_gone/watch never reach a destroyed call_op
+ *     through closed_wait::slot, and on_cancel's relock after the fire never reaches a
+ *     destroyed call_op);
+ *   - both refcounts (cancel_ctl, closed_wait) reach zero exactly once;
+ *   - metrics->call_completed runs exactly once for the call (mdone);
+ *   - no deadlock between ctl->m and c->m, no lost wake-up of the wait.
+ *
+ * Planted bugs (check.sh --planted):
+ *   PLANT_GIVE_UP_NO_FIRE      call_op::on_cancel's give-up path leaves the watcher
+ *                              registered instead of exchanging and firing it;
+ *   PLANT_ON_COMPLETE_NO_FIRE  call_op::on_complete forgets to fire the watcher;
+ *   PLANT_CANCEL_NO_UNWATCH    closed_wait::cancel completes the wait without unwatching;
+ *   PLANT_DESTROY_WHILE_FIRING the give-up path fires the watch without the firing flag and
+ *                              on_complete's gave_up branch always destroys the call (the C++
+ *                              before 7e5786a): with REPLY_FIRST / REPLY_ANY_ORDER the answer
+ *                              frees the call while the give-up's fire is pending, and
+ *                              closed_wait::cancel unwatches through the freed call_op;
+ *   PLANT_SLOT_READ_EARLY      async_wait_closed reads the responder's slot when it is called,
+ *                              not when the operation starts (the C++ before 7e5786a; with
+ *                              DEFERRED_START the wait starts on a call_op the reply freed);
+ *   PLANT_GIVE_UP_NOT_COUNTED  the give-up path does not count the call in the metrics.
+ */
+
+#define EC_OK 1
+#define EC_ABORTED 2
+#define PARTIAL 1
+#define TERMINAL 2
+
+/* ---- the call (call_op + cancel_ctl) ---- */
+bool op_alive = 1;
+bool op_freed;
+bool handler_moved;
+bool gave_up;
+bool waiter_gone;
+bool ctl_op = 1;
+byte ctl_m;
+byte refs = 2;
+bool ctl_freed;
+bool late;
+bool watcher;           /* call_op::watcher == the closed_wait */
+bool firing;            /* call_op::firing: on_cancel is firing the watch (ctl->m) */
+bool answered;          /* call_op::answered_while_firing (ctl->m) */
+byte runs;
+byte mdone;             /* service_metrics::call_completed for the call */
+bool resp_live = 1;
+
+/* ---- closed_wait + wait_op ---- */
+bool cw_alive;
+byte cw_refs;
+bool cw_freed;
+byte cw_m;
+bool cw_op;             /* closed_wait::op set */
+bool cw_slot;           /* closed_wait::slot set (points at the call_op) */
+bool wop_alive;
+bool wop_freed;
+byte wruns;
+byte wres;
+bool started;
+
+#define TOUCH_OP     assert(op_alive && !op_freed)
+#define TOUCH_CTL    assert(refs > 0 && !ctl_freed)
+#define TOUCH_CW     assert(cw_alive && cw_refs > 0 && !cw_freed)
+
+inline release_ctl() {
+  d_step { TOUCH_CTL; refs--; if :: refs == 0 -> ctl_freed = 1 :: else -> skip fi }
+}
+inline cw_release() {
+  d_step {
+    TOUCH_CW;
+    cw_refs--;
+    if
+    :: cw_refs == 0 -> cw_freed = 1; cw_alive = 0
+    :: else -> skip
+    fi
+  }
+}
+inline complete_call(kind) { d_step { runs++; assert(runs == 1) } }
+
+/* wait_op::complete(p, ec): handler moved, delete_op, c->release(), complete_on */
+inline wait_complete(ec) {
+  d_step { assert(wop_alive && !wop_freed); wop_alive = 0; wop_freed = 1 };
+  cw_release();
+  d_step { wruns++; assert(wruns == 1); wres = ec }
+}
+
+/* closed_wait::finish(ec) */
+inline cw_finish(ec) {
+  atomic {
+    cw_m == 0 ->
+    TOUCH_CW;
+    p = cw_op;
+    cw_op = 0;
+    cw_slot = 0
+  };
+  if
+  :: p -> p = 0; wait_complete(ec)
+  :: else -> skip
+  fi
+}
+
+/* closed_wait::on_fire */
+inline fire() {
+  cw_finish(EC_OK);
+  cw_release()
+}
+
+/* call_op::destroy: delete_op(this), then c->release() */
+inline destroy() {
+  d_step { TOUCH_OP; op_alive = 0; op_freed = 1 };
+  release_ctl()
+}
+
+/* call_op::on_complete (the reply, or the responder dropped) */
+inline on_complete() {
+  atomic {
+    ctl_m == 0 ->
+    TOUCH_OP;
+    TOUCH_CTL;
+    w = watcher;
+    watcher = 0;
+    if
+#ifndef PLANT_DESTROY_WHILE_FIRING
+    :: gave_up && firing -> answered = 1; ga = 2   /* on_cancel frees it after the fire */
+    :: gave_up && !firing -> ga = 1
+#else
+    :: gave_up -> ga = 1
+#endif
+    :: else -> ga = 0; ctl_op = 0
+    fi
+  };
+  if
+  :: ga == 2 -> ga = 0; w = 0   /* return false, lk's destructor unlocks */
+  :: ga == 1 ->                 /* the caller already completed: destroy */
+     ga = 0;
+     w = 0;                     /* (on_watch refuses a watcher once gave_up is set) */
+     destroy()
+  :: ga == 0 ->
+#ifndef PLANT_ON_COMPLETE_NO_FIRE
+     if
+     :: w -> w = 0; fire()
+     :: else -> skip
+     fi;
+#else
+     w = 0;
+#endif
+     /* finish: metrics->call_completed, handler moved, destroy, complete_on */
+     d_step {
+       TOUCH_OP;
+       mdone++;
+       assert(!handler_moved);
+       handler_moved = 1;
+       op_alive = 0;
+       op_freed = 1
+     };
+     release_ctl();
+     complete_call(1)
+  fi
+}
+
+inline reply() {
+  d_step { assert(resp_live); resp_live = 0 };   /* responder::send: exchange(slot_) */
+  on_complete()
+}
+
+/* closed_wait_cancel::operator() -> closed_wait::cancel() */
+inline cancel_wait() {
+  atomic { cw_m == 0 -> TOUCH_CW; cw_m = _pid + 1; p = cw_op };
+  if
+  :: !p -> cw_m = 0
+  :: p ->
+     wasreg = 0;
+     if
+     :: cw_slot ->
+#ifndef PLANT_CANCEL_NO_UNWATCH
+        /* slot->unwatch(this): reply_slot::watch_ and call_op::ctl are read first */
+        TOUCH_OP;
+        atomic {                /* call_op::on_watch(remove), under ctl->m */
+          ctl_m == 0 ->
+          TOUCH_OP;
+          TOUCH_CTL;
+          if
+          :: watcher -> watcher = 0; reg = 1
+          :: else -> reg = 0
+          fi
+        };
+#else
+        reg = 1;
+#endif
+        if
+        :: !reg -> cw_m = 0     /* the watch is firing: it completes the wait */
+        :: reg -> cw_slot = 0; wasreg = 1
+        fi
+     :: else -> reg = 1
+     fi;
+     if
+     :: reg ->
+        d_step { p = cw_op; cw_op = 0; cw_m = 0 };
+        if
+        :: wasreg -> cw_release()
+        :: else -> skip
+        fi;
+        assert(p);
+        p = 0;
+        wait_complete(EC_ABORTED)
+     :: else -> skip
+     fi
+  fi
+}
+
+proctype Caller() {
+  bool hasop, w, p, ans;
+  byte type;
+  if
+  :: skip
+  :: type = TERMINAL
+  :: type = PARTIAL
+  fi;
+  if
+  :: type == TERMINAL || type == PARTIAL ->
+     atomic { ctl_m == 0 -> TOUCH_CTL; ctl_m = _pid + 1; hasop = ctl_op };
+     if
+     :: !hasop -> d_step { late = 1; ctl_m = 0 }
+     :: hasop ->                /* call_op::on_cancel */
+        TOUCH_OP;               /* chan.withdraw(self): not linked (delivered) */
+        skip;                   /* chan.withdraw_buffered(...): not in the buffer */
+        if
+        :: ctl_m = 0            /* chan.is_closed(): the worker's service ended: return */
+        :: type == PARTIAL -> ctl_m = 0
+        :: type == TERMINAL ->  /* the give-up path */
+           d_step {
+             TOUCH_OP;
+             gave_up = 1;
+             waiter_gone = 1;
+             ctl_op = 0;
+#ifndef PLANT_GIVE_UP_NO_FIRE
+             w = watcher;
+             watcher = 0;
+#endif
+#ifndef PLANT_DESTROY_WHILE_FIRING
+             firing = w;        /* if (w) self->firing = true */
+#endif
+             assert(!handler_moved);
+             handler_moved = 1; /* handler, executor, metrics and mark moved/copied out */
+             ctl_m = 0          /* lk.unlock() */
+           };
+#ifndef PLANT_GIVE_UP_NOT_COUNTED
+           mdone++;             /* if (metrics) metrics->call_completed(mark, cancelled) */
+#endif
+           if
+#ifndef PLANT_DESTROY_WHILE_FIRING
+           :: w ->
+              w = 0;
+              fire();           /* w->fire(w) */
+              atomic {          /* lk.lock(); firing = false; answered = ...; lk.unlock() */
+                ctl_m == 0 ->
+                TOUCH_OP;
+                firing = 0;
+                ans = answered
+              };
+              if
+              :: ans -> ans = 0; destroy()   /* the answer came while firing: free it here */
+              :: else -> skip
+              fi
+#else
+           :: w -> w = 0; fire()   /* the C++ before 7e5786a: fire, nothing after */
+#endif
+           :: else -> skip
+           fi;
+           complete_call(2)     /* complete_on(ex, cancelled) */
+        fi
+     fi
+  :: else -> skip
+  fi;
+  release_ctl()                 /* ~cancel_slot_handler */
+}
+
+/* the worker's reply, when the Waiter process makes it */
+inline worker_reply() {
+  reply();
+  replied = 1
+}
+
+proctype Waiter() {
+  bool p, wg, reg, wasreg, cslot, w, st, slotp, replied;
+  byte ga;
+#ifdef PLANT_SLOT_READ_EARLY
+  slotp = resp_live;            /* async_wait_closed(token) called: slot_ captured now */
+#endif
+#ifdef DEFERRED_START
+  if                            /* the deferred wait may start after the worker answered */
+  :: worker_reply()
+  :: skip
+  fi;
+#endif
+  /* the operation starts: start_wait_closed(handler, self->slot_) */
+#ifndef PLANT_SLOT_READ_EARLY
+  slotp = resp_live;            /* the slot is read at initiation */
+#endif
+  /* new closed_wait (refs 1), new_op<wait_op>, c->op = op */
+  d_step { cw_alive = 1; cw_refs = 1; cw_op = 1; wop_alive = 1 };
+  if                            /* !slot || slot->waiter_gone() */
+  :: !slotp -> wg = 1
+  :: slotp -> d_step { TOUCH_OP; wg = waiter_gone }
+  fi;
+  if
+  :: wg -> cw_finish(EC_OK)
+  :: !wg ->
+     d_step { TOUCH_CW; cw_refs++; cslot = 1 };   /* emplace<closed_wait_cancel> */
+     atomic { cw_m == 0 -> TOUCH_CW; cw_slot = 1 };
+     d_step { TOUCH_CW; cw_refs++ };              /* the registration's reference */
+     TOUCH_OP;                                   /* slot->watch(c): watch_ read */
+     atomic {                   /* call_op::on_watch(add), under ctl->m */
+       ctl_m == 0 ->
+       TOUCH_OP;
+       TOUCH_CTL;
+       if
+       :: gave_up -> st = 0     /* already_gone */
+       :: else -> watcher = 1; st = 1
+       fi
+     };
+     if
+     :: !st -> cw_release(); cw_finish(EC_OK)
+     :: else -> skip
+     fi
+  fi;
+  started = 1;
+#ifdef REPLY_FIRST
+  worker_reply();               /* work() itself answers, then the race ends */
+#endif
+  if
+  :: cslot ->
+     if
+     :: skip
+     :: cancel_wait()           /* the other branch of the race won */
+     fi;
+     cslot = 0;
+     cw_release()               /* ~closed_wait_cancel */
+  :: else -> skip
+  fi;
+#ifndef REPLY_ANY_ORDER
+  if
+  :: !replied -> worker_reply() /* the worker answers after the race */
+  :: else -> skip
+  fi
+#endif
+}
+
+#ifdef REPLY_ANY_ORDER
+proctype Replier() {
+  bool w, p;
+  byte ga;
+  started;
+  reply()
+}
+#endif
+
+init {
+  atomic {
+    run Caller();
+    run Waiter();
+#ifdef REPLY_ANY_ORDER
+    run Replier();
+#endif
+  };
+  _nr_pr == 1;
+  assert(runs == 1);
+  assert(wruns == 1);
+  assert(op_freed && ctl_freed && refs == 0);
+  assert(wop_freed && cw_freed && cw_refs == 0);
+  assert(!resp_live && !watcher && !firing);
+  assert(mdone == 1)
+}
