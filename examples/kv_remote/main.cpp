@@ -1,0 +1,117 @@
+// kv_remote: the original's HashMap-as-a-Service (examples/kv_service/kv.hpp) over NATS.
+//
+//   kv_remote serve [url] [subject]   serve the kv service on `subject` (queue group "kv"),
+//                                     until SIGINT/SIGTERM, then drain and exit
+//   kv_remote call  [url] [subject]   call it: set, get, a service error, delete, the
+//                                     coroutine form, a deadline
+//
+// url defaults to nats://127.0.0.1:4222, subject to "kv". Start a nats-server, one or more
+// `kv_remote serve` (they share the requests), then `kv_remote call`.
+#include <signal.h>
+
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <tenorite/nats/remote_caller.hpp>
+#include <tenorite/nats/server.hpp>
+
+#include "kv_service/kv.hpp"
+
+namespace asio = boost::asio;
+namespace tn = tenorite::nats;
+using namespace std::chrono_literals;
+
+using remote_kv = tn::remote_caller<kv::request, kv::response, kv::error>;
+
+namespace {
+
+std::string describe(const remote_kv::result_type& r) {
+  if (r) {
+    if (std::holds_alternative<kv::ok>(*r)) return "ok";
+    const auto& f = std::get<kv::found>(*r);
+    return f.value ? "found \"" + *f.value + "\"" : "not found";
+  }
+  const auto& e = r.error();
+  if (e.is_service_error()) {
+    if (auto* k = std::get_if<kv::invalid_key>(&e.service_error()))
+      return "error: invalid key \"" + k->key + "\"";
+    return "error: " + std::get<kv::unexpected>(e.service_error()).what;
+  }
+  return "call failed: " + e.message();  // no server, timed out, ...: the request may be back
+}
+
+int serve(const std::string& url, const std::string& subject) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before any thread starts: all inherit it
+
+  tenorite::runtime rt(1);
+  auto [task, caller] = kv::service{}.start_task(rt.executor(), 32, kv::config{});
+  auto conn = tn::connection::connect({.servers = {url}, .name = "kv_remote serve"});
+  auto server = tn::serve(conn, subject, "kv", caller);
+  std::cout << "serving kv on '" << subject << "' at " << url << " (Ctrl-C to stop)"
+            << std::endl;
+  int sig = 0;
+  sigwait(&set, &sig);
+  const bool drained = server.drain(10s);  // answer what was received, take nothing new
+  const auto s = server.stats();
+  std::cout << "drained: " << s.received << " received, " << s.answered << " answered, "
+            << s.bad_requests << " bad requests" << std::endl;
+  return drained ? 0 : 1;
+}
+
+// The coroutine form, exactly as with a local tenorite::caller. Requests are built in named
+// variables before co_await (GCC 12).
+asio::awaitable<void> coroutine_client(remote_kv caller) {
+  kv::request set_lang = kv::set{"lang", "C++"};
+  std::cout << "[coroutine] set lang      -> "
+            << describe(co_await caller.send_request(std::move(set_lang))) << '\n';
+  kv::request get_lang = kv::get{"lang"};
+  std::cout << "[coroutine] get lang      -> "
+            << describe(co_await caller.send_request(std::move(get_lang))) << '\n';
+}
+
+int call(const std::string& url, const std::string& subject) {
+  tenorite::runtime rt(1);
+  auto conn = tn::connection::connect({.servers = {url}, .name = "kv_remote call"});
+  remote_kv caller(conn, subject, rt.executor(), {.timeout = 5s});
+
+  auto r = caller.send_request_blocking(kv::set{"name", "tenorite"});
+  std::cout << "[blocking]  set name      -> " << describe(r) << '\n';
+  if (!r) return 1;  // nobody serves the subject: start `kv_remote serve` first
+  std::cout << "[blocking]  get name      -> "
+            << describe(caller.send_request_blocking(kv::get{"name"})) << '\n';
+  std::cout << "[blocking]  get missing   -> "
+            << describe(caller.send_request_blocking(kv::get{"missing"})) << '\n';
+  std::cout << "[blocking]  set 'a b'     -> "
+            << describe(caller.send_request_blocking(kv::set{"a b", "x"})) << '\n';
+  std::cout << "[blocking]  del missing   -> "
+            << describe(caller.send_request_blocking(kv::del{"missing"})) << '\n';
+  std::cout << "[blocking]  del name      -> "
+            << describe(caller.send_request_blocking(kv::del{"name"})) << '\n';
+  std::cout << "[deadline]  get lang      -> "
+            << describe(caller.send_request_blocking_for(kv::get{"lang"}, 1s)) << '\n';
+  rt.block_on(coroutine_client(caller));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string mode = argc > 1 ? argv[1] : "";
+  const std::string url = argc > 2 ? argv[2] : "nats://127.0.0.1:4222";
+  const std::string subject = argc > 3 ? argv[3] : "kv";
+  try {
+    if (mode == "serve") return serve(url, subject);
+    if (mode == "call") return call(url, subject);
+  } catch (const std::exception& e) {
+    std::cerr << "kv_remote: " << e.what() << '\n';
+    return 1;
+  }
+  std::cerr << "usage: kv_remote serve|call [url] [subject]\n";
+  return 2;
+}
