@@ -321,3 +321,37 @@ TEST(NatsRemote, DrainAnswersWhatWasReceived) {
 }
 
 }  // namespace
+
+// A closed connection brings no reply: the calls in flight end at once with fetch_failure
+// (not at their deadline, here an hour away), and later calls are send failures.
+TEST(NatsRemote, ClosingTheConnectionFailsPendingCallsAtOnce) {
+  fixture f({}, tn::remote_caller_options{.timeout = std::chrono::hours(1)});
+  // Published in order on one connection: once the echo is answered, the server holds both.
+  std::future<remote::result_type> held1 =
+      f.caller.async_send_request(probe::hold{}, asio::use_future);
+  std::future<remote::result_type> held2 =
+      f.caller.async_send_request(probe::hold{}, asio::use_future);
+  auto echo = f.caller.send_request_blocking(probe::echo{"in order"});
+  ASSERT_TRUE(echo) << echo.error().message();
+
+  f.call_conn.close();
+  for (auto* fut : {&held1, &held2}) {
+    // A hang guard only: without the closed handling the calls would wait an hour.
+    ASSERT_EQ(fut->wait_for(60s), std::future_status::ready);
+    auto r = fut->get();
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().kind(), error_kind::fetch_failure);
+    EXPECT_FALSE(r.error().request());
+    EXPECT_NE(r.error().reason().find("closed"), std::string::npos) << r.error().reason();
+  }
+  auto after = f.caller.send_request_blocking(probe::echo{"after"});
+  ASSERT_FALSE(after);
+  EXPECT_EQ(after.error().kind(), error_kind::send_failure);
+  ASSERT_TRUE(after.error().request());
+
+  // The serving side is untouched: release the held calls (their replies go nowhere).
+  remote other(f.serve_conn, "probe", f.rt.executor());
+  auto rel = other.send_request_blocking(probe::release{});
+  ASSERT_TRUE(rel) << rel.error().message();
+  EXPECT_EQ(*rel, "2");
+}

@@ -12,7 +12,11 @@
 #include <nats/nats.h>
 
 #include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -36,6 +40,46 @@ namespace detail {
 inline void check(natsStatus s, const char* what) {
   if (s != NATS_OK) throw nats_error(what, s);
 }
+
+/// The connection's closed event, told to listeners (remote callers fail their pending calls
+/// at once). Kept alive by nats.c's closed callback, which comes once the connection closes.
+class connection_events {
+ public:
+  using listener = std::function<void()>;
+
+  /// Adds a listener; returns 0 (and adds nothing) when the connection is already closed.
+  std::uint64_t add(listener l) {
+    std::lock_guard lk(m_);
+    if (closed_) return 0;
+    listeners_.emplace(++next_, std::move(l));
+    return next_;
+  }
+  void remove(std::uint64_t id) {
+    std::lock_guard lk(m_);
+    listeners_.erase(id);
+  }
+
+  static void on_closed(natsConnection*, void* closure) {
+    auto* self = static_cast<connection_events*>(closure);
+    std::map<std::uint64_t, listener> ls;
+    std::shared_ptr<connection_events> keep;
+    {
+      std::lock_guard lk(self->m_);
+      self->closed_ = true;
+      ls.swap(self->listeners_);
+      keep = std::move(self->self_keep);
+    }
+    for (auto& [id, l] : ls) l();
+  }
+
+  std::shared_ptr<connection_events> self_keep;  // until on_closed has run
+
+ private:
+  std::mutex m_;
+  std::map<std::uint64_t, listener> listeners_;  // guarded by m_
+  std::uint64_t next_ = 0;                        // guarded by m_
+  bool closed_ = false;                           // guarded by m_
+};
 }  // namespace detail
 
 /// TLS settings, passed through to nats.c (natsOptions_SetSecure and friends).
@@ -119,12 +163,22 @@ class connection {
     if (o.global_message_delivery)
       detail::check(natsOptions_UseGlobalMessageDelivery(opts, true),
                     "natsOptions_UseGlobalMessageDelivery");
+    auto events = std::make_shared<detail::connection_events>();
+    detail::check(natsOptions_SetClosedCB(opts, &detail::connection_events::on_closed,
+                                          events.get()),
+                  "natsOptions_SetClosedCB");
+    events->self_keep = events;
     natsConnection* nc = nullptr;
-    detail::check(natsConnection_Connect(&nc, opts), "natsConnection_Connect");
-    return connection(std::shared_ptr<natsConnection>(nc, [](natsConnection* c) {
-      natsConnection_Close(c);
-      natsConnection_Destroy(c);
-    }));
+    if (natsStatus s = natsConnection_Connect(&nc, opts); s != NATS_OK) {
+      events->self_keep.reset();
+      throw nats_error("natsConnection_Connect", s);
+    }
+    return connection(std::shared_ptr<natsConnection>(nc,
+                                                      [](natsConnection* c) {
+                                                        natsConnection_Close(c);
+                                                        natsConnection_Destroy(c);
+                                                      }),
+                      std::move(events));
   }
 
   connection() = default;
@@ -142,12 +196,24 @@ class connection {
   bool is_reconnecting() const noexcept { return natsConnection_IsReconnecting(nc_.get()); }
   /// Closes the connection now (every copy sees it closed; subscriptions end).
   void close() const noexcept { natsConnection_Close(nc_.get()); }
+  /// Calls `f` (on a nats.c thread) when the connection closes for good (close(), the last
+  /// handle gone, or reconnection given up); returns an id for unwatch_closed(), or 0 when
+  /// the connection is already closed (then `f` is never called).
+  std::uint64_t watch_closed(std::function<void()> f) const {
+    return events_ ? events_->add(std::move(f)) : 0;
+  }
+  void unwatch_closed(std::uint64_t id) const {
+    if (events_ && id) events_->remove(id);
+  }
   /// The largest payload the server accepts, in bytes.
   int64_t max_payload() const noexcept { return natsConnection_GetMaxPayload(nc_.get()); }
 
  private:
-  explicit connection(std::shared_ptr<natsConnection> nc) noexcept : nc_(std::move(nc)) {}
+  explicit connection(std::shared_ptr<natsConnection> nc,
+                      std::shared_ptr<detail::connection_events> ev) noexcept
+      : nc_(std::move(nc)), events_(std::move(ev)) {}
   std::shared_ptr<natsConnection> nc_;
+  std::shared_ptr<detail::connection_events> events_;
 };
 
 }  // namespace tenorite::nats

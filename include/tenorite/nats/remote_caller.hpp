@@ -10,6 +10,8 @@
 // - a reply: the response, or error_kind::service_error with the service's Err;
 // - nobody serves the subject (NATS no-responders), the request is larger than max_payload,
 //   or the publish fails (connection closed): send_failure, request returned;
+// - the connection closes (for good) with the call in flight: fetch_failure at once, without
+//   the request (it may have been served);
 // - the serving side's local call failed: the same kind (send_failure and queue_full return
 //   the request: it was never delivered to a worker), with the server's reason;
 // - the server could not decode the request: fetch_failure, request returned, with a reason;
@@ -162,6 +164,7 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
   std::optional<boost::asio::steady_timer> timer;      // guarded by m
   clock::time_point armed = clock::time_point::max();  // guarded by m
   std::atomic<std::uint64_t> next_id{0};
+  std::uint64_t closed_watch = 0;  // the connection's closed event (connection::watch_closed)
 
   void subscribe() {
     natsInbox* ib = nullptr;
@@ -177,10 +180,35 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
     }
     (void)natsSubscription_SetPendingLimits(sub, -1, -1);  // replies are never dropped
     if (natsSubscription_SetOnCompleteCB(sub, &on_complete, this) != NATS_OK) self_keep.reset();
+    // A closed connection brings no reply: its calls fail at once, not at their deadline.
+    closed_watch = conn.watch_closed([w = this->weak_from_this()] {
+      if (auto self = w.lock()) self->fail_all();
+    });
+  }
+
+  /// The connection closed: every pending call ends now with fetch_failure (its request was
+  /// published, so it may have been served: it is not given back).
+  void fail_all() {
+    std::vector<pending*> all;
+    {
+      std::lock_guard lk(m);
+      for (auto& [id, p] : calls) {
+        deadlines.erase(p->deadline);
+        all.push_back(p);
+      }
+      calls.clear();
+    }
+    for (pending* p : all)
+      p->deliver(p, result_type(std::unexpect,
+                                error_type::of_kind(error_kind::fetch_failure, std::nullopt,
+                                                    "the NATS connection was closed before the "
+                                                    "reply came")),
+                 false);
   }
 
   /// The caller's handle is gone (no call is pending): stop the inbox and the timer.
   void shutdown() noexcept {
+    conn.unwatch_closed(closed_watch);
     (void)natsSubscription_Unsubscribe(sub);
     natsSubscription_Destroy(sub);
     std::lock_guard lk(m);
