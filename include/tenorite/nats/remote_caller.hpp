@@ -46,6 +46,7 @@
 #include <atomic>
 #include <charconv>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
@@ -165,6 +166,18 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
   clock::time_point armed = clock::time_point::max();  // guarded by m
   std::atomic<std::uint64_t> next_id{0};
   std::uint64_t closed_watch = 0;  // the connection's closed event (connection::watch_closed)
+  // Set once nats.c's delivery thread for the inbox has returned from its last callback
+  // (on_complete). shutdown() waits for it: a callback may be inside a post to the caller's
+  // executor, and the owner may destroy that executor's context right after shutdown.
+  std::mutex done_m;
+  std::condition_variable done_cv;
+  bool delivery_done = false;       // guarded by done_m
+  bool waits_for_delivery = false;  // on_complete is registered
+
+  static const remote_state*& delivering() noexcept {  // the state whose callback runs here
+    static thread_local const remote_state* current = nullptr;
+    return current;
+  }
 
   void subscribe() {
     natsInbox* ib = nullptr;
@@ -179,7 +192,11 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
       throw nats_error("subscribe to the reply inbox", s);
     }
     (void)natsSubscription_SetPendingLimits(sub, -1, -1);  // replies are never dropped
-    if (natsSubscription_SetOnCompleteCB(sub, &on_complete, this) != NATS_OK) self_keep.reset();
+    if (natsSubscription_SetOnCompleteCB(sub, &on_complete, this) != NATS_OK) {
+      self_keep.reset();
+    } else {
+      waits_for_delivery = true;
+    }
     // A closed connection brings no reply: its calls fail at once, not at their deadline.
     closed_watch = conn.watch_closed([w = this->weak_from_this()] {
       if (auto self = w.lock()) self->fail_all();
@@ -211,8 +228,16 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
     conn.unwatch_closed(closed_watch);
     (void)natsSubscription_Unsubscribe(sub);
     natsSubscription_Destroy(sub);
-    std::lock_guard lk(m);
-    timer.reset();
+    {
+      std::lock_guard lk(m);
+      timer.reset();
+    }
+    // Not from inside our own callback (the delivery thread cannot finish while we wait);
+    // bounded, so a nats.c that never calls back cannot hang the owner.
+    if (waits_for_delivery && delivering() != this) {
+      std::unique_lock lk(done_m);
+      done_cv.wait_for(lk, std::chrono::seconds(5), [this] { return delivery_done; });
+    }
   }
 
   std::uint64_t new_id() noexcept { return next_id.fetch_add(1, std::memory_order_relaxed) + 1; }
@@ -309,6 +334,13 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
 
   static void on_reply(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
     auto* self = static_cast<remote_state*>(closure);
+    struct marker {
+      const remote_state* prev;
+      explicit marker(const remote_state* s) noexcept : prev(std::exchange(delivering(), s)) {}
+      marker(const marker&) = delete;
+      marker& operator=(const marker&) = delete;
+      ~marker() { delivering() = prev; }
+    } mark(self);
     std::unique_ptr<natsMsg, void (*)(natsMsg*)> guard(msg, &natsMsg_Destroy);
     const char* subj = natsMsg_GetSubject(msg);
     std::string_view s(subj ? subj : "");
@@ -344,6 +376,11 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
       std::lock_guard lk(self->m);
       keep = std::move(self->self_keep);
     }
+    {
+      std::lock_guard lk(self->done_m);
+      self->delivery_done = true;
+    }
+    self->done_cv.notify_all();
   }
 };
 
