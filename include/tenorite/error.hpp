@@ -78,9 +78,9 @@ class error {
 
   /// A failure with a reason for people: what a remote service reported, or why its reply
   /// could not be used (tenorite::nats). message() includes it.
-  static error of_kind(error_kind k, std::optional<Req> req, std::string reason) {
+  static error of_kind(error_kind k, std::optional<Req> req, const std::string& reason) {
     error r = of_kind(k, std::move(req));
-    r.reason_ = std::move(reason);
+    r.reason_ = reason;
     return r;
   }
 
