@@ -27,20 +27,8 @@ using remote_kv = tn::remote_caller<kv::request, kv::response, kv::error>;
 
 namespace {
 
-std::string describe(const remote_kv::result_type& r) {
-  if (r) {
-    if (std::holds_alternative<kv::ok>(*r)) return "ok";
-    const auto& f = std::get<kv::found>(*r);
-    return f.value ? "found \"" + *f.value + "\"" : "not found";
-  }
-  const auto& e = r.error();
-  if (e.is_service_error()) {
-    if (auto* k = std::get_if<kv::invalid_key>(&e.service_error()))
-      return "error: invalid key \"" + k->key + "\"";
-    return "error: " + std::get<kv::unexpected>(e.service_error()).what;
-  }
-  return "call failed: " + e.message();  // no server, timed out, ...: the request may be back
-}
+using kv::describe;
+
 
 int serve(const std::string& url, const std::string& subject) {
   sigset_t set;

@@ -78,4 +78,21 @@ struct worker {
 using service = tenorite::service<request, response, error, worker, config>;
 using caller = service::caller_type;
 
+/// One line for a call's outcome (the examples print it). A remote caller's result is the
+/// same type.
+inline std::string describe(const caller::result_type& r) {
+  if (r) {
+    if (std::holds_alternative<ok>(*r)) return "ok";
+    const auto& f = std::get<found>(*r);
+    return f.value ? "found \"" + *f.value + "\"" : "not found";
+  }
+  const auto& e = r.error();
+  if (e.is_service_error()) {
+    if (auto* k = std::get_if<invalid_key>(&e.service_error()))
+      return "error: invalid key \"" + k->key + "\"";
+    return "error: " + std::get<unexpected>(e.service_error()).what;
+  }
+  return "call failed: " + e.message();
+}
+
 }  // namespace kv

@@ -15,6 +15,8 @@ namespace asio = boost::asio;
 
 namespace {
 
+using kv::describe;
+
 std::mutex print_mutex;
 
 template <class... Ts>
@@ -25,20 +27,6 @@ void say(const Ts&... parts) {
   std::cout << line.str() << '\n';
 }
 
-std::string describe(const kv::caller::result_type& r) {
-  if (r) {
-    if (std::holds_alternative<kv::ok>(*r)) return "ok";
-    const auto& f = std::get<kv::found>(*r);
-    return f.value ? "found \"" + *f.value + "\"" : "not found";
-  }
-  const auto& e = r.error();
-  if (e.is_service_error()) {
-    if (auto* k = std::get_if<kv::invalid_key>(&e.service_error()))
-      return "error: invalid key \"" + k->key + "\"";
-    return "error: " + std::get<kv::unexpected>(e.service_error()).what;
-  }
-  return "call failed: " + e.message();
-}
 
 // A caller coroutine. Requests are built in named variables before co_await (GCC 12 bug).
 asio::awaitable<void> coroutine_client(kv::caller caller) {
