@@ -10,6 +10,7 @@
 #include <chrono>
 #include <latch>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -587,6 +588,52 @@ TEST(CallForms, AWaitingReservationIsGrantedWhenASlotFrees) {
   ASSERT_TRUE(permit);
   EXPECT_EQ(permit->send_request_blocking(5).value(), 10);
   EXPECT_EQ(f1.get().value(), 2);
+}
+
+// The permit's slot is the whole queue; a caller waits for room; then the worker comes to
+// wait for work (the queue is empty: the permit holds the slot without a request). Sending
+// through the permit skips the queue, so the slot is free again: the waiting caller must
+// get it. (It used to wait beside the free slot until some other traffic came; the stress
+// test found it as a hang at the end of a run.)
+TEST(CallForms, ACallerWaitingForRoomGetsTheSlotAPermitFreesByHandingStraightToTheWorker) {
+  asio::io_context ioc;  // one thread, run step by step: the order below is exact
+  auto p = std::make_shared<probe>();
+  p->go = std::make_shared<gate>(ioc.get_executor());
+  auto [task, caller] = probe_service{}.start_task(ioc, 1, p);
+  ioc.poll();  // the worker waits on its gate
+  auto permit = caller.try_reserve();
+  ASSERT_TRUE(permit);
+  std::optional<echo_result> waiting, through_permit;
+  caller.async_send_request(2, [&](echo_result r) { waiting = std::move(r); });  // no room
+  p->go->open();
+  ioc.poll();  // the worker now waits for a request
+  ASSERT_TRUE(seen(*p).empty());
+  permit->async_send_request(1, [&](echo_result r) { through_permit = std::move(r); });
+  ioc.poll();
+  ASSERT_TRUE(through_permit);
+  EXPECT_EQ(through_permit->value(), 2);
+  ASSERT_TRUE(waiting);
+  EXPECT_EQ(waiting->value(), 4);
+  EXPECT_EQ(seen(*p), (std::vector<int>{1, 2}));
+}
+
+// The same, when the permit is dropped unused instead.
+TEST(CallForms, ACallerWaitingForRoomIsServedWhenAPermitIsDroppedWhileTheWorkerWaits) {
+  asio::io_context ioc;
+  auto p = std::make_shared<probe>();
+  p->go = std::make_shared<gate>(ioc.get_executor());
+  auto [task, caller] = probe_service{}.start_task(ioc, 1, p);
+  ioc.poll();
+  auto permit = caller.try_reserve();
+  ASSERT_TRUE(permit);
+  std::optional<echo_result> waiting;
+  caller.async_send_request(2, [&](echo_result r) { waiting = std::move(r); });
+  p->go->open();
+  ioc.poll();
+  { auto unused = std::move(*permit); }  // dropped unused: its slot is given back
+  ioc.poll();
+  ASSERT_TRUE(waiting);
+  EXPECT_EQ(waiting->value(), 4);
 }
 
 // ---- self-call ----

@@ -205,3 +205,79 @@ TEST(Channel, TryReceiveManyTakesABatchAndRefillsFromWaitingSenders) {
   EXPECT_EQ(accepted, 4);
   EXPECT_EQ(batch, (std::vector<int>{0, 1, 2, 3}));
 }
+
+// A reservation can fill the queue while its buffer is empty, so a receiver may wait while
+// a sender waits for room. Each way that reserved slot frees must reach both of them.
+namespace {
+struct reservation_probe : tenorite::detail::send_waiter<int> {
+  reservation_probe() : tenorite::detail::send_waiter<int>(nullptr, nullptr) { reservation = true; }
+};
+}  // namespace
+
+TEST(Channel, AReservedSlotUsedWhileAReceiverWaitsLetsTheWaitingSenderIn) {
+  asio::io_context ioc;
+  channel<int> ch(ioc.get_executor(), 1);
+  reservation_probe permit;
+  ASSERT_EQ(ch.reserve_or_wait(&permit, true), send_status::sent);  // the only slot
+  bool sent = false;
+  ch.async_send(2, [&](boost::system::error_code ec, std::optional<int>) { sent = !ec; });
+  std::optional<int> got;
+  ch.async_receive([&](boost::system::error_code, std::optional<int> v) { got = v; });
+  ioc.poll();
+  ioc.restart();
+  ASSERT_FALSE(sent);
+  ASSERT_FALSE(got);
+  int v = 1;
+  ASSERT_EQ(ch.send_reserved(v), send_status::sent);  // straight to the waiting receiver
+  ioc.poll();
+  ioc.restart();
+  EXPECT_EQ(got, std::optional<int>(1));
+  EXPECT_TRUE(sent);  // the slot the reserved value skipped went to the waiting sender
+  EXPECT_EQ(ch.try_receive(), std::optional<int>(2));
+}
+
+TEST(Channel, AReservationGivenBackWhileAReceiverWaitsHandsTheWaitingSenderToIt) {
+  asio::io_context ioc;
+  channel<int> ch(ioc.get_executor(), 1);
+  reservation_probe permit;
+  ASSERT_EQ(ch.reserve_or_wait(&permit, true), send_status::sent);
+  bool sent = false;
+  ch.async_send(2, [&](boost::system::error_code ec, std::optional<int>) { sent = !ec; });
+  std::optional<int> got;
+  ch.async_receive([&](boost::system::error_code, std::optional<int> v) { got = v; });
+  ioc.poll();
+  ioc.restart();
+  ASSERT_FALSE(got);
+  ch.release_reservation();
+  ioc.poll();
+  ioc.restart();
+  EXPECT_TRUE(sent);
+  EXPECT_EQ(got, std::optional<int>(2));  // not left in the buffer beside a sleeping receiver
+  EXPECT_EQ(ch.size(), 0u);
+}
+
+TEST(Channel, AFreedSlotFeedsEveryWaitingReceiverOfAPool) {
+  asio::io_context ioc;
+  channel<int> ch(ioc.get_executor(), 1);
+  reservation_probe permit;
+  ASSERT_EQ(ch.reserve_or_wait(&permit, true), send_status::sent);
+  int sent = 0;
+  for (int i = 2; i <= 3; ++i)
+    ch.async_send(i, [&](boost::system::error_code ec, std::optional<int>) { sent += !ec; });
+  std::vector<int> got;
+  for (int k = 0; k < 3; ++k)
+    ch.async_receive([&](boost::system::error_code, std::optional<int> v) {
+      if (v) got.push_back(*v);
+    });
+  ioc.poll();
+  ioc.restart();
+  ASSERT_TRUE(got.empty());
+  int v = 1;
+  ASSERT_EQ(ch.send_reserved(v), send_status::sent);
+  ioc.poll();
+  ioc.restart();
+  // Three receivers were waiting: the reserved value and both waiting senders reach them.
+  EXPECT_EQ(sent, 2);
+  EXPECT_EQ(got, (std::vector<int>{1, 2, 3}));
+  EXPECT_EQ(ch.size(), 0u);
+}

@@ -74,10 +74,20 @@ struct tally {
   std::mutex m;
   std::map<int, int> completions;  // request id -> times completed
   std::vector<int> returned;       // ids handed back undelivered
+  std::map<int, const char*> pending;  // id -> call form, for the watchdog's dump
+
+  void begin(int id, const char* form) {
+    {
+      std::lock_guard lk(m);
+      pending.emplace(id, form);
+    }
+    ++started;
+  }
 
   void record(int id, const echo_result& r) {
     {
       std::lock_guard lk(m);
+      pending.erase(id);
       ++completions[id];
       if (!r && r.error().request()) {
         EXPECT_EQ(*r.error().request(), id);
@@ -99,24 +109,27 @@ asio::awaitable<void> coroutine_client(echo_caller c, int base, int calls, unsig
   std::mt19937 rng(seed);
   for (int i = 0; i < calls; ++i) {
     int id = base + i;
-    ++t->started;
     switch (rng() % 5) {
       case 0: {
+        t->begin(id, "co send_request");
         auto r = co_await c.send_request(std::move(id));
         t->record(base + i, r);
         break;
       }
       case 1: {
+        t->begin(id, "co try_send_request");
         auto r = co_await c.try_send_request(std::move(id));
         t->record(base + i, r);
         break;
       }
       case 2: {
+        t->begin(id, "co send_request_for");
         auto r = co_await c.send_request_for(std::move(id), std::chrono::microseconds(rng() % 300));
         t->record(base + i, r);
         break;
       }
       case 3: {
+        t->begin(id, "co send_request || timer");
         asio::steady_timer timer(co_await asio::this_coro::executor,
                                  std::chrono::microseconds(rng() % 300));
         auto outcome = co_await race(c.send_request(std::move(id)), wait_on(timer));
@@ -133,6 +146,7 @@ asio::awaitable<void> coroutine_client(echo_caller c, int base, int calls, unsig
         break;
       }
       default: {
+        t->begin(id, "co reserve + send_request");
         auto p = co_await c.reserve();
         if (p) {
           auto r = co_await p->send_request(std::move(id));
@@ -150,12 +164,19 @@ asio::awaitable<void> coroutine_client(echo_caller c, int base, int calls, unsig
 // Fails the test (with a dump) if `done` is not set in time: a hang becomes a failure.
 class watchdog {
  public:
-  watchdog(const tally* t, std::chrono::seconds limit) : t_(t) {
-    thread_ = std::thread([this, limit] {
+  watchdog(tally* t, unsigned seed, std::chrono::seconds limit) : t_(t) {
+    thread_ = std::thread([this, seed, limit] {
       std::unique_lock lk(m_);
       if (!cv_.wait_for(lk, limit, [this] { return done_; })) {
-        std::fprintf(stderr, "watchdog: no progress in time: started=%ld completed=%ld\n",
-                     t_->started.load(), t_->completed.load());
+        std::fprintf(stderr, "watchdog: not done in time (seed %u): started=%ld completed=%ld\n",
+                     seed, t_->started.load(), t_->completed.load());
+        {
+          std::lock_guard plk(t_->m);
+          for (auto& [id, form] : t_->pending)
+            std::fprintf(stderr, "  pending: request %d (service %d) via %s\n", id,
+                         id / 1'000'000, form);
+        }
+        std::fflush(stderr);
         std::abort();
       }
     });
@@ -170,7 +191,7 @@ class watchdog {
   }
 
  private:
-  const tally* t_;
+  tally* t_;
   std::mutex m_;
   std::condition_variable cv_;
   bool done_ = false;
@@ -182,9 +203,10 @@ class watchdog {
 TEST(Stress, EveryCallCompletesOnceAndNothingUndeliveredIsLost) {
   const unsigned seed = seed_from_env();
   std::printf("stress seed %u (replay with TENORITE_STRESS_SEED=%u)\n", seed, seed);
+  std::fflush(stdout);
   std::mt19937 rng(seed);
   tally t;
-  watchdog dog(&t, 120s);
+  watchdog dog(&t, seed, 60s);  // well inside CTest's timeout, so the dump is printed
 
   constexpr int services = 6, coroutines_per_service = 40, calls_per_coroutine = 40,
                 threads = 4, calls_per_thread = 300;
@@ -233,15 +255,17 @@ TEST(Stress, EveryCallCompletesOnceAndNothingUndeliveredIsLost) {
         int s = int(r() % services);
         echo_caller c = callers[s];  // a copy, dropped mid-stream
         int id = s * 1'000'000 + 500'000 + th * 1000 + i;
-        ++t.started;
         switch (r() % 3) {
           case 0:
+            t.begin(id, "send_request_blocking");
             t.record(id, c.send_request_blocking(id));
             break;
           case 1:
+            t.begin(id, "send_request_blocking_for");
             t.record(id, c.send_request_blocking_for(id, std::chrono::microseconds(r() % 500)));
             break;
           default:
+            t.begin(id, "try_send_request_blocking");
             t.record(id, c.try_send_request_blocking(id));
         }
       }

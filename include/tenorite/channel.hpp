@@ -3,8 +3,11 @@
 // Invariants (all under the channel's mutex):
 // - at most capacity() items are buffered; a sender that finds the buffer full waits in a
 //   FIFO of send waiters, holding its own value (backpressure: the (N+1)-th send waits);
-// - receivers wait only while the buffer is empty; a sender that finds a waiting receiver
-//   hands its value straight to it;
+// - receivers wait only while the buffer is empty and no waiting sender could enter it; a
+//   sender that finds a waiting receiver hands its value straight to it;
+// - senders wait only while there is no room: whenever a slot frees (a receive, a withdrawn
+//   item, a reservation used or given back) the oldest waiting sender takes it — straight
+//   to a waiting receiver if there is one (a pool's other workers may be waiting);
 // - when a receiver takes an item and a sender is waiting, the oldest waiting sender's value
 //   moves into the buffer in the same step (FIFO order is kept);
 // - close() is final: every buffered item and every waiting sender's value is handed back
@@ -276,8 +279,13 @@ class channel final : private detail::context_registry::entry {
     --reserved_;
     if (auto* r = receivers_.pop_front()) {
       ++accepted_;
+      // The value skips the buffer, so the reserved slot is free now: a waiting sender
+      // takes it (else it would wait beside a free slot while the receiver sleeps).
+      refill more;
+      refill_locked(more);
       lk.unlock();
       r->ready(r, {}, std::optional<T>(std::move(value)));
+      more.run();
       return send_status::sent;
     }
     push_locked(std::move(value));
@@ -286,16 +294,17 @@ class channel final : private detail::context_registry::entry {
 
   /// Gives a reserved slot back unused.
   void release_reservation() noexcept {
-    detail::send_waiter<T>* accepted = nullptr;
+    refill more;
     detail::fifo<detail::recv_waiter<T>> ended;
     {
       std::lock_guard lk(m_);
       if (closed_) return;
       --reserved_;
-      accepted = accept_one_locked();
+      // Receivers may be waiting (the buffer can be empty while reservations fill it).
+      refill_locked(more);
       if (at_end_locked()) ended = receivers_.take();
     }
-    if (accepted) accepted->on_accepted(accepted);
+    more.run();
     ended.drain([](auto* r) { r->ready(r, {}, std::nullopt); });
   }
 
@@ -748,8 +757,71 @@ class channel final : private detail::context_registry::entry {
     return i >= alloc_ ? i - alloc_ : i;
   }
 
-  // A slot freed: the oldest waiting sender's value (or reservation) takes it. Returns the
-  // node to notify after unlocking, if it wants to be told.
+  // Waiting senders that took free slots while receivers may be waiting: built under the
+  // lock, run after it. Each value goes to a waiting receiver (pairs, oldest first) or into
+  // the buffer; the senders that want to be told are told. The nodes are chained through
+  // their own `next` (they are out of the channel's lists, so withdraw leaves them alone).
+  struct refill {
+    detail::send_waiter<T>* handed = nullptr;  // paired, in order, with `to`
+    detail::send_waiter<T>* handed_tail = nullptr;
+    detail::recv_waiter<T>* to = nullptr;
+    detail::recv_waiter<T>* to_tail = nullptr;
+    detail::send_waiter<T>* told = nullptr;  // accepted into the buffer, or reservations
+
+    void hand(detail::send_waiter<T>* s, detail::recv_waiter<T>* r) noexcept {
+      s->next = nullptr;
+      r->next = nullptr;
+      (handed_tail ? handed_tail->next : handed) = s;
+      handed_tail = s;
+      (to_tail ? to_tail->next : to) = r;
+      to_tail = r;
+    }
+    void tell(detail::send_waiter<T>* s) noexcept {
+      s->next = told;
+      told = s;
+    }
+    void run() noexcept {
+      // A handed node is alive until its value is out: it is the caller's own (its reply,
+      // which could free it, needs the request delivered first) or it waits to be told.
+      for (auto* s = handed; s;) {
+        auto* next_s = s->next;
+        auto* r = to;
+        to = r->next;
+        std::optional<T> v(std::move(*s->value));
+        s->value.reset();
+        if (s->on_accepted) s->on_accepted(s);
+        r->ready(r, {}, std::move(v));
+        s = next_s;
+      }
+      for (auto* s = told; s;) {
+        auto* next_s = s->next;
+        s->on_accepted(s);
+        s = next_s;
+      }
+    }
+  };
+
+  void refill_locked(refill& out) {
+    while (has_room_locked()) {
+      auto* s = senders_.pop_front();
+      if (!s) return;
+      if (s->reservation) {
+        ++reserved_;
+        if (s->on_accepted) out.tell(s);
+      } else if (auto* r = receivers_.pop_front()) {
+        ++accepted_;
+        out.hand(s, r);  // the value skips the buffer: the slot stays free for the next
+      } else {
+        push_locked(std::move(*s->value));
+        s->value.reset();
+        if (s->on_accepted) out.tell(s);
+      }
+    }
+  }
+
+  // A slot freed while no receiver can be waiting (the buffer was not empty): the oldest
+  // waiting sender's value (or reservation) takes it. Returns the node to notify after
+  // unlocking, if it wants to be told.
   detail::send_waiter<T>* accept_one_locked() {
     if (!has_room_locked()) return nullptr;
     auto* s = senders_.pop_front();
