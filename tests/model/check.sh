@@ -132,6 +132,10 @@ CHECKS=(
   "recv.close.k4c2|recv.pml|-DK=4 -DCAP=2 -DNCAN=3 -DWITH_CLOSE||"
   "recv.pool|recv.pml|-DNW=2 -DK=2 -DCAP=1 -DNCAN=2|-DCOLLAPSE|-w25"
   "recv.pool.close|recv.pml|-DNW=2 -DK=2 -DCAP=1 -DNCAN=1 -DWITH_CLOSE|-DCOLLAPSE|-w25"
+  "reserve|reserve.pml|||"
+  "reserve.pool|reserve.pml|-DNW=2||"
+  "reserve.pool.3s|reserve.pml|-DNW=2 -DNS=3|-DCOLLAPSE|"
+  "reserve.pool.2p|reserve.pml|-DNW=2 -DNP=2 -DCAP=2|-DCOLLAPSE|"
   "join|join.pml|-DNCAN=3||"
   "watch|watch.pml|||"
   "watch.reply-first|watch.pml|-DREPLY_FIRST||"
@@ -152,6 +156,9 @@ PLANTED=(
   "recv:no-settle|recv.pml|-DPLANT_NO_SETTLE"
   "recv:give-back-at-tail|recv.pml|-DPLANT_GIVE_BACK_TAIL"
   "recv:watch-without-ref|recv.pml|-DPLANT_WATCH_NO_REF"
+  "reserve:send-reserved-no-refill|reserve.pml|-DPLANT_SEND_RESERVED_NO_REFILL"
+  "reserve:release-into-buffer|reserve.pml|-DPLANT_RELEASE_INTO_BUFFER"
+  "reserve:release-into-buffer,pool|reserve.pml|-DNW=2 -DPLANT_RELEASE_INTO_BUFFER"
   "join:no-late-flag|join.pml|-DPLANT_JOIN_NO_LATE"
   "join:withdraw-keeps-taken|join.pml|-DPLANT_WITHDRAW_KEEPS_TAKEN"
   "join:put-back-drops|join.pml|-DPLANT_PUT_BACK_DROPS"
@@ -171,9 +178,10 @@ KNOWN=(
 )
 
 # --quick: the small configurations and a few planted bugs (labels from the lists above).
-QUICK_CHECKS="call.2x1 recv recv.close join watch watch.reply-first watch.reply-any watch.deferred"
+QUICK_CHECKS="call.2x1 recv recv.close reserve reserve.pool join watch watch.reply-first watch.reply-any watch.deferred"
 QUICK_PLANTED="call:cancel-ignores-close call:give-up-not-counted"
 QUICK_PLANTED+=" watch:destroy-while-firing,reply-first watch:slot-read-early,deferred"
+QUICK_PLANTED+=" reserve:send-reserved-no-refill reserve:release-into-buffer"
 
 # select <space-separated labels> <entries...>: prints the entries with those labels
 select_entries() {
