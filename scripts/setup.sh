@@ -9,7 +9,7 @@ if [[ "${1:-}" == "--tests" ]]; then
   packages+=(libgtest-dev googletest clang-16 libc++-16-dev libc++abi-16-dev libclang-rt-16-dev
              clang-tidy-16 cppcheck spin)
   # The optional NATS component (tenorite::nats) and its tests: a real nats-server.
-  packages+=(nats-server libnats-dev pkg-config)
+  packages+=(nats-server libnats-dev pkg-config openssl)
 fi
 
 missing=()

@@ -55,7 +55,10 @@ inline void stop_process(pid_t& pid, int sig) {
 /// given one (to restart on the same port). Stopped with SIGINT.
 class server {
  public:
-  explicit server(int port = -1) { start(port); }
+  /// `extra` is passed to nats-server as is (authentication, TLS...).
+  explicit server(int port = -1, std::vector<std::string> extra = {}) : extra_(std::move(extra)) {
+    start(port);
+  }
   ~server() { stop(); }
   server(const server&) = delete;
   server& operator=(const server&) = delete;
@@ -64,8 +67,11 @@ class server {
     char tmpl[] = "/tmp/tenorite-nats-XXXXXX";
     if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
     dir_ = tmpl;
-    pid_ = spawn({TENORITE_NATS_SERVER_BIN, "-a", "127.0.0.1", "-p", std::to_string(port), "-l",
-                  "/dev/null", "--ports_file_dir", dir_});
+    std::vector<std::string> args{TENORITE_NATS_SERVER_BIN, "-a", "127.0.0.1", "-p",
+                                  std::to_string(port), "-l", "/dev/null", "--ports_file_dir",
+                                  dir_};
+    args.insert(args.end(), extra_.begin(), extra_.end());
+    pid_ = spawn(args);
     auto file = dir_ + "/nats-server_" + std::to_string(pid_) + ".ports";
     auto deadline = std::chrono::steady_clock::now() + 20s;
     for (;;) {
@@ -73,7 +79,7 @@ class server {
       std::stringstream ss;
       ss << in.rdbuf();
       auto text = ss.str();
-      auto at = text.find("127.0.0.1:");
+      auto at = text.find("127.0.0.1:");  // nats:// or tls://
       if (in && at != std::string::npos && text.find(']', at) != std::string::npos) {
         port_ = std::stoi(text.substr(at + 10));
         return;
@@ -92,6 +98,7 @@ class server {
   std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
 
  private:
+  std::vector<std::string> extra_;
   pid_t pid_ = -1;
   int port_ = 0;
   std::string dir_;
