@@ -158,6 +158,8 @@ class config_source {
  public:
   explicit config_source(Config c) : once_(std::move(c)) {}
   explicit config_source(std::function<Config()> f) : factory_(std::move(f)) {}
+  /// True when it holds one Config value and no factory (nothing to restart from).
+  bool holds_value_only() const noexcept { return once_.has_value() && !factory_; }
   Config next() {
     if (once_) {
       Config c(std::move(*once_));
@@ -182,6 +184,25 @@ class config_source {
                                                            delay);
   co_await timer->async_wait(boost::asio::use_awaitable);
 }
+
+/// The completion handler of a worker spawned without supervision: it holds the worker's
+/// guard (so a worker whose context is destroyed before it ends still reports, when Asio
+/// destroys this handler unrun) and reports how the worker's coroutine ended.
+template <class Req, class Resp, class Err>
+struct worker_end {
+  worker_guard<void, Req, Resp, Err> guard;
+  // co_spawn's cancellation slot is this signal's: it must outlive the handler's call (the
+  // task_state lets its own reference go when the worker finishes, inside that call).
+  std::shared_ptr<boost::asio::cancellation_signal> signal;
+  void operator()(const std::exception_ptr& e) {
+    using result_type = std::expected<void, join_error>;
+    if (e) {
+      guard.finish(result_type(std::unexpect, join_error::panic(e)));
+    } else {
+      guard.finish(result_type());
+    }
+  }
+};
 
 template <class Worker, class Config, class T, class Req, class Resp, class Err>
 boost::asio::awaitable<void> run_worker(worker_guard<T, Req, Resp, Err> guard,
@@ -390,6 +411,20 @@ class service {
       // another worker may serve it, so there is nothing to refuse.
       if (opts.workers == 1) st->chan.set_consumer(boost::asio::any_io_executor(strand));
       detail::worker_guard<TaskResult, Req, Resp, Err> guard(group);
+      if constexpr (std::is_void_v<TaskResult>) {
+        // The common case (one worker, no supervision, one Config): the worker's own
+        // coroutine is spawned directly, its guard in the completion handler. That saves
+        // the restart loop's coroutine frame in every idle service.
+        if (!opts.restart && sources[i].holds_value_only()) {
+          receiver_type rx(std::shared_ptr<channel<request_handle>>(st, &st->chan));
+          auto task = Worker::task(std::move(rx), sources[i].next());
+          boost::asio::co_spawn(
+              strand, std::move(task),
+              boost::asio::bind_cancellation_slot(
+                  signal->slot(), detail::worker_end<Req, Resp, Err>{std::move(guard), signal}));
+          continue;
+        }
+      }
       auto worker = detail::run_worker<Worker, Config, TaskResult, Req, Resp, Err>(
           std::move(guard), std::move(sources[i]), detail::restart_tracker(opts.restart));
       // The signal lives as long as the completion handler co_spawn holds, which outlives
