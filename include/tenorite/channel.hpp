@@ -767,6 +767,7 @@ class channel final : private detail::context_registry::entry {
     detail::recv_waiter<T>* to = nullptr;
     detail::recv_waiter<T>* to_tail = nullptr;
     detail::send_waiter<T>* told = nullptr;  // accepted into the buffer, or reservations
+    detail::send_waiter<T>* told_tail = nullptr;
 
     void hand(detail::send_waiter<T>* s, detail::recv_waiter<T>* r) noexcept {
       s->next = nullptr;
@@ -777,8 +778,9 @@ class channel final : private detail::context_registry::entry {
       to_tail = r;
     }
     void tell(detail::send_waiter<T>* s) noexcept {
-      s->next = told;
-      told = s;
+      s->next = nullptr;
+      (told_tail ? told_tail->next : told) = s;
+      told_tail = s;
     }
     void run() noexcept {
       // A handed node is alive until its value is out: it is the caller's own (its reply,

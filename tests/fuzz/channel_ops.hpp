@@ -1,9 +1,10 @@
 // Operation-sequence fuzzing of tenorite::channel against a reference model.
 //
 // A byte string is read as a capacity and a sequence of operations (try_send, async_send,
-// try_receive, async_receive, withdraw, close_for_send, mark_no_senders, close). Each is
+// try_receive, async_receive, withdraw, close_for_send, mark_no_senders, close, and the
+// reservations of permits: try_reserve, send_reserved, release_reservation). Each is
 // applied to a real channel on a single-threaded io_context and to a plain model (a deque,
-// FIFOs of parked senders and receivers, three flags). After every operation the handlers
+// FIFOs of parked senders and receivers, held permits, three flags). After every operation the handlers
 // that ran and the values returned are compared, event by event; any difference aborts
 // with both logs. Used by the libFuzzer target (clang) and by a CTest replay of the corpus
 // plus seeded random inputs (any compiler).
@@ -29,17 +30,63 @@ struct model {
   std::deque<int> receivers;                // receiver ids
   bool closed = false, send_closed = false, no_senders = false;
   std::vector<std::string> events;
+  std::size_t reserved = 0;  // slots held by permits
+  std::size_t permits = 0;   // permits held by the sequence (used or given back later)
 
+  bool has_room() const { return buffer.size() + reserved < capacity; }
   bool at_end() const {
-    return closed || ((no_senders || send_closed) && buffer.empty() && senders.empty());
+    return closed ||
+           ((no_senders || send_closed) && buffer.empty() && reserved == 0 && senders.empty());
   }
   void accept_one() {
-    if (buffer.size() < capacity && !senders.empty()) {
+    if (has_room() && !senders.empty()) {
       auto [id, v] = senders.front();
       senders.pop_front();
       buffer.push_back(v);
       events.push_back("send" + std::to_string(id) + " accepted");
     }
+  }
+  // A slot freed while receivers may wait: every free slot goes to the oldest waiting
+  // sender, its value straight to a waiting receiver when there is one.
+  void refill() {
+    while (has_room() && !senders.empty()) {
+      auto [id, v] = senders.front();
+      senders.pop_front();
+      events.push_back("send" + std::to_string(id) + " accepted");
+      if (!receivers.empty()) {
+        events.push_back("recv" + std::to_string(receivers.front()) + " got " + std::to_string(v));
+        receivers.pop_front();
+      } else {
+        buffer.push_back(v);
+      }
+    }
+  }
+  std::string try_reserve() {
+    if (closed || send_closed) return "closed";
+    if (!has_room()) return "full";
+    ++reserved;
+    ++permits;
+    return "reserved";
+  }
+  std::string send_reserved(int v) {
+    --permits;
+    if (closed) return "closed";
+    --reserved;
+    if (!receivers.empty()) {
+      events.push_back("recv" + std::to_string(receivers.front()) + " got " + std::to_string(v));
+      receivers.pop_front();
+      refill();
+    } else {
+      buffer.push_back(v);
+    }
+    return "sent";
+  }
+  void release() {
+    --permits;
+    if (closed) return;
+    --reserved;
+    refill();
+    wake_receivers_at_end();
   }
   void wake_receivers_at_end() {
     if (!at_end()) return;
@@ -55,7 +102,7 @@ struct model {
       receivers.pop_front();
       return "sent";
     }
-    if (buffer.size() < capacity) {
+    if (has_room()) {
       buffer.push_back(v);
       return "sent";
     }
@@ -72,7 +119,7 @@ struct model {
       events.push_back("send" + std::to_string(id) + " accepted");
       return;
     }
-    if (buffer.size() < capacity) {
+    if (has_room()) {
       buffer.push_back(v);
       events.push_back("send" + std::to_string(id) + " accepted");
       return;
@@ -109,6 +156,7 @@ struct model {
   }
   void close() {
     closed = true;
+    reserved = 0;
     for (int v : buffer) events.push_back("handed back " + std::to_string(v));
     buffer.clear();
     for (auto [id, v] : senders)
@@ -145,10 +193,14 @@ inline void run(const std::uint8_t* data, std::size_t size) {
   model m{cap, {}, {}, {}, false, false, false, {}};
   real r(cap);
   int next_id = 0;
-  static const char* names[] = {"try_send", "async_send", "try_receive", "async_receive",
-                                "withdraw", "close_for_send", "mark_no_senders", "close"};
+  static const char* names[] = {"try_send",      "async_send",     "try_receive",
+                                "async_receive", "withdraw",       "close_for_send",
+                                "mark_no_senders", "close",        "try_reserve",
+                                "send_reserved", "release_reservation"};
   for (std::size_t i = 1; i + 1 < size; i += 2) {
-    const int op = data[i] % 8;
+    int op = data[i] % 11;
+    // A permit's use or release needs a held permit: without one, reserve instead.
+    if ((op == 9 || op == 10) && m.permits == 0) op = 8;
     const int v = data[i + 1];
     std::string got, want;
     switch (op) {
@@ -205,9 +257,30 @@ inline void run(const std::uint8_t* data, std::size_t size) {
         m.no_senders = true;
         m.wake_receivers_at_end();
         break;
-      default:
+      case 7:
         r.ch.close([&r](int&& x) { r.events.push_back("handed back " + std::to_string(x)); });
         m.close();
+        break;
+      case 8: {
+        tenorite::detail::send_waiter<int> probe(nullptr, nullptr);
+        probe.reservation = true;
+        auto s = r.ch.reserve_or_wait(&probe, true);
+        got = s == tenorite::send_status::sent   ? "reserved"
+              : s == tenorite::send_status::full ? "full"
+                                                  : "closed";
+        want = m.try_reserve();
+        break;
+      }
+      case 9: {
+        int x = v;
+        auto s = r.ch.send_reserved(x);
+        got = s == tenorite::send_status::sent ? "sent" : "closed";
+        want = m.send_reserved(v);
+        break;
+      }
+      default:
+        r.ch.release_reservation();
+        m.release();
         break;
     }
     r.run();
