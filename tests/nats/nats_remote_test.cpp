@@ -320,6 +320,29 @@ TEST(NatsRemote, DrainAnswersWhatWasReceived) {
   EXPECT_EQ(after.error().kind(), error_kind::send_failure);
 }
 
+// A server may hold a service's last caller. Stopping it must release that caller on the
+// stopping thread: released later on nats.c's delivery thread, it would end the service there
+// while the owner goes on to destroy the service's runtime (a TSan report in the serving
+// process of the cluster tests found it).
+TEST(NatsRemote, StoppingAServerReleasesTheCallerItHeldBeforeReturning) {
+  nats_test::server nats;
+  for (int round = 0; round < 20; ++round) {
+    tenorite::runtime rt(1);
+    auto [task, local] = probe::service{}.start_task(rt.executor(), 4, probe::config{"last"});
+    auto weak = local.weak();
+    auto conn = tn::connection::connect({.servers = {nats.url()}});
+    auto srv = tn::serve(conn, "probe.last", "", std::move(local));  // the only caller now
+    {
+      remote caller(conn, "probe.last", rt.executor());
+      auto r = caller.send_request_blocking(probe::echo{"once"});
+      ASSERT_TRUE(r) << r.error().message();
+    }
+    srv.stop();
+    EXPECT_TRUE(weak.expired()) << "round " << round;  // released by stop(), on this thread
+    EXPECT_TRUE(task.wait());  // the worker saw its last caller go, and ended
+  }
+}
+
 }  // namespace
 
 // A closed connection brings no reply: the calls in flight end at once with fetch_failure

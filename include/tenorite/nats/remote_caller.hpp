@@ -172,6 +172,7 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
   std::mutex done_m;
   std::condition_variable done_cv;
   bool delivery_done = false;       // guarded by done_m
+  bool stopping = false;            // guarded by done_m: shutdown() waits, takes self_keep
   bool waits_for_delivery = false;  // on_complete is registered
 
   static const remote_state*& delivering() noexcept {  // the state whose callback runs here
@@ -234,9 +235,16 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
     }
     // Not from inside our own callback (the delivery thread cannot finish while we wait);
     // bounded, so a nats.c that never calls back cannot hang the owner.
+    std::shared_ptr<remote_state> keep;  // released on this thread, after the locks
     if (waits_for_delivery && delivering() != this) {
       std::unique_lock lk(done_m);
-      done_cv.wait_for(lk, std::chrono::seconds(5), [this] { return delivery_done; });
+      stopping = true;
+      if (done_cv.wait_for(lk, std::chrono::seconds(5), [this] { return delivery_done; })) {
+        std::lock_guard lk2(m);
+        keep = std::move(self_keep);
+      } else {
+        stopping = false;  // nats.c never called back: its callback releases it later
+      }
     }
   }
 
@@ -369,18 +377,20 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
     return decode_reply<Req, Resp, Err>(codec, payload, call->request);
   }
 
+  // nats.c's last callback. When shutdown() is waiting it takes the state's own reference
+  // and lets it go on the owner's thread; nothing of `self` is touched after the unlock.
   static void on_complete(void* closure) {
     auto* self = static_cast<remote_state*>(closure);
     std::shared_ptr<remote_state> keep;
     {
-      std::lock_guard lk(self->m);
-      keep = std::move(self->self_keep);
-    }
-    {
       std::lock_guard lk(self->done_m);
       self->delivery_done = true;
+      if (!self->stopping) {
+        std::lock_guard lk2(self->m);
+        keep = std::move(self->self_keep);
+      }
+      self->done_cv.notify_all();
     }
-    self->done_cv.notify_all();
   }
 };
 

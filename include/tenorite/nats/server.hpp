@@ -78,6 +78,7 @@ class server_state : public std::enable_shared_from_this<server_state<Req, Resp,
   std::condition_variable cv;
   std::size_t in_flight = 0;  // guarded by m
   bool sub_done = false;      // guarded by m
+  bool stopping = false;      // guarded by m: stop() waits, and takes self_keep itself
   std::atomic<std::uint64_t> received{0}, answered{0}, bad{0}, busy{0}, no_reply{0};
 
   void publish(const std::string& reply, const std::string& payload) {
@@ -155,16 +156,20 @@ class server_state : public std::enable_shared_from_this<server_state<Req, Resp,
     }
   };
 
+  // nats.c's last callback. When stop() is waiting, the state (and the local caller it
+  // holds, which may be the service's last) is released by stop(), on the owner's thread:
+  // released here it could end the service on this thread while the owner destroys the
+  // service's execution context. Nothing of `self` is touched after the unlock.
   static void on_complete(void* closure) {
     auto* self = static_cast<server_state*>(closure);
     std::shared_ptr<server_state> keep;
     {
       std::lock_guard lk(self->m);
       self->sub_done = true;
-      keep = std::move(self->self_keep);
+      if (!self->stopping) keep = std::move(self->self_keep);
       self->cv.notify_all();
     }
-    // `keep` may be the last reference: released here, after the lock.
+    // `keep` may be the last reference (nobody stopped us): released here, after the lock.
   }
 };
 
@@ -208,11 +213,18 @@ class server {
     if (!st_) return;
     (void)natsSubscription_Unsubscribe(st_->sub);
     natsSubscription_Destroy(st_->sub);
+    std::shared_ptr<state> keep;
     {
       std::unique_lock lk(st_->m);
-      st_->cv.wait_for(lk, std::chrono::seconds(5), [&] { return st_->sub_done; });
+      st_->stopping = true;
+      if (st_->cv.wait_for(lk, std::chrono::seconds(5), [&] { return st_->sub_done; })) {
+        keep = std::move(st_->self_keep);  // released below, on this thread
+      } else {
+        st_->stopping = false;  // nats.c never called back: its callback releases it later
+      }
     }
     st_.reset();
+    keep.reset();
   }
 
   server_stats stats() const {
