@@ -8,6 +8,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_future.hpp>
 #include <future>
+#include <optional>
 #include <tenorite/nats/remote_caller.hpp>
 #include <tenorite/nats/server.hpp>
 
@@ -320,26 +321,33 @@ TEST(NatsRemote, DrainAnswersWhatWasReceived) {
   EXPECT_EQ(after.error().kind(), error_kind::send_failure);
 }
 
-// A server may hold a service's last caller. Stopping it must release that caller on the
-// stopping thread: released later on nats.c's delivery thread, it would end the service there
-// while the owner goes on to destroy the service's runtime (a TSan report in the serving
-// process of the cluster tests found it).
-TEST(NatsRemote, StoppingAServerReleasesTheCallerItHeldBeforeReturning) {
+// A server may hold a service's last caller. Stopping it must not leave that caller to be
+// released later on nats.c's delivery thread: that would end the service there while the
+// owner goes on to destroy the service's runtime, as each round here does at once (a TSan
+// report in the serving process of the cluster tests found it). The last release now happens
+// in stop(), or in a completion still running on the service's own runtime; the tsan preset
+// checks the rounds below for the race.
+TEST(NatsRemote, StoppingAServerThatHoldsTheLastCallerThenDestroyingTheRuntimeIsSafe) {
   nats_test::server nats;
   for (int round = 0; round < 20; ++round) {
-    tenorite::runtime rt(1);
-    auto [task, local] = probe::service{}.start_task(rt.executor(), 4, probe::config{"last"});
-    auto weak = local.weak();
-    auto conn = tn::connection::connect({.servers = {nats.url()}});
-    auto srv = tn::serve(conn, "probe.last", "", std::move(local));  // the only caller now
+    std::optional<tenorite::join_handle<void>> task;
     {
-      remote caller(conn, "probe.last", rt.executor());
-      auto r = caller.send_request_blocking(probe::echo{"once"});
-      ASSERT_TRUE(r) << r.error().message();
-    }
-    srv.stop();
-    EXPECT_TRUE(weak.expired()) << "round " << round;  // released by stop(), on this thread
-    EXPECT_TRUE(task.wait());  // the worker saw its last caller go, and ended
+      tenorite::runtime rt(1);
+      auto [t, local] = probe::service{}.start_task(rt.executor(), 4, probe::config{"last"});
+      task.emplace(std::move(t));
+      auto conn = tn::connection::connect({.servers = {nats.url()}});
+      auto srv = tn::serve(conn, "probe.last", "", std::move(local));  // the only caller now
+      {
+        remote caller(conn, "probe.last", rt.executor());
+        auto r = caller.send_request_blocking(probe::echo{"once"});
+        ASSERT_TRUE(r) << r.error().message();
+        EXPECT_EQ(*r, "once");
+      }
+      srv.stop();
+    }  // the runtime goes at once, whatever the worker is doing
+    // The worker ended when its last caller went, or was ended by its runtime: never a hang.
+    auto outcome = task->wait();
+    EXPECT_TRUE(outcome || outcome.error().is_cancelled()) << "round " << round;
   }
 }
 
