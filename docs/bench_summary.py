@@ -49,6 +49,8 @@ if dat:
             if s.endswith(("_p50", "_p99")):
                 continue
             t, a, st = (med(i, s) for i in impls)
+            if math.isnan(a) and math.isnan(st):
+                continue  # tenorite-only figures (pools, metrics) have no ratio to chart
             ra = better(s, t, a).rstrip("x")
             rs = better(s, t, st).rstrip("x")
             out.write(f"{s} {ra if ra != 'n/a' else 0} {rs if rs != 'n/a' else 0}\n")
