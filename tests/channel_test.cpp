@@ -212,45 +212,42 @@ namespace {
 struct reservation_probe : tenorite::detail::send_waiter<int> {
   reservation_probe() : tenorite::detail::send_waiter<int>(nullptr, nullptr) { reservation = true; }
 };
+
+// The one slot held by a permit, a sender waiting for room, a receiver waiting for an item.
+struct ChannelWithAPermitOnTheOnlySlot : ::testing::Test {
+  asio::io_context ioc;
+  channel<int> ch{ioc.get_executor(), 1};
+  reservation_probe permit;
+  bool sent = false;
+  std::optional<int> got;
+
+  void SetUp() override {
+    ASSERT_EQ(ch.reserve_or_wait(&permit, true), send_status::sent);
+    ch.async_send(2, [this](boost::system::error_code ec, std::optional<int>) { sent = !ec; });
+    ch.async_receive([this](boost::system::error_code, std::optional<int> v) { got = v; });
+    run();
+    ASSERT_FALSE(sent);
+    ASSERT_FALSE(got);
+  }
+  void run() {
+    ioc.poll();
+    ioc.restart();
+  }
+};
 }  // namespace
 
-TEST(Channel, AReservedSlotUsedWhileAReceiverWaitsLetsTheWaitingSenderIn) {
-  asio::io_context ioc;
-  channel<int> ch(ioc.get_executor(), 1);
-  reservation_probe permit;
-  ASSERT_EQ(ch.reserve_or_wait(&permit, true), send_status::sent);  // the only slot
-  bool sent = false;
-  ch.async_send(2, [&](boost::system::error_code ec, std::optional<int>) { sent = !ec; });
-  std::optional<int> got;
-  ch.async_receive([&](boost::system::error_code, std::optional<int> v) { got = v; });
-  ioc.poll();
-  ioc.restart();
-  ASSERT_FALSE(sent);
-  ASSERT_FALSE(got);
+TEST_F(ChannelWithAPermitOnTheOnlySlot, UsingItWhileAReceiverWaitsLetsTheWaitingSenderIn) {
   int v = 1;
   ASSERT_EQ(ch.send_reserved(v), send_status::sent);  // straight to the waiting receiver
-  ioc.poll();
-  ioc.restart();
+  run();
   EXPECT_EQ(got, std::optional<int>(1));
   EXPECT_TRUE(sent);  // the slot the reserved value skipped went to the waiting sender
   EXPECT_EQ(ch.try_receive(), std::optional<int>(2));
 }
 
-TEST(Channel, AReservationGivenBackWhileAReceiverWaitsHandsTheWaitingSenderToIt) {
-  asio::io_context ioc;
-  channel<int> ch(ioc.get_executor(), 1);
-  reservation_probe permit;
-  ASSERT_EQ(ch.reserve_or_wait(&permit, true), send_status::sent);
-  bool sent = false;
-  ch.async_send(2, [&](boost::system::error_code ec, std::optional<int>) { sent = !ec; });
-  std::optional<int> got;
-  ch.async_receive([&](boost::system::error_code, std::optional<int> v) { got = v; });
-  ioc.poll();
-  ioc.restart();
-  ASSERT_FALSE(got);
+TEST_F(ChannelWithAPermitOnTheOnlySlot, GivingItBackWhileAReceiverWaitsHandsTheWaitingSenderToIt) {
   ch.release_reservation();
-  ioc.poll();
-  ioc.restart();
+  run();
   EXPECT_TRUE(sent);
   EXPECT_EQ(got, std::optional<int>(2));  // not left in the buffer beside a sleeping receiver
   EXPECT_EQ(ch.size(), 0u);
