@@ -613,7 +613,10 @@ class channel final : private detail::context_registry::entry {
                          std::optional<T>&& v) noexcept {
       auto* self = static_cast<recv_op*>(n);
       detail::settle(self->ctl);
-      detail::late_cancel_watch watch(v ? self->ctl : nullptr);
+      // With an item, the watch takes over the operation's reference (free() then has
+      // none to release).
+      detail::late_cancel_watch watch(v ? std::exchange(self->ctl, nullptr) : nullptr,
+                                      detail::late_cancel_watch::adopt);
       channel* ch = self->chan;
       Handler h(std::move(self->handler));
       auto ex = std::move(self->executor);

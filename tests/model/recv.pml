@@ -42,7 +42,8 @@
  *            the parked receiver.
  *   recv_op::on_ready runs in whichever process hands the receive its result (the sender, the
  *   closer, mark_no_senders, or the worker itself after a withdrawn cancellation): settle
- *   (ctl->m), late_cancel_watch (refs + 1 when it carries an item), free (delete op, release),
+ *   (ctl->m), late_cancel_watch (adopting the op's reference when it carries an item), free
+ *   (delete op, release unless adopted),
  *   then complete_on posts the lambda to the worker's strand.
  *
  * What is checked
@@ -71,7 +72,7 @@
  *   PLANT_NO_LATE        on_cancel does not set `late` when withdraw_receiver fails;
  *   PLANT_NO_SETTLE      on_ready does not settle (ctl->op stays set after the op is freed);
  *   PLANT_GIVE_BACK_TAIL give_back appends the item at the back instead of the front;
- *   PLANT_WATCH_NO_REF   late_cancel_watch does not take its own reference on the ctl.
+ *   PLANT_WATCH_NO_REF   free() releases the op's reference although the watch adopted it.
  */
 
 #ifndef K
@@ -172,19 +173,20 @@ inline on_ready(r, ec, v) {
 #endif
   :: else -> TOUCH_OP(r)
   fi;
-  /* late_cancel_watch watch(v ? self->ctl : nullptr) */
+  /* late_cancel_watch watch(v ? exchange(self->ctl, nullptr) : nullptr, adopt): with an
+   * item the watch takes over the operation's reference (so it is released where the
+   * completion runs) */
   if
-  :: armed[r] && v != 0 ->
-#ifndef PLANT_WATCH_NO_REF
-     d_step { TOUCH_CTL(r); refs[r]++ };
-#endif
-     pw = 1
+  :: armed[r] && v != 0 -> pw = 1
   :: else -> pw = 0
   fi;
-  /* h, ex moved out; free(self): delete_op(self); c->release() */
+  /* h, ex moved out; free(self): delete_op(self); c->release() unless the watch adopted it */
   d_step { TOUCH_OP(r); op_alive[r] = 0; op_freed[r] = 1 };
   if
-  :: armed[r] -> release_ctl(r)
+  :: armed[r] && !pw -> release_ctl(r)
+#ifdef PLANT_WATCH_NO_REF
+  :: armed[r] && pw -> release_ctl(r)  /* released although the watch adopted it */
+#endif
   :: else -> skip
   fi;
   /* complete_on: the lambda is posted to the strand of the worker that owns r */

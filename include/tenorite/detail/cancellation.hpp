@@ -108,9 +108,17 @@ struct cancel_slot_handler {
 /// completion runs there, any cancellation requested before it is visible here.
 class late_cancel_watch {
  public:
+  /// Takes a reference of its own.
   explicit late_cancel_watch(cancel_ctl* c) noexcept : ctl_(c) {
     if (ctl_) ctl_->refs.fetch_add(1, std::memory_order_relaxed);
   }
+  struct adopt_t {};
+  static constexpr adopt_t adopt{};
+  /// Takes over the operation's reference: the block is then released where the
+  /// completion runs, so it goes back to that thread's cache (a receive completed from a
+  /// caller's thread would otherwise return it to the caller's cache, and the worker's next
+  /// receive would allocate a new one).
+  late_cancel_watch(cancel_ctl* c, adopt_t) noexcept : ctl_(c) {}
   late_cancel_watch(late_cancel_watch&& o) noexcept : ctl_(std::exchange(o.ctl_, nullptr)) {}
   late_cancel_watch(const late_cancel_watch&) = delete;
   late_cancel_watch& operator=(const late_cancel_watch&) = delete;
