@@ -192,13 +192,22 @@ int main(int argc, char** argv) {
               bench::runtime_threads, bench::queue_capacity);
   std::fflush(stdout);
 
+  // TENORITE_BENCH_SCENARIOS=s3,s5 runs only those groups (s1, s2, s3, s5, topologies).
+  const char* only_these = std::getenv("TENORITE_BENCH_SCENARIOS");
+  const std::string chosen = only_these ? "," + std::string(only_these) + "," : "";
+  auto wanted = [&](const char* group) {
+    return chosen.empty() || chosen.find("," + std::string(group) + ",") != std::string::npos;
+  };
+
   results res;
-  run_s1(res, impls, scale);
-  run_s2(res, impls, scale, 64);
-  run_s2(res, impls, scale, 1000);
-  run_s3(res, impls, scale);
-  run_s5(res, impls, scale);
-  if (impls.size() > 1) print_ratios(res, impls);
-  run_topologies(scale);
+  if (wanted("s1")) run_s1(res, impls, scale);
+  if (wanted("s2")) {
+    run_s2(res, impls, scale, 64);
+    run_s2(res, impls, scale, 1000);
+  }
+  if (wanted("s3")) run_s3(res, impls, scale);
+  if (wanted("s5")) run_s5(res, impls, scale);
+  if (impls.size() > 1 && !res.order.empty()) print_ratios(res, impls);
+  if (wanted("topologies")) run_topologies(scale);
   return EXIT_SUCCESS;
 }
