@@ -27,6 +27,11 @@
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_future.hpp>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -38,8 +43,10 @@
 #include <future>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <latch>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <tenorite/nats/remote_caller.hpp>
@@ -411,6 +418,262 @@ figures bare_nats(const std::string& url, const counts& n) {
   return f;
 }
 
+// ---- nats.c in its external event-loop mode, on Asio (not a tenorite feature) ----
+//
+// nats.c can leave its socket to an external event loop (natsOptions_SetEventLoop): it then
+// starts no reader thread and writes only when the loop reports the socket writable. Here each
+// side's loop is an io_context of one thread, and both sides use synchronous subscriptions
+// drained on that thread after every read event, so a round trip crosses no thread inside a
+// process: the figure a remote call could reach if tenorite ran nats.c on the caller's and the
+// service's executors (see the README's NATS section).
+
+class asio_event_loop {
+ public:
+  asio_event_loop() : work_(ioc_.get_executor()), thread_([this] { ioc_.run(); }) {}
+  asio_event_loop(const asio_event_loop&) = delete;
+  asio_event_loop& operator=(const asio_event_loop&) = delete;
+  ~asio_event_loop() {
+    work_.reset();
+    thread_.join();
+  }
+
+  natsConnection* connect(const std::string& url) {
+    natsOptions* o = nullptr;
+    nats_check(natsOptions_Create(&o), "natsOptions_Create");
+    nats_check(natsOptions_SetURL(o, url.c_str()), "natsOptions_SetURL");
+    nats_check(natsOptions_SetSendAsap(o, true), "natsOptions_SetSendAsap");
+    nats_check(natsOptions_SetEventLoop(o, this, &on_attach, &on_read, &on_write, &on_detach),
+               "natsOptions_SetEventLoop");
+    nats_check(natsConnection_Connect(&nc_, o), "natsConnection_Connect (event loop)");
+    natsOptions_Destroy(o);
+    return nc_;
+  }
+  /// Destroys the connection and waits until the loop has let go of its socket.
+  void close() {
+    natsConnection_Destroy(nc_);
+    asio::post(ioc_, asio::use_future).get();  // the loop ran every callback posted before
+  }
+  /// Sets what runs after every read event, on the loop's thread; returns once it is set there
+  /// (after it returns, the previous function never runs again).
+  void on_read_event(std::function<void()> f) {
+    asio::post(ioc_, [this, &f] { after_read_ = std::move(f); });
+    asio::post(ioc_, asio::use_future).get();
+  }
+  /// Runs `f` on the loop's thread.
+  void run(std::function<void()> f) { asio::post(ioc_, std::move(f)); }
+
+ private:
+  // nats.c calls these from any thread (connect, reconnect, a publish); the loop state is the
+  // loop thread's, so each is applied there.
+  template <class F>
+  void on_loop(F f) {
+    if (ioc_.get_executor().running_in_this_thread()) {
+      f();
+    } else {
+      asio::post(ioc_, std::move(f));
+    }
+  }
+  static natsStatus on_attach(void** user, void* loop, natsConnection*, natsSock sock) {
+    auto* self = static_cast<asio_event_loop*>(loop);
+    *user = self;
+    self->on_loop([self, sock] {
+      if (self->sd_) (void)self->sd_->release();
+      self->sd_.emplace(self->ioc_, sock);  // nats.c owns the socket: released, never closed
+      self->reading_ = true;                // attaching means polling for reads
+      self->arm_read();
+      self->arm_write();
+    });
+    return NATS_OK;
+  }
+  static natsStatus on_read(void* user, bool add) {
+    auto* self = static_cast<asio_event_loop*>(user);
+    self->on_loop([self, add] {
+      self->reading_ = add;
+      self->arm_read();
+    });
+    return NATS_OK;
+  }
+  static natsStatus on_write(void* user, bool add) {
+    auto* self = static_cast<asio_event_loop*>(user);
+    self->on_loop([self, add] {
+      self->writing_ = add;
+      self->arm_write();
+    });
+    return NATS_OK;
+  }
+  static natsStatus on_detach(void* user) {
+    auto* self = static_cast<asio_event_loop*>(user);
+    self->on_loop([self] {
+      if (!self->sd_) return;
+      self->sd_->cancel();
+      (void)self->sd_->release();
+      self->sd_.reset();
+    });
+    return NATS_OK;
+  }
+  void arm_read() {
+    if (!reading_ || read_armed_ || !sd_) return;
+    read_armed_ = true;
+    sd_->async_wait(asio::posix::stream_descriptor::wait_read, [this](boost::system::error_code ec) {
+      read_armed_ = false;
+      if (ec) return;
+      natsConnection_ProcessReadEvent(nc_);
+      if (after_read_) after_read_();
+      arm_read();
+    });
+  }
+  void arm_write() {
+    if (!writing_ || write_armed_ || !sd_) return;
+    write_armed_ = true;
+    sd_->async_wait(asio::posix::stream_descriptor::wait_write, [this](boost::system::error_code ec) {
+      write_armed_ = false;
+      if (ec) return;
+      natsConnection_ProcessWriteEvent(nc_);
+      arm_write();
+    });
+  }
+
+  asio::io_context ioc_{1};
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  natsConnection* nc_ = nullptr;
+  std::optional<asio::posix::stream_descriptor> sd_;  // loop thread only, as are the flags
+  bool reading_ = false, writing_ = false, read_armed_ = false, write_armed_ = false;
+  std::function<void()> after_read_;
+  std::thread thread_;
+};
+
+// `slots` request loops in flight at once over one inbox; each reply is checked on the
+// requester's loop thread and the slot's next request published from there.
+class evloop_requester {
+ public:
+  evloop_requester(asio_event_loop& loop, natsConnection* nc, std::size_t slots, std::size_t per,
+                   bool sample)
+      : loop_(loop), nc_(nc), slots_(slots), per_(per), sample_(sample), next_(slots, 0),
+        sent_at_(slots, 0), expected_(slots) {
+    natsInbox* ib = nullptr;
+    nats_check(natsInbox_Create(&ib), "natsInbox_Create");
+    inbox_ = std::string(ib) + ".";
+    natsInbox_Destroy(ib);
+    nats_check(natsConnection_SubscribeSync(&sub_, nc_, (inbox_ + "*").c_str()),
+               "subscribe to the inbox");
+    nats_check(natsSubscription_SetPendingLimits(sub_, -1, -1), "SetPendingLimits");
+    nats_check(natsConnection_Flush(nc_), "natsConnection_Flush");
+    if (sample_) samples_.reserve(slots * per);
+    loop_.on_read_event([this] { drain(); });
+  }
+  ~evloop_requester() {
+    loop_.on_read_event({});  // no drain() runs past this point
+    natsSubscription_Unsubscribe(sub_);
+    natsSubscription_Destroy(sub_);
+  }
+
+  double run() {
+    std::promise<void> done;
+    finished_ = &done;
+    const std::uint64_t t0 = now_ns();
+    loop_.run([this] {
+      for (std::size_t s = 0; s < slots_; ++s) send(s);
+    });
+    done.get_future().wait();
+    return static_cast<double>(now_ns() - t0);
+  }
+  std::vector<std::uint64_t>& samples() { return samples_; }
+
+ private:
+  void send(std::size_t slot) {
+    std::string& bytes = expected_[slot];
+    bytes.clear();
+    kv::request req = kv::get{key_of(slot, next_[slot])};
+    if (!codec_.encode(req, bytes)) fail("encode failed");
+    char reply[128];
+    std::memcpy(reply, inbox_.data(), inbox_.size());
+    auto [end, ec] = std::to_chars(reply + inbox_.size(), reply + sizeof reply - 1, slot);
+    (void)ec;
+    *end = '\0';
+    sent_at_[slot] = now_ns();
+    nats_check(natsConnection_PublishRequest(nc_, "bench.evloop", reply, bytes.data(),
+                                             static_cast<int>(bytes.size())),
+               "natsConnection_PublishRequest");
+  }
+
+  void drain() {
+    natsMsg* msg = nullptr;
+    while (natsSubscription_NextMsg(&msg, sub_, 0) == NATS_OK) {
+      const std::uint64_t t = now_ns();
+      std::string_view subj(natsMsg_GetSubject(msg));
+      std::size_t slot = 0;
+      auto digits = subj.substr(inbox_.size());
+      std::from_chars(digits.data(), digits.data() + digits.size(), slot);
+      if (slot >= slots_) fail("a reply on an unknown subject");
+      std::string_view got(natsMsg_GetData(msg),
+                           static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+      if (got != expected_[slot]) fail("a wrong reply in the event-loop loop");
+      natsMsg_Destroy(msg);
+      if (sample_) samples_.push_back(t - sent_at_[slot]);
+      if (++next_[slot] < per_) {
+        send(slot);
+      } else if (++finished_slots_ == slots_) {
+        finished_->set_value();
+      }
+    }
+  }
+
+  asio_event_loop& loop_;
+  natsConnection* nc_;
+  natsSubscription* sub_ = nullptr;
+  std::string inbox_;
+  std::size_t slots_, per_;
+  bool sample_;
+  tn::binary_codec codec_;
+  // Touched on the loop thread only (run() posts the first requests there).
+  std::vector<std::uint64_t> next_, sent_at_;
+  std::vector<std::string> expected_;
+  std::vector<std::uint64_t> samples_;
+  std::size_t finished_slots_ = 0;
+  std::promise<void>* finished_ = nullptr;
+};
+
+figures evloop_nats(const std::string& url, const counts& n) {
+  asio_event_loop serving, calling;
+  natsConnection* serve_conn = serving.connect(url);
+  natsConnection* call_conn = calling.connect(url);
+  natsSubscription* replier = nullptr;
+  nats_check(natsConnection_QueueSubscribeSync(&replier, serve_conn, "bench.evloop", "bench"),
+             "subscribe the replier");
+  nats_check(natsSubscription_SetPendingLimits(replier, -1, -1), "SetPendingLimits");
+  serving.on_read_event([serve_conn, replier] {
+    natsMsg* msg = nullptr;
+    while (natsSubscription_NextMsg(&msg, replier, 0) == NATS_OK) {
+      if (const char* reply = natsMsg_GetReply(msg))
+        (void)natsConnection_Publish(serve_conn, reply, natsMsg_GetData(msg),
+                                     natsMsg_GetDataLength(msg));
+      natsMsg_Destroy(msg);
+    }
+  });
+  nats_check(natsConnection_Flush(serve_conn), "natsConnection_Flush");
+  figures f{};
+  {
+    evloop_requester warm(calling, call_conn, 1, n.warmup, false);
+    (void)warm.run();
+  }
+  {
+    evloop_requester one(calling, call_conn, 1, n.latency_calls, true);
+    (void)one.run();
+    f.latency_us = median(one.samples()) / 1000.0;
+  }
+  {
+    evloop_requester many(calling, call_conn, counts::callers, n.per_caller, false);
+    const double ns = many.run();
+    f.throughput = static_cast<double>(counts::callers * n.per_caller) / (ns / 1e9);
+  }
+  serving.on_read_event({});
+  natsSubscription_Unsubscribe(replier);
+  natsSubscription_Destroy(replier);
+  calling.close();
+  serving.close();
+  return f;
+}
+
 void print(const char* impl, const figures& f) {
   std::printf("impl=%s scenario=latency value=%.1f unit=us\n", impl, f.latency_us);
   std::printf("impl=%s scenario=throughput64 value=%.0f unit=calls/s\n", impl, f.throughput);
@@ -434,6 +697,8 @@ int main(int argc, char** argv) {
               server.url().c_str(), n.latency_calls, counts::callers, n.per_caller);
   const figures bare = bare_nats(server.url(), n);
   print("nats.c-bare", bare);
+  const figures evloop = evloop_nats(server.url(), n);
+  print("nats.c-evloop", evloop);
   const figures remote = tenorite_remote(server.url(), n);
   print("tenorite-remote", remote);
   const figures local = tenorite_local(n);
