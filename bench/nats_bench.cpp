@@ -260,10 +260,14 @@ figures tenorite_local(const counts& n) {
   return f;
 }
 
-figures tenorite_remote(const std::string& url, const counts& n) {
+// serve_on_executor: the serving connection runs on the service's runtime (nats.c's
+// event-loop mode): requests reach the worker without a nats.c delivery thread.
+figures tenorite_remote(const std::string& url, const counts& n, bool serve_on_executor) {
   tenorite::runtime serving(1), calling(1);
   auto [task, local] = echo_service{}.start_task(serving.executor(), 1024, kv::config{});
-  auto serve_conn = tn::connection::connect({.servers = {url}, .name = "bench-server"});
+  tn::connection_options serve_opts{.servers = {url}, .name = "bench-server"};
+  if (serve_on_executor) serve_opts.executor = serving.executor();
+  auto serve_conn = tn::connection::connect(serve_opts);
   auto call_conn = tn::connection::connect({.servers = {url}, .name = "bench-caller"});
   figures f{};
   {
@@ -699,7 +703,9 @@ int main(int argc, char** argv) {
   print("nats.c-bare", bare);
   const figures evloop = evloop_nats(server.url(), n);
   print("nats.c-evloop", evloop);
-  const figures remote = tenorite_remote(server.url(), n);
+  const figures threads = tenorite_remote(server.url(), n, false);
+  print("tenorite-remote-nats-threads", threads);
+  const figures remote = tenorite_remote(server.url(), n, true);
   print("tenorite-remote", remote);
   const figures local = tenorite_local(n);
   print("tenorite-local", local);

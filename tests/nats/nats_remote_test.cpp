@@ -23,6 +23,18 @@ using remote = tn::remote_caller<probe::request, probe::response, probe::error>;
 using tenorite::error_kind;
 using namespace std::chrono_literals;
 
+// Every test runs twice: the serving connection on nats.c's own threads, and on the
+// service's runtime (connection_options::executor: nats.c's event-loop mode, requests taken
+// on the runtime from a synchronous subscription).
+enum class serving { nats_threads, on_executor };
+serving serving_mode = serving::nats_threads;  // set by the parameterised suite's SetUp
+
+tn::connection connect_serving(const std::string& url, const asio::any_io_executor& ex) {
+  tn::connection_options o{.servers = {url}};
+  if (serving_mode == serving::on_executor) o.executor = ex;
+  return tn::connection::connect(o);
+}
+
 // A nats-server, a local probe service served on "probe", a remote caller of it.
 struct fixture {
   nats_test::server nats;
@@ -37,7 +49,7 @@ struct fixture {
     auto [t, c] = probe::service{}.start_task(rt.executor(), 16, probe::config{"local"});
     task = std::move(t);
     local = std::move(c);
-    serve_conn = tn::connection::connect({.servers = {nats.url()}});
+    serve_conn = connect_serving(nats.url(), rt.executor());
     call_conn = tn::connection::connect({.servers = {nats.url()}});
     srv.emplace(tn::serve(serve_conn, "probe", "probes", local, so));
     caller = remote(call_conn, "probe", rt.executor(), ro);
@@ -49,7 +61,18 @@ struct fixture {
   }
 };
 
-TEST(NatsRemote, BlockingRoundTripOfEveryOutcome) {
+class NatsRemote : public ::testing::TestWithParam<serving> {
+ protected:
+  void SetUp() override { serving_mode = GetParam(); }
+};
+
+INSTANTIATE_TEST_SUITE_P(Serving, NatsRemote,
+                         ::testing::Values(serving::nats_threads, serving::on_executor),
+                         [](const ::testing::TestParamInfo<serving>& i) {
+                           return i.param == serving::nats_threads ? "NatsThreads" : "OnExecutor";
+                         });
+
+TEST_P(NatsRemote, BlockingRoundTripOfEveryOutcome) {
   fixture f;
   auto ok = f.caller.send_request_blocking(probe::echo{"hello"});
   ASSERT_TRUE(ok) << ok.error().message();
@@ -75,7 +98,7 @@ TEST(NatsRemote, BlockingRoundTripOfEveryOutcome) {
   EXPECT_NE(none.error().message().find("no responders"), std::string::npos);
 }
 
-TEST(NatsRemote, LocalWorkerGoneIsASendFailureWithTheRequest) {
+TEST_P(NatsRemote, LocalWorkerGoneIsASendFailureWithTheRequest) {
   fixture f;
   f.task.abort();
   (void)f.task.wait();
@@ -86,7 +109,7 @@ TEST(NatsRemote, LocalWorkerGoneIsASendFailureWithTheRequest) {
   EXPECT_FALSE(r.error().reason().empty());
 }
 
-TEST(NatsRemote, AwaitableAndTokenForms) {
+TEST_P(NatsRemote, AwaitableAndTokenForms) {
   fixture f;
   auto aw = f.rt.block_on([&]() -> asio::awaitable<remote::result_type> {
     probe::request req = probe::echo{"co"};
@@ -112,7 +135,7 @@ TEST(NatsRemote, AwaitableAndTokenForms) {
   EXPECT_EQ(cr.error().service_error(), "cb");
 }
 
-TEST(NatsRemote, ManyConcurrentCallsAllComplete) {
+TEST_P(NatsRemote, ManyConcurrentCallsAllComplete) {
   fixture f;
   constexpr int n = 500;
   std::vector<std::future<remote::result_type>> futs;
@@ -125,7 +148,7 @@ TEST(NatsRemote, ManyConcurrentCallsAllComplete) {
   }
 }
 
-TEST(NatsRemote, DeadlinesTimeOutAndLateRepliesAreDropped) {
+TEST_P(NatsRemote, DeadlinesTimeOutAndLateRepliesAreDropped) {
   fixture f;
   auto t = f.caller.send_request_blocking_for(probe::hold{}, 50ms);
   ASSERT_FALSE(t);
@@ -162,7 +185,7 @@ TEST(NatsRemote, DeadlinesTimeOutAndLateRepliesAreDropped) {
   (void)g.caller.send_request_blocking_for(probe::release{}, 5s);
 }
 
-TEST(NatsRemote, CancellationCompletesOnceAndDropsTheLateReply) {
+TEST_P(NatsRemote, CancellationCompletesOnceAndDropsTheLateReply) {
   fixture f;
   asio::cancellation_signal sig;
   std::atomic<int> completions{0};
@@ -206,7 +229,7 @@ template <class A, class B>
   return std::move(a) || std::move(b);
 }
 
-TEST(NatsRemote, AwaitableOperatorsCancelTheCall) {
+TEST_P(NatsRemote, AwaitableOperatorsCancelTheCall) {
   fixture f;
   auto outcome = f.rt.block_on(asio::co_spawn(
       asio::make_strand(f.rt.executor()),
@@ -223,7 +246,7 @@ TEST(NatsRemote, AwaitableOperatorsCancelTheCall) {
   EXPECT_EQ(*rel, "1");
 }
 
-TEST(NatsRemote, MalformedRequestsGetAnErrorReplyAndTheServerKeepsServing) {
+TEST_P(NatsRemote, MalformedRequestsGetAnErrorReplyAndTheServerKeepsServing) {
   fixture f;
   natsConnection* nc = f.call_conn.native();
   const std::vector<std::string> hostile = {
@@ -244,7 +267,7 @@ TEST(NatsRemote, MalformedRequestsGetAnErrorReplyAndTheServerKeepsServing) {
   EXPECT_EQ(f.srv->stats().bad_requests, hostile.size());
 }
 
-TEST(NatsRemote, PayloadLimitsBothWays) {
+TEST_P(NatsRemote, PayloadLimitsBothWays) {
   fixture f(tn::serve_options{.max_payload = 64});
   // Over the server's limit: rejected by the server, request returned.
   auto r = f.caller.send_request_blocking(probe::echo{std::string(200, 'a')});
@@ -260,7 +283,7 @@ TEST(NatsRemote, PayloadLimitsBothWays) {
   EXPECT_TRUE(s.error().request());
 }
 
-TEST(NatsRemote, UndecodableReplyIsAFetchFailureWithAReason) {
+TEST_P(NatsRemote, UndecodableReplyIsAFetchFailureWithAReason) {
   fixture f;
   // A rogue responder on "rogue" answers garbage.
   natsSubscription* sub = nullptr;
@@ -281,7 +304,7 @@ TEST(NatsRemote, UndecodableReplyIsAFetchFailureWithAReason) {
   natsSubscription_Destroy(sub);
 }
 
-TEST(NatsRemote, BackpressureAnswersQueueFullBeyondMaxInFlight) {
+TEST_P(NatsRemote, BackpressureAnswersQueueFullBeyondMaxInFlight) {
   fixture f(tn::serve_options{.max_in_flight = 2});
   std::vector<std::future<remote::result_type>> held;
   for (int i = 0; i < 2; ++i)
@@ -304,7 +327,7 @@ TEST(NatsRemote, BackpressureAnswersQueueFullBeyondMaxInFlight) {
   }
 }
 
-TEST(NatsRemote, DrainAnswersWhatWasReceived) {
+TEST_P(NatsRemote, DrainAnswersWhatWasReceived) {
   fixture f;
   auto fut = f.caller.async_send_request(probe::hold{}, asio::use_future);
   auto sync = f.caller.send_request_blocking(probe::echo{"sync"});
@@ -327,7 +350,7 @@ TEST(NatsRemote, DrainAnswersWhatWasReceived) {
 // report in the serving process of the cluster tests found it). The last release now happens
 // in stop(), or in a completion still running on the service's own runtime; the tsan preset
 // checks the rounds below for the race.
-TEST(NatsRemote, StoppingAServerThatHoldsTheLastCallerThenDestroyingTheRuntimeIsSafe) {
+TEST_P(NatsRemote, StoppingAServerThatHoldsTheLastCallerThenDestroyingTheRuntimeIsSafe) {
   nats_test::server nats;
   for (int round = 0; round < 20; ++round) {
     std::optional<tenorite::join_handle<void>> task;
@@ -335,7 +358,7 @@ TEST(NatsRemote, StoppingAServerThatHoldsTheLastCallerThenDestroyingTheRuntimeIs
       tenorite::runtime rt(1);
       auto [t, local] = probe::service{}.start_task(rt.executor(), 4, probe::config{"last"});
       task.emplace(std::move(t));
-      auto conn = tn::connection::connect({.servers = {nats.url()}});
+      auto conn = connect_serving(nats.url(), rt.executor());
       auto srv = tn::serve(conn, "probe.last", "", std::move(local));  // the only caller now
       {
         remote caller(conn, "probe.last", rt.executor());
@@ -355,7 +378,7 @@ TEST(NatsRemote, StoppingAServerThatHoldsTheLastCallerThenDestroyingTheRuntimeIs
 
 // A closed connection brings no reply: the calls in flight end at once with fetch_failure
 // (not at their deadline, here an hour away), and later calls are send failures.
-TEST(NatsRemote, ClosingTheConnectionFailsPendingCallsAtOnce) {
+TEST_P(NatsRemote, ClosingTheConnectionFailsPendingCallsAtOnce) {
   fixture f({}, tn::remote_caller_options{.timeout = std::chrono::hours(1)});
   // Published in order on one connection: once the echo is answered, the server holds both.
   std::future<remote::result_type> held1 =

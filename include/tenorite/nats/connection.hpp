@@ -7,18 +7,35 @@
 // one onto nats.c's: authentication (user/password or token), TLS (CA, certificate and key
 // files), reconnection, and SendAsap (on by default: a replier that buffers its replies makes
 // every call wait about a millisecond).
+//
+// With `.executor` set, nats.c leaves the socket to that executor (its external event-loop
+// mode): no reader thread, and serve() takes each request on the executor itself, so a service
+// running there is called without a hand-off from a nats.c thread. Rules of that mode:
+// - connect(), flush(), serve() and server::drain() wait for the NATS server, whose answer is
+//   read on the executor: do not call them from a thread of the executor's context (they throw
+//   std::logic_error where they can tell);
+// - destroy the connection, and the servers and remote callers using it, before that context.
 #pragma once
 
 #include <nats/nats.h>
 
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/detail/scheduler.hpp>
+#include <boost/asio/execution_context.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -80,6 +97,196 @@ class connection_events {
   std::uint64_t next_ = 0;                        // guarded by m_
   bool closed_ = false;                           // guarded by m_
 };
+
+/// nats.c's external event loop on an Asio executor. Every piece of the loop's state is the
+/// strand's; nats.c calls the four callbacks from any thread (connect, reconnect, a publish)
+/// and each is applied on the strand. After each read event the loop runs its drainers: the
+/// functions that take what arrived on synchronous subscriptions (serve()'s).
+///
+/// Invariants:
+/// - the socket is nats.c's: the descriptor is released, never closed;
+/// - a wait completion from an earlier socket (before a reconnect or the detach) is ignored
+///   (generation count), so nats.c is never called for a socket it no longer uses;
+/// - a drainer never runs after remove_drainer() returned, except when removed from inside its
+///   own call (then that call finishes and the drainer is dropped on the loop).
+class event_loop : public std::enable_shared_from_this<event_loop> {
+ public:
+  explicit event_loop(const boost::asio::any_io_executor& ex)
+      : ex_(ex), strand_(boost::asio::make_strand(ex)) {}
+  ~event_loop() {
+    if (sd_) (void)sd_->release();
+  }
+  event_loop(const event_loop&) = delete;
+  event_loop& operator=(const event_loop&) = delete;
+
+  /// True on a thread running the executor's context (where waiting for the loop would wait
+  /// for ourselves). Told for io_context and thread_pool (Asio's scheduler); false otherwise.
+  bool on_loop_context() const {
+    auto& ctx = boost::asio::query(ex_, boost::asio::execution::context);
+    return boost::asio::has_service<boost::asio::detail::scheduler>(ctx) &&
+           boost::asio::use_service<boost::asio::detail::scheduler>(ctx).can_dispatch();
+  }
+  void refuse_blocking_wait(const char* what) const {
+    if (on_loop_context())
+      throw std::logic_error(std::string("tenorite::nats: ") + what +
+                             " waits for the NATS server, whose answer is read on the "
+                             "connection's executor: call it from another thread");
+  }
+
+  /// Adds a function run on the loop after every read event (and after poke()).
+  std::uint64_t add_drainer(std::function<void()> f) {
+    auto d = std::make_shared<drainer>();
+    d->fn = std::move(f);
+    std::lock_guard lk(m_);
+    drainers_.emplace(++next_id_, std::move(d));
+    return next_id_;
+  }
+  /// Removes a drainer; waits for a call of it in progress on the loop, unless called from
+  /// inside that call. Its function is destroyed here (or, from inside its call, on the loop).
+  void remove_drainer(std::uint64_t id) {
+    std::shared_ptr<drainer> d;
+    {
+      std::lock_guard lk(m_);
+      auto it = drainers_.find(id);
+      if (it == drainers_.end()) return;
+      d = std::move(it->second);
+      drainers_.erase(it);
+    }
+    std::function<void()> dead;
+    std::lock_guard lk(d->m);  // recursive: from inside the drainer's own call we get in
+    d->removed = true;
+    if (d->running != std::this_thread::get_id()) dead = std::move(d->fn);
+  }
+  /// Runs the drainers soon, on the loop (messages may wait on a subscription unannounced).
+  void poke() {
+    boost::asio::post(strand_, [self = shared_from_this()] { self->run_drainers(); });
+  }
+
+  static natsStatus on_attach(void** user, void* loop, natsConnection* nc, natsSock sock) {
+    auto* self = static_cast<event_loop*>(loop);
+    *user = self;
+    self->on_strand([self, nc, sock] {
+      self->nc_ = nc;
+      self->drop_socket();
+      self->sd_.emplace(self->strand_, sock);
+      self->reading_ = true;  // attaching means polling for reads (nats.c's contract)
+      self->arm_read();
+      self->arm_write();
+    });
+    return NATS_OK;
+  }
+  static natsStatus on_read(void* user, bool add) {
+    auto* self = static_cast<event_loop*>(user);
+    self->on_strand([self, add] {
+      self->reading_ = add;
+      self->arm_read();
+    });
+    return NATS_OK;
+  }
+  static natsStatus on_write(void* user, bool add) {
+    auto* self = static_cast<event_loop*>(user);
+    self->on_strand([self, add] {
+      self->writing_ = add;
+      self->arm_write();
+    });
+    return NATS_OK;
+  }
+  static natsStatus on_detach(void* user) {
+    auto* self = static_cast<event_loop*>(user);
+    self->on_strand([self] {
+      self->drop_socket();
+      self->nc_ = nullptr;
+    });
+    return NATS_OK;
+  }
+
+  /// Runs `f` on the loop after everything posted there before (the connection's last act:
+  /// natsConnection_Destroy, so that no read event is processed for a destroyed connection).
+  template <class F>
+  void post(F f) {
+    boost::asio::post(strand_, std::move(f));
+  }
+
+ private:
+  struct drainer {
+    std::recursive_mutex m;
+    std::function<void()> fn;  // guarded by m
+    std::thread::id running;   // guarded by m: the thread inside fn
+    bool removed = false;      // guarded by m
+  };
+
+  template <class F>
+  void on_strand(F f) {
+    if (strand_.running_in_this_thread()) {
+      f();
+    } else {
+      boost::asio::post(strand_, [keep = shared_from_this(), f = std::move(f)]() mutable { f(); });
+    }
+  }
+  void drop_socket() {
+    ++generation_;
+    read_armed_ = write_armed_ = false;
+    reading_ = writing_ = false;
+    if (sd_) {
+      (void)sd_->release();  // cancels the waits; their completions see another generation
+      sd_.reset();
+    }
+  }
+  void arm_read() {
+    if (!reading_ || read_armed_ || !sd_) return;
+    read_armed_ = true;
+    sd_->async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                    [self = shared_from_this(), gen = generation_](boost::system::error_code ec) {
+                      if (gen != self->generation_) return;
+                      self->read_armed_ = false;
+                      if (ec || !self->nc_) return;
+                      natsConnection_ProcessReadEvent(self->nc_);
+                      self->run_drainers();
+                      self->arm_read();
+                    });
+  }
+  void arm_write() {
+    if (!writing_ || write_armed_ || !sd_) return;
+    write_armed_ = true;
+    sd_->async_wait(boost::asio::posix::stream_descriptor::wait_write,
+                    [self = shared_from_this(), gen = generation_](boost::system::error_code ec) {
+                      if (gen != self->generation_) return;
+                      self->write_armed_ = false;
+                      if (ec || !self->nc_) return;
+                      natsConnection_ProcessWriteEvent(self->nc_);
+                      self->arm_write();
+                    });
+  }
+  void run_drainers() {
+    std::vector<std::shared_ptr<drainer>> ds;
+    {
+      std::lock_guard lk(m_);
+      ds.reserve(drainers_.size());
+      for (auto& [id, d] : drainers_) ds.push_back(d);
+    }
+    for (auto& d : ds) {
+      std::function<void()> dead;
+      std::lock_guard lk(d->m);
+      if (d->removed) continue;
+      d->running = std::this_thread::get_id();
+      d->fn();
+      d->running = {};
+      if (d->removed) dead = std::move(d->fn);
+    }
+  }
+
+  boost::asio::any_io_executor ex_;
+  boost::asio::strand<boost::asio::any_io_executor> strand_;
+  // The strand's:
+  natsConnection* nc_ = nullptr;
+  std::optional<boost::asio::posix::stream_descriptor> sd_;
+  std::uint64_t generation_ = 0;
+  bool reading_ = false, writing_ = false, read_armed_ = false, write_armed_ = false;
+
+  std::mutex m_;
+  std::map<std::uint64_t, std::shared_ptr<drainer>> drainers_;  // guarded by m_
+  std::uint64_t next_id_ = 0;                                     // guarded by m_
+};
 }  // namespace detail
 
 /// TLS settings, passed through to nats.c (natsOptions_SetSecure and friends).
@@ -109,6 +316,9 @@ struct connection_options {
   bool send_asap = true;
   /// One shared pool of delivery threads instead of a thread per subscription.
   bool global_message_delivery = false;
+  /// Read and write the socket on this executor (nats.c's event-loop mode, see the top of
+  /// this header) instead of nats.c's reader thread; serve() then takes requests there.
+  std::optional<boost::asio::any_io_executor> executor{};
 };
 
 /// A connection to a NATS server (or cluster). Copyable handle; thread-safe.
@@ -163,6 +373,16 @@ class connection {
     if (o.global_message_delivery)
       detail::check(natsOptions_UseGlobalMessageDelivery(opts, true),
                     "natsOptions_UseGlobalMessageDelivery");
+    std::shared_ptr<detail::event_loop> loop;
+    if (o.executor) {
+      loop = std::make_shared<detail::event_loop>(*o.executor);
+      loop->refuse_blocking_wait("connect()");
+      detail::check(natsOptions_SetEventLoop(opts, loop.get(), &detail::event_loop::on_attach,
+                                             &detail::event_loop::on_read,
+                                             &detail::event_loop::on_write,
+                                             &detail::event_loop::on_detach),
+                    "natsOptions_SetEventLoop");
+    }
     auto events = std::make_shared<detail::connection_events>();
     detail::check(natsOptions_SetClosedCB(opts, &detail::connection_events::on_closed,
                                           events.get()),
@@ -173,12 +393,32 @@ class connection {
       events->self_keep.reset();
       throw nats_error("natsConnection_Connect", s);
     }
-    return connection(std::shared_ptr<natsConnection>(nc,
-                                                      [](natsConnection* c) {
-                                                        natsConnection_Close(c);
-                                                        natsConnection_Destroy(c);
-                                                      }),
-                      std::move(events));
+    if (!loop)
+      return connection(std::shared_ptr<natsConnection>(nc,
+                                                        [](natsConnection* c) {
+                                                          natsConnection_Close(c);
+                                                          natsConnection_Destroy(c);
+                                                        }),
+                        std::move(events), nullptr);
+    // Closed here; destroyed on the loop after every event queued there (which may still
+    // name the connection). Never run (its context gone first), the guard destroys it anyway.
+    struct destroy_later {
+      natsConnection* c;
+      explicit destroy_later(natsConnection* n) noexcept : c(n) {}
+      destroy_later(destroy_later&& o) noexcept : c(std::exchange(o.c, nullptr)) {}
+      destroy_later(const destroy_later&) = delete;
+      destroy_later& operator=(const destroy_later&) = delete;
+      destroy_later& operator=(destroy_later&&) = delete;
+      ~destroy_later() {
+        if (c) natsConnection_Destroy(c);
+      }
+      void operator()() { natsConnection_Destroy(std::exchange(c, nullptr)); }
+    };
+    std::shared_ptr<natsConnection> handle(nc, [loop](natsConnection* c) {
+      natsConnection_Close(c);
+      loop->post(destroy_later(c));
+    });
+    return connection(std::move(handle), std::move(events), std::move(loop));
   }
 
   connection() = default;
@@ -189,6 +429,7 @@ class connection {
 
   /// Sends everything buffered and waits for the server's acknowledgement.
   void flush(std::chrono::milliseconds timeout = std::chrono::seconds(5)) const {
+    if (loop_) loop_->refuse_blocking_wait("flush()");
     detail::check(natsConnection_FlushTimeout(nc_.get(), static_cast<int64_t>(timeout.count())),
                   "natsConnection_FlushTimeout");
   }
@@ -207,13 +448,20 @@ class connection {
   }
   /// The largest payload the server accepts, in bytes.
   int64_t max_payload() const noexcept { return natsConnection_GetMaxPayload(nc_.get()); }
+  /// True when the connection runs on an executor (connection_options::executor).
+  bool on_executor() const noexcept { return static_cast<bool>(loop_); }
+
+  /// For serve(): the event loop, or null (internal).
+  const std::shared_ptr<detail::event_loop>& loop_internal() const noexcept { return loop_; }
 
  private:
   explicit connection(std::shared_ptr<natsConnection> nc,
-                      std::shared_ptr<detail::connection_events> ev) noexcept
-      : nc_(std::move(nc)), events_(std::move(ev)) {}
+                      std::shared_ptr<detail::connection_events> ev,
+                      std::shared_ptr<detail::event_loop> loop) noexcept
+      : nc_(std::move(nc)), events_(std::move(ev)), loop_(std::move(loop)) {}
   std::shared_ptr<natsConnection> nc_;
   std::shared_ptr<detail::connection_events> events_;
+  std::shared_ptr<detail::event_loop> loop_;
 };
 
 }  // namespace tenorite::nats

@@ -17,6 +17,9 @@
 //   `bad request` and a reason; the server keeps serving;
 // - drain(): no new requests, those received are served and answered, then it returns;
 //   stop(): no new requests (in-flight calls still reply). The destructor stops.
+// On a connection that runs on an executor (connection_options::executor) the subscription is
+// synchronous and drained on that executor after each read event: requests reach the service
+// without a nats.c delivery thread (and without a thread switch when the service runs there).
 #pragma once
 
 #include <nats/nats.h>
@@ -73,6 +76,23 @@ class server_state : public std::enable_shared_from_this<server_state<Req, Resp,
   Codec codec;
   natsSubscription* sub = nullptr;
   std::shared_ptr<server_state> self_keep;  // until nats.c's last callback has returned
+  // On a connection with an event loop: the drainer that takes requests on the loop.
+  std::shared_ptr<event_loop> loop;
+  std::uint64_t drainer = 0;
+  std::atomic<bool> sync_stopped{false};
+
+  /// Takes every request waiting on the synchronous subscription (on the event loop).
+  void drain_sync() {
+    while (!sync_stopped.load(std::memory_order_acquire)) {
+      natsMsg* msg = nullptr;
+      const natsStatus s = natsSubscription_NextMsg(&msg, sub, 0);
+      if (s == NATS_OK) {
+        on_msg(nullptr, nullptr, msg, this);
+      } else if (s != NATS_SLOW_CONSUMER) {  // slow consumer: told once, messages follow
+        return;                               // none waiting, or the subscription has ended
+      }
+    }
+  }
 
   std::mutex m;
   std::condition_variable cv;
@@ -195,8 +215,10 @@ class server {
   /// true when everything was answered within `timeout` (blocks the calling thread).
   bool drain(std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
     if (!st_) return true;
+    if (st_->loop) st_->loop->refuse_blocking_wait("server::drain()");
     auto deadline = std::chrono::steady_clock::now() + timeout;
     if (natsSubscription_Drain(st_->sub) == NATS_OK) {
+      if (st_->loop) st_->loop->poke();  // what is queued is taken by the loop's drainer
       (void)natsSubscription_WaitForDrainCompletion(st_->sub,
                                                     static_cast<int64_t>(timeout.count()));
     } else {
@@ -211,6 +233,21 @@ class server {
   /// the server is released here, not later on a nats.c thread.
   void stop() noexcept {
     if (!st_) return;
+    if (st_->loop) {
+      // Synchronous subscription: once the drainer is removed nothing of nats.c calls us.
+      st_->sync_stopped.store(true, std::memory_order_release);
+      st_->loop->remove_drainer(st_->drainer);
+      (void)natsSubscription_Unsubscribe(st_->sub);
+      natsSubscription_Destroy(st_->sub);
+      std::shared_ptr<state> keep;
+      {
+        std::lock_guard lk(st_->m);
+        st_->sub_done = true;
+        keep = std::move(st_->self_keep);
+      }
+      st_.reset();
+      return;
+    }
     (void)natsSubscription_Unsubscribe(st_->sub);
     natsSubscription_Destroy(st_->sub);
     std::shared_ptr<state> keep;
@@ -258,6 +295,23 @@ server<Req, Resp, Err, Codec> serve(connection conn, const std::string& subject,
                 "tenorite::nats::serve: the codec must encode and decode Req, Resp and Err");
   using state = detail::server_state<Req, Resp, Err, Codec>;
   auto st = std::make_shared<state>(std::move(conn), std::move(caller), opts, std::move(codec));
+  if (const auto& loop = st->conn.loop_internal()) {
+    loop->refuse_blocking_wait("serve()");
+    natsStatus s = queue_group.empty()
+                       ? natsConnection_SubscribeSync(&st->sub, st->conn.native(), subject.c_str())
+                       : natsConnection_QueueSubscribeSync(&st->sub, st->conn.native(),
+                                                           subject.c_str(), queue_group.c_str());
+    if (s != NATS_OK) throw nats_error("subscribe to " + subject, s);
+    (void)natsSubscription_SetPendingLimits(st->sub, opts.pending_msgs_limit,
+                                            opts.pending_bytes_limit);
+    st->self_keep = st;
+    st->loop = loop;
+    st->drainer = loop->add_drainer([w = std::weak_ptr<state>(st)] {
+      if (auto self = w.lock()) self->drain_sync();
+    });
+    (void)natsConnection_Flush(st->conn.native());
+    return server<Req, Resp, Err, Codec>(std::move(st));
+  }
   st->self_keep = st;
   natsStatus s =
       queue_group.empty()
