@@ -18,10 +18,12 @@ using remote = tn::remote_caller<probe::request, probe::response, probe::error>;
 using tenorite::error_kind;
 using namespace std::chrono_literals;
 
+// `b` serves on its runtime (connection_options::executor), `a` on nats.c's threads: one
+// queue group, both modes.
 TEST(NatsCluster, TwoProcessesInAQueueGroupShareTheLoad) {
   nats_test::server nats;
   nats_test::serving_process a(nats.url(), "probe", "probes", "a");
-  nats_test::serving_process b(nats.url(), "probe", "probes", "b");
+  nats_test::serving_process b(nats.url(), "probe", "probes", "b", /*on_executor=*/true);
   tenorite::runtime rt(1);
   auto conn = tn::connection::connect({.servers = {nats.url()}});
   remote caller(conn, "probe", rt.executor(), {.timeout = 10s});
@@ -40,10 +42,11 @@ TEST(NatsCluster, TwoProcessesInAQueueGroupShareTheLoad) {
   EXPECT_EQ(b.terminate(), 0);
 }
 
+// The survivor `b` serves on its runtime (event-loop mode).
 TEST(NatsCluster, KillingOneServerMidStreamLosesNoCallAndTheSurvivorTakesOver) {
   nats_test::server nats;
   nats_test::serving_process a(nats.url(), "probe", "probes", "a");
-  nats_test::serving_process b(nats.url(), "probe", "probes", "b");
+  nats_test::serving_process b(nats.url(), "probe", "probes", "b", /*on_executor=*/true);
   tenorite::runtime rt(1);
   auto conn = tn::connection::connect({.servers = {nats.url()}});
   remote caller(conn, "probe", rt.executor(), {.timeout = 2s});
@@ -97,13 +100,23 @@ TEST(NatsCluster, KillingOneServerMidStreamLosesNoCallAndTheSurvivorTakesOver) {
   }
 }
 
-TEST(NatsCluster, ServerRestartAndReconnection) {
+// The serving connection on nats.c's threads, then on the service's runtime (event-loop
+// mode: nats.c hands the new socket to the loop when it reconnects).
+class NatsClusterRestart : public ::testing::TestWithParam<bool> {};
+INSTANTIATE_TEST_SUITE_P(Serving, NatsClusterRestart, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& i) {
+                           return i.param ? "OnExecutor" : "NatsThreads";
+                         });
+
+TEST_P(NatsClusterRestart, ServerRestartAndReconnection) {
   nats_test::server nats;
   const int port = nats.port();
   tenorite::runtime rt(2);
   auto [task, local] = probe::service{}.start_task(rt.executor(), 16, probe::config{"local"});
   tn::connection_options co{.servers = {nats.url()}, .reconnect_wait = 20ms};
-  auto serve_conn = tn::connection::connect(co);
+  tn::connection_options serve_co = co;
+  if (GetParam()) serve_co.executor = rt.executor();
+  auto serve_conn = tn::connection::connect(serve_co);
   auto call_conn = tn::connection::connect(co);
   auto srv = tn::serve(serve_conn, "probe", "probes", local);
   remote caller(call_conn, "probe", rt.executor(), {.timeout = 1s});

@@ -409,3 +409,43 @@ TEST_P(NatsRemote, ClosingTheConnectionFailsPendingCallsAtOnce) {
   ASSERT_TRUE(rel) << rel.error().message();
   EXPECT_EQ(*rel, "2");
 }
+
+// On a connection that runs on an executor, the calls that wait for the NATS server's answer
+// (read on that executor) refuse to run on a thread of its context instead of waiting for
+// themselves forever.
+TEST(NatsOnExecutor, WaitingCallsOnTheConnectionsOwnContextThrowInsteadOfHanging) {
+  nats_test::server nats;
+  tenorite::runtime rt(1);
+  auto [task, local] = probe::service{}.start_task(rt.executor(), 4, probe::config{"x"});
+  auto conn = tn::connection::connect({.servers = {nats.url()}, .executor = rt.executor()});
+  EXPECT_TRUE(conn.on_executor());
+  conn.flush();  // from another thread: fine
+  auto refused = rt.block_on([&]() -> asio::awaitable<int> {
+    int n = 0;
+    try {
+      conn.flush();
+    } catch (const std::logic_error& e) {
+      ++n;
+      EXPECT_NE(std::string(e.what()).find("another thread"), std::string::npos) << e.what();
+    }
+    try {
+      auto srv = tn::serve(conn, "probe.refused", "", local);
+    } catch (const std::logic_error&) {
+      ++n;
+    }
+    try {
+      auto again = tn::connection::connect({.servers = {nats.url()}, .executor = rt.executor()});
+    } catch (const std::logic_error&) {
+      ++n;
+    }
+    co_return n;
+  }());
+  EXPECT_EQ(refused, 3);
+  // The connection still serves from the owner's thread.
+  auto srv = tn::serve(conn, "probe.ok", "", local);
+  auto call_conn = tn::connection::connect({.servers = {nats.url()}});
+  remote caller(call_conn, "probe.ok", rt.executor());
+  auto r = caller.send_request_blocking(probe::echo{"fine"});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(*r, "fine");
+}

@@ -108,11 +108,14 @@ class server {
 /// printed "ready" (its subscription is known to the server).
 class serving_process {
  public:
+  /// on_executor: the process's connection runs on its service's runtime (event-loop mode).
   serving_process(const std::string& url, const std::string& subject, const std::string& group,
-                  const std::string& name) {
+                  const std::string& name, bool on_executor = false) {
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
-    pid_ = spawn({TENORITE_NATS_TEST_SERVER_BIN, url, subject, group, name}, fds[1]);
+    std::vector<std::string> args{TENORITE_NATS_TEST_SERVER_BIN, url, subject, group, name};
+    if (on_executor) args.push_back("on-executor");
+    pid_ = spawn(args, fds[1]);
     close(fds[1]);
     std::string got;
     auto deadline = std::chrono::steady_clock::now() + 20s;
