@@ -23,9 +23,10 @@ using remote = tn::remote_caller<probe::request, probe::response, probe::error>;
 using tenorite::error_kind;
 using namespace std::chrono_literals;
 
-// Every test runs twice: the serving connection on nats.c's own threads, and on the
-// service's runtime (connection_options::executor: nats.c's event-loop mode, requests taken
-// on the runtime from a synchronous subscription).
+// Every test runs twice: the connections on nats.c's own threads, and on the service's
+// runtime (connection_options::executor: nats.c's event-loop mode; the server takes requests
+// on the runtime from a synchronous subscription, the remote caller's replies still come on a
+// nats.c delivery thread).
 enum class serving { nats_threads, on_executor };
 serving serving_mode = serving::nats_threads;  // set by the parameterised suite's SetUp
 
@@ -50,7 +51,7 @@ struct fixture {
     task = std::move(t);
     local = std::move(c);
     serve_conn = connect_serving(nats.url(), rt.executor());
-    call_conn = tn::connection::connect({.servers = {nats.url()}});
+    call_conn = connect_serving(nats.url(), rt.executor());  // replies still come on nats.c's
     srv.emplace(tn::serve(serve_conn, "probe", "probes", local, so));
     caller = remote(call_conn, "probe", rt.executor(), ro);
   }

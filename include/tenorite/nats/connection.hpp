@@ -27,6 +27,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -205,6 +206,47 @@ class event_loop : public std::enable_shared_from_this<event_loop> {
   template <class F>
   void post(F f) {
     boost::asio::post(strand_, std::move(f));
+  }
+
+  /// Closes `nc` on the loop: nats.c closes the socket the loop polls, which must not happen
+  /// beside the loop arming a wait on it. From another thread this waits for the loop (at
+  /// most about two seconds: a loop that does not run, its context stopped, cannot race, and
+  /// the connection is then closed here); on the executor's context it is queued.
+  void close(natsConnection* nc) {
+    if (strand_.running_in_this_thread()) {
+      natsConnection_Close(nc);
+      return;
+    }
+    if (on_loop_context()) {
+      post([nc] { natsConnection_Close(nc); });
+      return;
+    }
+    struct claim {
+      std::mutex m;
+      std::condition_variable cv;
+      bool taken = false, done = false;
+    };
+    auto c = std::make_shared<claim>();
+    post([c, nc] {
+      {
+        std::lock_guard lk(c->m);
+        if (c->taken) return;
+        c->taken = true;
+      }
+      natsConnection_Close(nc);
+      std::lock_guard lk(c->m);
+      c->done = true;
+      c->cv.notify_all();
+    });
+    std::unique_lock lk(c->m);
+    if (c->cv.wait_for(lk, std::chrono::seconds(2), [&] { return c->done; })) return;
+    if (c->taken) {
+      c->cv.wait(lk, [&] { return c->done; });  // the loop is closing it right now
+      return;
+    }
+    c->taken = true;
+    lk.unlock();
+    natsConnection_Close(nc);
   }
 
  private:
@@ -400,8 +442,8 @@ class connection {
                                                           natsConnection_Destroy(c);
                                                         }),
                         std::move(events), nullptr);
-    // Closed here; destroyed on the loop after every event queued there (which may still
-    // name the connection). Never run (its context gone first), the guard destroys it anyway.
+    // Closed on the loop; destroyed there after every event queued (which may still name
+    // the connection). Never run (its context gone first), the guard destroys it anyway.
     struct destroy_later {
       natsConnection* c;
       explicit destroy_later(natsConnection* n) noexcept : c(n) {}
@@ -415,7 +457,7 @@ class connection {
       void operator()() { natsConnection_Destroy(std::exchange(c, nullptr)); }
     };
     std::shared_ptr<natsConnection> handle(nc, [loop](natsConnection* c) {
-      natsConnection_Close(c);
+      loop->close(c);
       loop->post(destroy_later(c));
     });
     return connection(std::move(handle), std::move(events), std::move(loop));
@@ -435,8 +477,16 @@ class connection {
   }
   bool is_closed() const noexcept { return natsConnection_IsClosed(nc_.get()); }
   bool is_reconnecting() const noexcept { return natsConnection_IsReconnecting(nc_.get()); }
-  /// Closes the connection now (every copy sees it closed; subscriptions end).
-  void close() const noexcept { natsConnection_Close(nc_.get()); }
+  /// Closes the connection now (every copy sees it closed; subscriptions end). On a
+  /// connection that runs on an executor the close is done there: called on a thread of that
+  /// executor's context it is queued, not done when this returns.
+  void close() const {
+    if (loop_) {
+      loop_->close(nc_.get());
+    } else {
+      natsConnection_Close(nc_.get());
+    }
+  }
   /// Calls `f` (on a nats.c thread) when the connection closes for good (close(), the last
   /// handle gone, or reconnection given up); returns an id for unwatch_closed(), or 0 when
   /// the connection is already closed (then `f` is never called).
