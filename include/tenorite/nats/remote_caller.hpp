@@ -226,6 +226,15 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
 
   /// The caller's handle is gone (no call is pending): stop the inbox and the timer.
   void shutdown() noexcept {
+    // Not from inside our own callback (the delivery thread cannot finish while we wait);
+    // bounded, so a nats.c that never calls back cannot hang the owner. `stopping` is set
+    // before the unsubscription: nats.c's last callback may come at once, and must then leave
+    // the state to us.
+    const bool wait = waits_for_delivery && delivering() != this;
+    if (wait) {
+      std::lock_guard lk(done_m);
+      stopping = true;
+    }
     conn.unwatch_closed(closed_watch);
     (void)natsSubscription_Unsubscribe(sub);
     natsSubscription_Destroy(sub);
@@ -233,12 +242,9 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
       std::lock_guard lk(m);
       timer.reset();
     }
-    // Not from inside our own callback (the delivery thread cannot finish while we wait);
-    // bounded, so a nats.c that never calls back cannot hang the owner.
     std::shared_ptr<remote_state> keep;  // released on this thread, after the locks
-    if (waits_for_delivery && delivering() != this) {
+    if (wait) {
       std::unique_lock lk(done_m);
-      stopping = true;
       if (done_cv.wait_for(lk, std::chrono::seconds(5), [this] { return delivery_done; })) {
         std::lock_guard lk2(m);
         keep = std::move(self_keep);

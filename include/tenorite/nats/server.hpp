@@ -248,12 +248,17 @@ class server {
       st_.reset();
       return;
     }
+    {
+      // Before the unsubscription: nats.c's last callback may come at once and must then
+      // leave the state (and the local caller it holds) to this thread.
+      std::lock_guard lk(st_->m);
+      st_->stopping = true;
+    }
     (void)natsSubscription_Unsubscribe(st_->sub);
     natsSubscription_Destroy(st_->sub);
     std::shared_ptr<state> keep;
     {
       std::unique_lock lk(st_->m);
-      st_->stopping = true;
       if (st_->cv.wait_for(lk, std::chrono::seconds(5), [&] { return st_->sub_done; })) {
         keep = std::move(st_->self_keep);  // released below, on this thread
       } else {
