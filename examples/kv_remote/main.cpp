@@ -39,7 +39,10 @@ int serve(const std::string& url, const std::string& subject) {
 
   tenorite::runtime rt(1);
   auto [task, caller] = kv::service{}.start_task(rt.executor(), 32, kv::config{});
-  auto conn = tn::connection::connect({.servers = {url}, .name = "kv_remote serve"});
+  // The connection runs on the service's runtime: each request is read, decoded and handed
+  // to the worker on that thread, with no hop from a nats.c thread.
+  auto conn = tn::connection::connect(
+      {.servers = {url}, .name = "kv_remote serve", .executor = rt.executor()});
   auto server = tn::serve(conn, subject, "kv", caller);
   std::cout << "serving kv on '" << subject << "' at " << url << " (Ctrl-C to stop)"
             << std::endl;
