@@ -260,15 +260,17 @@ figures tenorite_local(const counts& n) {
   return f;
 }
 
-// serve_on_executor: the serving connection runs on the service's runtime (nats.c's
-// event-loop mode): requests reach the worker without a nats.c delivery thread.
-figures tenorite_remote(const std::string& url, const counts& n, bool serve_on_executor) {
+// on_executor: each connection runs on its side's runtime (nats.c's event-loop mode):
+// requests reach the worker, and replies the caller, without a nats.c delivery thread.
+figures tenorite_remote(const std::string& url, const counts& n, bool on_executor) {
   tenorite::runtime serving(1), calling(1);
   auto [task, local] = echo_service{}.start_task(serving.executor(), 1024, kv::config{});
   tn::connection_options serve_opts{.servers = {url}, .name = "bench-server"};
-  if (serve_on_executor) serve_opts.executor = serving.executor();
+  if (on_executor) serve_opts.executor = serving.executor();
   auto serve_conn = tn::connection::connect(serve_opts);
-  auto call_conn = tn::connection::connect({.servers = {url}, .name = "bench-caller"});
+  tn::connection_options call_opts{.servers = {url}, .name = "bench-caller"};
+  if (on_executor) call_opts.executor = calling.executor();
+  auto call_conn = tn::connection::connect(call_opts);
   figures f{};
   {
     auto srv = tn::serve(serve_conn, "bench.kv", "bench", local);

@@ -31,6 +31,15 @@
 // (default: the executor given at construction, else tenorite's global runtime). Blocking
 // forms are woken directly. One inbox subscription `<inbox>.*` per remote caller (shared by
 // its copies); each call's reply subject is `<inbox>.<id>`.
+//
+// On a connection that runs on an executor (connection_options::executor) there is no
+// delivery thread: each call subscribes synchronously to its own reply subject (auto-
+// unsubscribed after one message), and the connection's loop takes the reply after a read
+// event and completes the call from there (on the handler's executor: at once when that is
+// the loop's own context). A subscription per call, not one shared inbox, because nats.c
+// reads a synchronous subscription with natsSubscription_NextMsg, which reports a
+// no-responders status without its subject: only the call's own subscription says which call
+// had no responders (a send_failure that gives the request back must be that call's).
 #pragma once
 
 #include <nats/nats.h>
@@ -175,6 +184,13 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
   bool stopping = false;            // guarded by done_m: shutdown() waits, takes self_keep
   bool waits_for_delivery = false;  // on_complete is registered
 
+  // On a connection with an event loop: a synchronous subscription per call, drained there.
+  std::shared_ptr<event_loop> loop;
+  std::uint64_t drainer = 0;
+  std::vector<std::pair<std::uint64_t, natsSubscription*>> new_subs;  // guarded by m
+  std::unordered_map<std::uint64_t, natsSubscription*> loop_subs;      // the drainer's
+  bool closing = false;  // shutdown() ran inside the drainer: it cleans up after itself
+
   static const remote_state*& delivering() noexcept {  // the state whose callback runs here
     static thread_local const remote_state* current = nullptr;
     return current;
@@ -185,6 +201,16 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
     check(natsInbox_Create(&ib), "natsInbox_Create");
     inbox = std::string(ib) + ".";
     natsInbox_Destroy(ib);
+    if (const auto& l = conn.loop_internal()) {
+      loop = l;
+      drainer = loop->add_drainer([w = this->weak_from_this()] {
+        if (auto self = w.lock()) self->drain_replies();
+      });
+      closed_watch = conn.watch_closed([w = this->weak_from_this()] {
+        if (auto self = w.lock()) self->fail_all();
+      });
+      return;
+    }
     self_keep = this->shared_from_this();
     std::string wildcard = inbox + "*";
     natsStatus s = natsConnection_Subscribe(&sub, conn.native(), wildcard.c_str(), &on_reply, this);
@@ -226,6 +252,20 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
 
   /// The caller's handle is gone (no call is pending): stop the inbox and the timer.
   void shutdown() noexcept {
+    if (loop) {
+      conn.unwatch_closed(closed_watch);
+      {
+        std::lock_guard lk(m);
+        timer.reset();
+      }
+      loop->remove_drainer(drainer);  // waits for a drain in progress, unless it is ours
+      if (delivering() == this) {
+        closing = true;  // inside drain_replies: it destroys the subscriptions when done
+        return;
+      }
+      destroy_subscriptions();
+      return;
+    }
     // Not from inside our own callback (the delivery thread cannot finish while we wait);
     // bounded, so a nats.c that never calls back cannot hang the owner. `stopping` is set
     // before the unsubscription: nats.c's last callback may come at once, and must then leave
@@ -274,12 +314,6 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
                  true);
       return;
     }
-    {
-      std::lock_guard lk(m);
-      calls.emplace(id, p);
-      p->deadline = deadlines.emplace(deadline, id);
-      if (deadline < armed) arm(deadline);
-    }
     char reply[256];
     const std::size_t n = inbox.size();
     if (n + 21 > sizeof reply) throw std::logic_error("tenorite::nats: inbox name too long");
@@ -287,6 +321,30 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
     auto [end, ec] = std::to_chars(reply + n, reply + sizeof reply - 1, id);
     (void)ec;
     *end = '\0';
+    natsSubscription* own = nullptr;
+    if (loop) {
+      // Subscribed before the publish: the server sees the interest before the request.
+      natsStatus st = natsConnection_SubscribeSync(&own, conn.native(), reply);
+      if (st == NATS_OK) st = natsSubscription_AutoUnsubscribe(own, 1);
+      if (st != NATS_OK) {
+        if (own) natsSubscription_Destroy(own);
+        p->deliver(p, result_type(std::unexpect,
+                                  error_type::of_kind(error_kind::send_failure,
+                                                      std::move(p->request),
+                                                      std::string("subscribing to the reply "
+                                                                  "subject failed: ") +
+                                                          natsStatus_GetText(st))),
+                   true);
+        return;
+      }
+    }
+    {
+      std::lock_guard lk(m);
+      calls.emplace(id, p);
+      p->deadline = deadlines.emplace(deadline, id);
+      if (deadline < armed) arm(deadline);
+      if (own) new_subs.emplace_back(id, own);
+    }
     natsStatus s = natsConnection_PublishRequest(conn.native(), subject.c_str(), reply,
                                                  payload.data(), static_cast<int>(payload.size()));
     if (s != NATS_OK) {
@@ -342,6 +400,7 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
     }
     for (pending* p : expired)
       p->deliver(p, result_type(std::unexpect, error_type::of_kind(error_kind::timed_out)), false);
+    if (loop && !expired.empty()) loop->poke();  // their subscriptions go on the next drain
   }
 
   // ---- replies: on nats.c's delivery thread ----
@@ -370,12 +429,74 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
     call->deliver(call, std::move(r), false);
   }
 
+  // ---- replies on a connection with an event loop: on the loop, after a read event ----
+
+  void drain_replies() {
+    struct marker {
+      const remote_state* prev;
+      explicit marker(const remote_state* s) noexcept : prev(std::exchange(delivering(), s)) {}
+      marker(const marker&) = delete;
+      marker& operator=(const marker&) = delete;
+      ~marker() { delivering() = prev; }
+    } mark(this);
+    {
+      std::lock_guard lk(m);
+      for (auto& [id, sub] : new_subs) loop_subs.emplace(id, sub);
+      new_subs.clear();
+    }
+    // Outcomes are collected first and delivered after: a completion may run user code, which
+    // may start calls (new_subs) or drop the last handle (shutdown: `closing`).
+    std::vector<std::pair<pending*, result_type>> ready;
+    for (auto it = loop_subs.begin(); it != loop_subs.end();) {
+      natsMsg* msg = nullptr;
+      const natsStatus st = natsSubscription_NextMsg(&msg, it->second, 0);
+      if (st == NATS_TIMEOUT) {
+        bool waiting;
+        {
+          std::lock_guard lk(m);
+          waiting = calls.count(it->first) != 0;
+        }
+        if (waiting) {
+          ++it;
+          continue;
+        }
+        // The call ended without its reply (deadline, cancellation): drop its subscription.
+      } else if (st == NATS_OK || st == NATS_NO_RESPONDERS) {
+        std::unique_ptr<natsMsg, void (*)(natsMsg*)> guard(msg, &natsMsg_Destroy);
+        if (pending* call = take(it->first))
+          ready.emplace_back(call, st == NATS_OK ? outcome(call, msg) : no_responders(call));
+      }  // else the subscription ended with the connection (fail_all ends its call)
+      (void)natsSubscription_Unsubscribe(it->second);
+      natsSubscription_Destroy(it->second);
+      it = loop_subs.erase(it);
+    }
+    for (auto& [call, r] : ready) call->deliver(call, std::move(r), false);
+    if (closing) destroy_subscriptions();
+  }
+
+  void destroy_subscriptions() noexcept {
+    std::vector<std::pair<std::uint64_t, natsSubscription*>> rest;
+    {
+      std::lock_guard lk(m);
+      rest.swap(new_subs);
+    }
+    for (auto& [id, sub] : loop_subs) rest.emplace_back(id, sub);
+    loop_subs.clear();
+    for (auto& [id, sub] : rest) {
+      (void)natsSubscription_Unsubscribe(sub);
+      natsSubscription_Destroy(sub);
+    }
+  }
+
+  result_type no_responders(pending* call) {
+    return result_type(std::unexpect,
+                       error_type::of_kind(error_kind::send_failure, std::move(call->request),
+                                           "no responders: nobody serves the subject '" +
+                                               subject + "'"));
+  }
+
   result_type outcome(pending* call, natsMsg* msg) {
-    if (natsMsg_IsNoResponders(msg))
-      return result_type(std::unexpect,
-                         error_type::of_kind(error_kind::send_failure, std::move(call->request),
-                                             "no responders: nobody serves the subject '" +
-                                                 subject + "'"));
+    if (natsMsg_IsNoResponders(msg)) return no_responders(call);
     const int len = natsMsg_GetDataLength(msg);
     const char* data = natsMsg_GetData(msg);
     std::string_view payload;
@@ -503,6 +624,8 @@ class remote_caller {
   result_type send_request_blocking_until(Req req, clock::time_point deadline) const {
     auto h = checked("send_request_blocking_until");
     tenorite::detail::check_blocking_allowed("tenorite::nats::remote_caller::send_request_blocking");
+    if (h->state->loop)  // the reply is read on that context: waiting there waits for ourselves
+      h->state->loop->refuse_blocking_wait("remote_caller::send_request_blocking");
     blocking_call call;
     std::string payload;
     if (auto e = h->state->codec.encode(req, payload); !e)
