@@ -24,6 +24,7 @@
 #include <boost/asio/execution_context.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <chrono>
@@ -257,12 +258,16 @@ class event_loop : public std::enable_shared_from_this<event_loop> {
     bool removed = false;      // guarded by m
   };
 
+  // dispatch, not post: on a thread of the executor's context with the strand idle it runs at
+  // once (a publish from the service's worker arms the write without a trip through the
+  // scheduler). The callbacks' work never calls back into nats.c, which may hold its lock.
   template <class F>
   void on_strand(F f) {
     if (strand_.running_in_this_thread()) {
       f();
     } else {
-      boost::asio::post(strand_, [keep = shared_from_this(), f = std::move(f)]() mutable { f(); });
+      boost::asio::dispatch(strand_,
+                            [keep = shared_from_this(), f = std::move(f)]() mutable { f(); });
     }
   }
   void drop_socket() {
