@@ -42,13 +42,22 @@ TEST(NatsCluster, TwoProcessesInAQueueGroupShareTheLoad) {
   EXPECT_EQ(b.terminate(), 0);
 }
 
-// The survivor `b` serves on its runtime (event-loop mode).
-TEST(NatsCluster, KillingOneServerMidStreamLosesNoCallAndTheSurvivorTakesOver) {
+// The survivor `b` serves on its runtime (event-loop mode). The callers' connection runs on
+// nats.c's threads, then on the callers' runtime (a subscription per call, drained there).
+class NatsClusterKill : public ::testing::TestWithParam<bool> {};
+INSTANTIATE_TEST_SUITE_P(Calling, NatsClusterKill, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& i) {
+                           return i.param ? "OnExecutor" : "NatsThreads";
+                         });
+
+TEST_P(NatsClusterKill, KillingOneServerMidStreamLosesNoCallAndTheSurvivorTakesOver) {
   nats_test::server nats;
   nats_test::serving_process a(nats.url(), "probe", "probes", "a");
   nats_test::serving_process b(nats.url(), "probe", "probes", "b", /*on_executor=*/true);
   tenorite::runtime rt(1);
-  auto conn = tn::connection::connect({.servers = {nats.url()}});
+  tn::connection_options co{.servers = {nats.url()}};
+  if (GetParam()) co.executor = rt.executor();
+  auto conn = tn::connection::connect(co);
   remote caller(conn, "probe", rt.executor(), {.timeout = 2s});
 
   constexpr int threads = 4, per_thread = 300;
