@@ -191,9 +191,7 @@ class reader {
 // The fewest bytes a T can take: bounds the element count a vector may claim.
 template <class T>
 constexpr std::size_t min_size() {
-  if constexpr (std::is_same_v<T, bool> || std::is_arithmetic_v<T>) {
-    return sizeof(T);
-  } else if constexpr (std::is_enum_v<T>) {
+  if constexpr (std::is_arithmetic_v<T> || std::is_enum_v<T>) {  // bool is arithmetic
     return sizeof(T);
   } else if constexpr (is_basic_string<T>::value || is_vector<T>::value) {
     return 4;

@@ -67,7 +67,7 @@ class server_state : public std::enable_shared_from_this<server_state<Req, Resp,
   using caller_type = tenorite::caller<Req, Resp, Err>;
   using result_type = typename caller_type::result_type;
 
-  server_state(connection c, caller_type cl, serve_options o, Codec cd)
+  server_state(connection c, caller_type cl, const serve_options& o, Codec cd)
       : conn(std::move(c)), caller(std::move(cl)), opts(o), codec(std::move(cd)) {}
 
   connection conn;
