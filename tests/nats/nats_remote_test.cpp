@@ -99,6 +99,22 @@ TEST_P(NatsRemote, BlockingRoundTripOfEveryOutcome) {
   EXPECT_NE(none.error().message().find("no responders"), std::string::npos);
 }
 
+// A second server on the subject without a queue group: every request gets two replies.
+// The second must be dropped, never taken as the answer to a later call (on an executor the
+// later call may reuse the first one's reply subscription).
+TEST_P(NatsRemote, ASecondReplyToOneRequestIsNeverTakenForALaterCall) {
+  fixture f;
+  auto twin = tn::serve(f.serve_conn, "probe", "", f.local);
+  for (int i = 0; i < 300; ++i) {
+    auto r = f.caller.send_request_blocking(probe::echo{std::to_string(i)});
+    ASSERT_TRUE(r) << r.error().message();
+    ASSERT_EQ(*r, std::to_string(i));
+  }
+  const auto a = f.srv->stats(), b = twin.stats();
+  EXPECT_EQ(a.received, 300u);  // both servers saw every request: two replies each time
+  EXPECT_EQ(b.received, 300u);
+}
+
 TEST_P(NatsRemote, LocalWorkerGoneIsASendFailureWithTheRequest) {
   fixture f;
   f.task.abort();

@@ -33,13 +33,16 @@
 // its copies); each call's reply subject is `<inbox>.<id>`.
 //
 // On a connection that runs on an executor (connection_options::executor) there is no
-// delivery thread: each call subscribes synchronously to its own reply subject (auto-
-// unsubscribed after one message), and the connection's loop takes the reply after a read
-// event and completes the call from there (on the handler's executor: at once when that is
-// the loop's own context). A subscription per call, not one shared inbox, because nats.c
-// reads a synchronous subscription with natsSubscription_NextMsg, which reports a
-// no-responders status without its subject: only the call's own subscription says which call
-// had no responders (a send_failure that gives the request back must be that call's).
+// delivery thread: replies come on synchronous subscriptions that the connection's loop
+// drains after each read event, completing the calls from there (on the handler's executor:
+// at once when that is the loop's own context). Each call in flight has a reply subscription
+// of its own, `<inbox><slot>.*`, reused by later calls: a call's reply subject is
+// `<inbox><slot>.<id>`. Not one shared inbox, because nats.c reads synchronous subscriptions
+// with natsSubscription_NextMsg, which reports a no-responders status without its subject:
+// only the subscription tells which call had no responders (a send_failure that gives the
+// request back must be that call's). So a slot is reused only after its call took a message:
+// a later reply on it names an older id and is dropped, and a slot whose call ended without
+// one (deadline, cancellation), where a no-responders status could still come, is retired.
 #pragma once
 
 #include <nats/nats.h>
@@ -184,11 +187,17 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
   bool stopping = false;            // guarded by done_m: shutdown() waits, takes self_keep
   bool waits_for_delivery = false;  // on_complete is registered
 
-  // On a connection with an event loop: a synchronous subscription per call, drained there.
+  // On a connection with an event loop: reply slots (synchronous subscriptions), drained there.
+  struct reply_slot {
+    natsSubscription* sub = nullptr;
+    std::uint64_t index = 0;
+  };
   std::shared_ptr<event_loop> loop;
   std::uint64_t drainer = 0;
-  std::vector<std::pair<std::uint64_t, natsSubscription*>> new_subs;  // guarded by m
-  std::unordered_map<std::uint64_t, natsSubscription*> loop_subs;      // the drainer's
+  std::vector<reply_slot> free_slots;                         // guarded by m
+  std::uint64_t slots_made = 0;                               // guarded by m
+  std::vector<std::pair<std::uint64_t, reply_slot>> new_subs;  // guarded by m: call id, slot
+  std::unordered_map<std::uint64_t, reply_slot> loop_subs;     // the drainer's
   bool closing = false;  // shutdown() ran inside the drainer: it cleans up after itself
 
   static const remote_state*& delivering() noexcept {  // the state whose callback runs here
@@ -314,36 +323,54 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
                  true);
       return;
     }
-    char reply[256];
-    const std::size_t n = inbox.size();
-    if (n + 21 > sizeof reply) throw std::logic_error("tenorite::nats: inbox name too long");
-    std::memcpy(reply, inbox.data(), n);
-    auto [end, ec] = std::to_chars(reply + n, reply + sizeof reply - 1, id);
-    (void)ec;
-    *end = '\0';
-    natsSubscription* own = nullptr;
+    reply_slot slot;
     if (loop) {
-      // Subscribed before the publish: the server sees the interest before the request.
-      natsStatus st = natsConnection_SubscribeSync(&own, conn.native(), reply);
-      if (st == NATS_OK) st = natsSubscription_AutoUnsubscribe(own, 1);
-      if (st != NATS_OK) {
-        if (own) natsSubscription_Destroy(own);
-        p->deliver(p, result_type(std::unexpect,
-                                  error_type::of_kind(error_kind::send_failure,
-                                                      std::move(p->request),
-                                                      std::string("subscribing to the reply "
-                                                                  "subject failed: ") +
-                                                          natsStatus_GetText(st))),
-                   true);
-        return;
+      bool fresh = false;
+      {
+        std::lock_guard lk(m);
+        if (!free_slots.empty()) {
+          slot = free_slots.back();
+          free_slots.pop_back();
+        } else {
+          slot.index = slots_made++;
+          fresh = true;
+        }
+      }
+      if (fresh) {
+        // Subscribed before the publish: the server sees the interest before the request.
+        const std::string wildcard = inbox + std::to_string(slot.index) + ".*";
+        natsStatus st = natsConnection_SubscribeSync(&slot.sub, conn.native(), wildcard.c_str());
+        if (st == NATS_OK) st = natsSubscription_SetPendingLimits(slot.sub, -1, -1);
+        if (st != NATS_OK) {
+          if (slot.sub) natsSubscription_Destroy(slot.sub);
+          p->deliver(p, result_type(std::unexpect,
+                                    error_type::of_kind(error_kind::send_failure,
+                                                        std::move(p->request),
+                                                        std::string("subscribing to the reply "
+                                                                    "subject failed: ") +
+                                                            natsStatus_GetText(st))),
+                     true);
+          return;
+        }
       }
     }
+    char reply[256];
+    const std::size_t n = inbox.size();
+    if (n + 42 > sizeof reply) throw std::logic_error("tenorite::nats: inbox name too long");
+    std::memcpy(reply, inbox.data(), n);
+    char* at = reply + n;
+    if (loop) {
+      at = std::to_chars(at, reply + sizeof reply - 1, slot.index).ptr;
+      *at++ = '.';
+    }
+    at = std::to_chars(at, reply + sizeof reply - 1, id).ptr;
+    *at = '\0';
     {
       std::lock_guard lk(m);
       calls.emplace(id, p);
       p->deadline = deadlines.emplace(deadline, id);
       if (deadline < armed) arm(deadline);
-      if (own) new_subs.emplace_back(id, own);
+      if (loop) new_subs.emplace_back(id, slot);
     }
     natsStatus s = natsConnection_PublishRequest(conn.native(), subject.c_str(), reply,
                                                  payload.data(), static_cast<int>(payload.size()));
@@ -441,50 +468,80 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
     } mark(this);
     {
       std::lock_guard lk(m);
-      for (auto& [id, sub] : new_subs) loop_subs.emplace(id, sub);
+      for (auto& [id, slot] : new_subs) loop_subs.emplace(id, slot);
       new_subs.clear();
     }
     // Outcomes are collected first and delivered after: a completion may run user code, which
     // may start calls (new_subs) or drop the last handle (shutdown: `closing`).
     std::vector<std::pair<pending*, result_type>> ready;
     for (auto it = loop_subs.begin(); it != loop_subs.end();) {
-      natsMsg* msg = nullptr;
-      const natsStatus st = natsSubscription_NextMsg(&msg, it->second, 0);
-      if (st == NATS_TIMEOUT) {
-        bool waiting;
-        {
+      const std::uint64_t id = it->first;
+      const reply_slot slot = it->second;
+      enum { waiting, reuse, retire } next = waiting;
+      for (;;) {
+        natsMsg* msg = nullptr;
+        const natsStatus st = natsSubscription_NextMsg(&msg, slot.sub, 0);
+        if (st == NATS_OK) {
+          std::unique_ptr<natsMsg, void (*)(natsMsg*)> guard(msg, &natsMsg_Destroy);
+          if (call_id_of(msg) != id) continue;  // a late reply to an earlier call: dropped
+          if (pending* call = take(id)) ready.emplace_back(call, outcome(call, msg));
+          next = reuse;
+        } else if (st == NATS_NO_RESPONDERS) {
+          if (pending* call = take(id)) ready.emplace_back(call, no_responders(call));
+          next = reuse;
+        } else if (st == NATS_TIMEOUT) {
           std::lock_guard lk(m);
-          waiting = calls.count(it->first) != 0;
+          // Ended without a message (deadline, cancellation): a no-responders status, which
+          // names no call, could still come for it, so the slot is not reused.
+          if (calls.count(id) == 0) next = retire;
+        } else if (st == NATS_SLOW_CONSUMER) {
+          continue;  // told once (limits are off), the messages follow
+        } else {
+          next = retire;  // the subscription ended with the connection (fail_all ends its call)
         }
-        if (waiting) {
-          ++it;
-          continue;
-        }
-        // The call ended without its reply (deadline, cancellation): drop its subscription.
-      } else if (st == NATS_OK || st == NATS_NO_RESPONDERS) {
-        std::unique_ptr<natsMsg, void (*)(natsMsg*)> guard(msg, &natsMsg_Destroy);
-        if (pending* call = take(it->first))
-          ready.emplace_back(call, st == NATS_OK ? outcome(call, msg) : no_responders(call));
-      }  // else the subscription ended with the connection (fail_all ends its call)
-      (void)natsSubscription_Unsubscribe(it->second);
-      natsSubscription_Destroy(it->second);
+        break;
+      }
+      if (next == waiting) {
+        ++it;
+        continue;
+      }
+      if (next == reuse) {
+        std::lock_guard lk(m);
+        free_slots.push_back(slot);
+      } else {
+        (void)natsSubscription_Unsubscribe(slot.sub);
+        natsSubscription_Destroy(slot.sub);
+      }
       it = loop_subs.erase(it);
     }
     for (auto& [call, r] : ready) call->deliver(call, std::move(r), false);
     if (closing) destroy_subscriptions();
   }
 
+  /// The call id a reply names: the last token of its subject (0 when there is none).
+  static std::uint64_t call_id_of(natsMsg* msg) noexcept {
+    const char* subj = natsMsg_GetSubject(msg);
+    std::string_view s(subj ? subj : "");
+    const auto dot = s.rfind('.');
+    if (dot == std::string_view::npos) return 0;
+    std::uint64_t id = 0;
+    auto [p, ec] = std::from_chars(s.data() + dot + 1, s.data() + s.size(), id);
+    return ec == std::errc() && p == s.data() + s.size() ? id : 0;
+  }
+
   void destroy_subscriptions() noexcept {
-    std::vector<std::pair<std::uint64_t, natsSubscription*>> rest;
+    std::vector<reply_slot> rest;
     {
       std::lock_guard lk(m);
-      rest.swap(new_subs);
+      rest.swap(free_slots);
+      for (auto& [id, slot] : new_subs) rest.push_back(slot);
+      new_subs.clear();
     }
-    for (auto& [id, sub] : loop_subs) rest.emplace_back(id, sub);
+    for (auto& [id, slot] : loop_subs) rest.push_back(slot);
     loop_subs.clear();
-    for (auto& [id, sub] : rest) {
-      (void)natsSubscription_Unsubscribe(sub);
-      natsSubscription_Destroy(sub);
+    for (auto& slot : rest) {
+      (void)natsSubscription_Unsubscribe(slot.sub);
+      natsSubscription_Destroy(slot.sub);
     }
   }
 
