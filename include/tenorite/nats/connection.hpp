@@ -9,11 +9,13 @@
 // every call wait about a millisecond).
 //
 // With `.executor` set, nats.c leaves the socket to that executor (its external event-loop
-// mode): no reader thread, and serve() takes each request on the executor itself, so a service
-// running there is called without a hand-off from a nats.c thread. Rules of that mode:
-// - connect(), flush(), serve() and server::drain() wait for the NATS server, whose answer is
-//   read on the executor: do not call them from a thread of the executor's context (they throw
-//   std::logic_error where they can tell);
+// mode): no reader or delivery threads. serve() takes each request on the executor itself, so
+// a service running there is called without a hand-off from a nats.c thread, and a remote
+// caller takes its replies there too. Rules of that mode:
+// - connect(), flush(), serve(), server::drain() and a remote send_request_blocking wait for
+//   the NATS server, whose answer is read on the executor: do not call them from a thread of
+//   the executor's context (they throw std::logic_error where they can tell: io_context and
+//   thread_pool);
 // - destroy the connection, and the servers and remote callers using it, before that context.
 #pragma once
 

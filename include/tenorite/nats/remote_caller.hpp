@@ -204,6 +204,14 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
     static thread_local const remote_state* current = nullptr;
     return current;
   }
+  struct delivery_marker {  // marks this thread as inside a state's reply delivery
+    const remote_state* prev;
+    explicit delivery_marker(const remote_state* s) noexcept
+        : prev(std::exchange(delivering(), s)) {}
+    delivery_marker(const delivery_marker&) = delete;
+    delivery_marker& operator=(const delivery_marker&) = delete;
+    ~delivery_marker() { delivering() = prev; }
+  };
 
   void subscribe() {
     natsInbox* ib = nullptr;
@@ -434,22 +442,9 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
 
   static void on_reply(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
     auto* self = static_cast<remote_state*>(closure);
-    struct marker {
-      const remote_state* prev;
-      explicit marker(const remote_state* s) noexcept : prev(std::exchange(delivering(), s)) {}
-      marker(const marker&) = delete;
-      marker& operator=(const marker&) = delete;
-      ~marker() { delivering() = prev; }
-    } mark(self);
+    delivery_marker mark(self);
     std::unique_ptr<natsMsg, void (*)(natsMsg*)> guard(msg, &natsMsg_Destroy);
-    const char* subj = natsMsg_GetSubject(msg);
-    std::string_view s(subj ? subj : "");
-    std::uint64_t id = 0;
-    if (s.size() <= self->inbox.size()) return;
-    auto digits = s.substr(self->inbox.size());
-    auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), id);
-    if (ec != std::errc() || p != digits.data() + digits.size()) return;
-    pending* call = self->take(id);
+    pending* call = self->take(call_id_of(msg));  // ids start at 1: a malformed subject is 0
     if (!call) return;  // completed already (deadline, cancellation): a late reply is dropped
     result_type r = self->outcome(call, msg);
     guard.reset();
@@ -459,13 +454,7 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
   // ---- replies on a connection with an event loop: on the loop, after a read event ----
 
   void drain_replies() {
-    struct marker {
-      const remote_state* prev;
-      explicit marker(const remote_state* s) noexcept : prev(std::exchange(delivering(), s)) {}
-      marker(const marker&) = delete;
-      marker& operator=(const marker&) = delete;
-      ~marker() { delivering() = prev; }
-    } mark(this);
+    delivery_marker mark(this);
     {
       std::lock_guard lk(m);
       for (auto& [id, slot] : new_subs) loop_subs.emplace(id, slot);
