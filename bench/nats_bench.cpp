@@ -309,39 +309,27 @@ void bare_replier(natsConnection* nc, natsSubscription*, natsMsg* msg, void*) {
   natsMsg_Destroy(msg);
 }
 
-// `slots` request loops in flight at once, driven from the reply callback: each reply is
-// checked and the slot's next request published from nats.c's delivery thread.
-class bare_loop {
+// `slots` request loops over one inbox `<inbox>.*`: each reply (subject `<inbox>.<slot>`) is
+// checked against the bytes sent, and the slot's next request published from where the reply
+// was taken. Shared by the bare loop (nats.c's delivery thread) and the event-loop loop.
+class request_slots {
  public:
-  bare_loop(natsConnection* nc, std::size_t slots, std::size_t per, bool sample)
-      : nc_(nc), slots_(slots), per_(per), sample_(sample), next_(slots, 0), sent_at_(slots, 0),
-        expected_(slots) {
+  request_slots(natsConnection* nc, const char* subject, std::size_t slots, std::size_t per,
+                bool sample)
+      : nc_(nc), subject_(subject), slots_(slots), per_(per), sample_(sample), next_(slots, 0),
+        sent_at_(slots, 0), expected_(slots) {
     natsInbox* ib = nullptr;
     nats_check(natsInbox_Create(&ib), "natsInbox_Create");
     inbox_ = std::string(ib) + ".";
     natsInbox_Destroy(ib);
-    nats_check(natsConnection_Subscribe(&sub_, nc_, (inbox_ + "*").c_str(), &on_reply, this),
-               "subscribe to the inbox");
-    nats_check(natsSubscription_SetPendingLimits(sub_, -1, -1), "SetPendingLimits");
-    nats_check(natsConnection_Flush(nc_), "natsConnection_Flush");
     if (sample_) samples_.reserve(slots * per);
-  }
-  ~bare_loop() {
-    natsSubscription_Unsubscribe(sub_);
-    natsSubscription_Destroy(sub_);
-  }
-
-  /// Runs every slot to completion; returns the elapsed ns.
-  double run() {
-    const std::uint64_t t0 = now_ns();
-    for (std::size_t s = 0; s < slots_; ++s) send(s);
-    std::unique_lock lk(m_);
-    cv_.wait(lk, [&] { return finished_ == slots_; });
-    return static_cast<double>(now_ns() - t0);
   }
   std::vector<std::uint64_t>& samples() { return samples_; }
 
- private:
+ protected:
+  void send_all() {
+    for (std::size_t s = 0; s < slots_; ++s) send(s);
+  }
   void send(std::size_t slot) {
     std::string& bytes = expected_[slot];
     bytes.clear();
@@ -353,45 +341,81 @@ class bare_loop {
     (void)ec;
     *end = '\0';
     sent_at_[slot] = now_ns();
-    nats_check(natsConnection_PublishRequest(nc_, "bench.bare", reply, bytes.data(),
+    nats_check(natsConnection_PublishRequest(nc_, subject_, reply, bytes.data(),
                                              static_cast<int>(bytes.size())),
                "natsConnection_PublishRequest");
   }
-
-  static void on_reply(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
-    auto* self = static_cast<bare_loop*>(closure);
+  /// Checks and destroys a reply, sends the slot's next request; true when that slot is done.
+  bool on_reply_msg(natsMsg* msg) {
     const std::uint64_t t = now_ns();
     std::string_view subj(natsMsg_GetSubject(msg));
     std::size_t slot = 0;
-    auto digits = subj.substr(self->inbox_.size());
+    auto digits = subj.substr(inbox_.size());
     std::from_chars(digits.data(), digits.data() + digits.size(), slot);
-    if (slot >= self->slots_) fail("a reply on an unknown subject");
+    if (slot >= slots_) fail("a reply on an unknown subject");
     std::string_view got(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
-    if (natsMsg_IsNoResponders(msg) || got != self->expected_[slot])
-      fail("a wrong reply in the bare loop");
+    if (natsMsg_IsNoResponders(msg) || got != expected_[slot]) fail("a wrong reply in a bare loop");
     natsMsg_Destroy(msg);
-    if (self->sample_) self->samples_.push_back(t - self->sent_at_[slot]);
-    if (++self->next_[slot] < self->per_) {
-      self->send(slot);
-    } else {
+    if (sample_) samples_.push_back(t - sent_at_[slot]);
+    if (++next_[slot] < per_) {
+      send(slot);
+      return false;
+    }
+    return true;
+  }
+
+  natsConnection* nc_;
+  const char* subject_;
+  std::string inbox_;
+  std::size_t slots_, per_;
+
+ private:
+  bool sample_;
+  tn::binary_codec codec_;
+  // Slot state is touched by one thread at a time: the one taking replies, once the slot's
+  // first request is out.
+  std::vector<std::uint64_t> next_, sent_at_;
+  std::vector<std::string> expected_;
+  std::vector<std::uint64_t> samples_;
+};
+
+// The bare loop: replies on nats.c's delivery thread, next requests published from there.
+class bare_loop : public request_slots {
+ public:
+  bare_loop(natsConnection* nc, std::size_t slots, std::size_t per, bool sample)
+      : request_slots(nc, "bench.bare", slots, per, sample) {
+    nats_check(natsConnection_Subscribe(&sub_, nc_, (inbox_ + "*").c_str(), &on_reply, this),
+               "subscribe to the inbox");
+    nats_check(natsSubscription_SetPendingLimits(sub_, -1, -1), "SetPendingLimits");
+    nats_check(natsConnection_Flush(nc_), "natsConnection_Flush");
+  }
+  ~bare_loop() {
+    natsSubscription_Unsubscribe(sub_);
+    natsSubscription_Destroy(sub_);
+  }
+
+  /// Runs every slot to completion; returns the elapsed ns.
+  double run() {
+    const std::uint64_t t0 = now_ns();
+    send_all();
+    std::unique_lock lk(m_);
+    cv_.wait(lk, [&] { return finished_ == slots_; });
+    return static_cast<double>(now_ns() - t0);
+  }
+
+ private:
+  static void on_reply(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+    auto* self = static_cast<bare_loop*>(closure);
+    if (self->on_reply_msg(msg)) {
       std::lock_guard lk(self->m_);
       if (++self->finished_ == self->slots_) self->cv_.notify_all();
     }
   }
 
-  natsConnection* nc_;
   natsSubscription* sub_ = nullptr;
-  std::string inbox_;
-  std::size_t slots_, per_;
-  bool sample_;
-  tn::binary_codec codec_;
-  // Slot state is touched by the delivery thread only, once the slot's first request is out.
-  std::vector<std::uint64_t> next_, sent_at_;
-  std::vector<std::string> expected_;
-  std::vector<std::uint64_t> samples_;
   std::mutex m_;
   std::condition_variable cv_;
-  std::size_t finished_ = 0;
+  std::size_t finished_ = 0;  // guarded by m_
 };
 
 figures bare_nats(const std::string& url, const counts& n) {
@@ -548,23 +572,17 @@ class asio_event_loop {
   std::thread thread_;
 };
 
-// `slots` request loops in flight at once over one inbox; each reply is checked on the
-// requester's loop thread and the slot's next request published from there.
-class evloop_requester {
+// The same loops on nats.c's event loop: replies taken on the loop thread from a synchronous
+// subscription, next requests published from there.
+class evloop_requester : public request_slots {
  public:
   evloop_requester(asio_event_loop& loop, natsConnection* nc, std::size_t slots, std::size_t per,
                    bool sample)
-      : loop_(loop), nc_(nc), slots_(slots), per_(per), sample_(sample), next_(slots, 0),
-        sent_at_(slots, 0), expected_(slots) {
-    natsInbox* ib = nullptr;
-    nats_check(natsInbox_Create(&ib), "natsInbox_Create");
-    inbox_ = std::string(ib) + ".";
-    natsInbox_Destroy(ib);
+      : request_slots(nc, "bench.evloop", slots, per, sample), loop_(loop) {
     nats_check(natsConnection_SubscribeSync(&sub_, nc_, (inbox_ + "*").c_str()),
                "subscribe to the inbox");
     nats_check(natsSubscription_SetPendingLimits(sub_, -1, -1), "SetPendingLimits");
     nats_check(natsConnection_Flush(nc_), "natsConnection_Flush");
-    if (sample_) samples_.reserve(slots * per);
     loop_.on_read_event([this] { drain(); });
   }
   ~evloop_requester() {
@@ -577,64 +595,21 @@ class evloop_requester {
     std::promise<void> done;
     finished_ = &done;
     const std::uint64_t t0 = now_ns();
-    loop_.run([this] {
-      for (std::size_t s = 0; s < slots_; ++s) send(s);
-    });
+    loop_.run([this] { send_all(); });
     done.get_future().wait();
     return static_cast<double>(now_ns() - t0);
   }
-  std::vector<std::uint64_t>& samples() { return samples_; }
 
  private:
-  void send(std::size_t slot) {
-    std::string& bytes = expected_[slot];
-    bytes.clear();
-    kv::request req = kv::get{key_of(slot, next_[slot])};
-    if (!codec_.encode(req, bytes)) fail("encode failed");
-    char reply[128];
-    std::memcpy(reply, inbox_.data(), inbox_.size());
-    auto [end, ec] = std::to_chars(reply + inbox_.size(), reply + sizeof reply - 1, slot);
-    (void)ec;
-    *end = '\0';
-    sent_at_[slot] = now_ns();
-    nats_check(natsConnection_PublishRequest(nc_, "bench.evloop", reply, bytes.data(),
-                                             static_cast<int>(bytes.size())),
-               "natsConnection_PublishRequest");
-  }
-
   void drain() {
     natsMsg* msg = nullptr;
-    while (natsSubscription_NextMsg(&msg, sub_, 0) == NATS_OK) {
-      const std::uint64_t t = now_ns();
-      std::string_view subj(natsMsg_GetSubject(msg));
-      std::size_t slot = 0;
-      auto digits = subj.substr(inbox_.size());
-      std::from_chars(digits.data(), digits.data() + digits.size(), slot);
-      if (slot >= slots_) fail("a reply on an unknown subject");
-      std::string_view got(natsMsg_GetData(msg),
-                           static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
-      if (got != expected_[slot]) fail("a wrong reply in the event-loop loop");
-      natsMsg_Destroy(msg);
-      if (sample_) samples_.push_back(t - sent_at_[slot]);
-      if (++next_[slot] < per_) {
-        send(slot);
-      } else if (++finished_slots_ == slots_) {
-        finished_->set_value();
-      }
-    }
+    while (natsSubscription_NextMsg(&msg, sub_, 0) == NATS_OK)
+      if (on_reply_msg(msg) && ++finished_slots_ == slots_) finished_->set_value();
   }
 
   asio_event_loop& loop_;
-  natsConnection* nc_;
   natsSubscription* sub_ = nullptr;
-  std::string inbox_;
-  std::size_t slots_, per_;
-  bool sample_;
-  tn::binary_codec codec_;
   // Touched on the loop thread only (run() posts the first requests there).
-  std::vector<std::uint64_t> next_, sent_at_;
-  std::vector<std::string> expected_;
-  std::vector<std::uint64_t> samples_;
   std::size_t finished_slots_ = 0;
   std::promise<void>* finished_ = nullptr;
 };
