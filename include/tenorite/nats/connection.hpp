@@ -116,7 +116,7 @@ class connection_events {
 class event_loop : public std::enable_shared_from_this<event_loop> {
  public:
   explicit event_loop(const boost::asio::any_io_executor& ex)
-      : ex_(ex), strand_(boost::asio::make_strand(ex)) {}
+      : strand_(boost::asio::make_strand(ex)) {}
   ~event_loop() {
     if (sd_) (void)sd_->release();
   }
@@ -126,7 +126,7 @@ class event_loop : public std::enable_shared_from_this<event_loop> {
   /// True on a thread running the executor's context (where waiting for the loop would wait
   /// for ourselves). Told for io_context and thread_pool (Asio's scheduler); false otherwise.
   bool on_loop_context() const {
-    auto& ctx = boost::asio::query(ex_, boost::asio::execution::context);
+    auto& ctx = boost::asio::query(strand_.get_inner_executor(), boost::asio::execution::context);
     return boost::asio::has_service<boost::asio::detail::scheduler>(ctx) &&
            boost::asio::use_service<boost::asio::detail::scheduler>(ctx).can_dispatch();
   }
@@ -324,7 +324,6 @@ class event_loop : public std::enable_shared_from_this<event_loop> {
     }
   }
 
-  boost::asio::any_io_executor ex_;
   boost::asio::strand<boost::asio::any_io_executor> strand_;
   // The strand's:
   natsConnection* nc_ = nullptr;
@@ -366,7 +365,8 @@ struct connection_options {
   /// One shared pool of delivery threads instead of a thread per subscription.
   bool global_message_delivery = false;
   /// Read and write the socket on this executor (nats.c's event-loop mode, see the top of
-  /// this header) instead of nats.c's reader thread; serve() then takes requests there.
+  /// this header) instead of nats.c's threads; serve() takes requests, and remote callers
+  /// their replies, there.
   std::optional<boost::asio::any_io_executor> executor{};
 };
 
