@@ -33,7 +33,7 @@
 #include <string>
 #include <tenorite/channel.hpp>
 #include <tenorite/detail/cancellation.hpp>
-#include <tenorite/detail/completion.hpp>
+#include <tenorite/detail/operation.hpp>
 #include <tenorite/error.hpp>
 #include <tenorite/join_handle.hpp>
 #include <tenorite/metrics.hpp>
@@ -85,42 +85,48 @@ class service_state final : public abortable {
 
   /// Closes the queue for good; every request still queued goes back to its caller.
   void close_and_return_queued() noexcept {
-    chan.close([](item_type&& it) { it.client.fail_undelivered(std::move(it.request)); });
+    chan.close(
+        [](item_type&& it) {
+          responder_access::fail_undelivered(it.client, std::move(it.request));
+        },
+        [](item_type& it) { responder_access::mark_returning(it.client); });
   }
 
+  /// Starts a call. `self` is the caller's share of the state: a cancellable call keeps it
+  /// (its give-up withdraws from the queue, which must still exist then). `measured`: the
+  /// call counts itself in the metrics (a timed call is counted by its deadline instead).
   template <class Handler>
-  void initiate_call(Handler handler, Req req, call_mode mode) {
-    // A coroutine running on the worker's own executor would wait for itself.
-    std::optional<boost::asio::any_io_executor> caller_ex;
-    if constexpr (is_coroutine_handler<Handler>::value)
-      caller_ex.emplace(boost::asio::get_associated_executor(handler));
-    auto slot = boost::asio::get_associated_cancellation_slot(handler);
-    auto* op = new_op<call_op<Handler>>(handler, chan.get_executor(), this);
-    if (metrics) {
+  void initiate_call(Handler handler, std::shared_ptr<service_state> self, Req req,
+                     call_mode mode, bool measured = true) {
+    auto* op = make_op<call_op<Handler>>(handler, chan.get_executor());
+    if (metrics && measured) {
       op->metrics = metrics;
       op->mark = metrics->call_started();
     }
     op->value.emplace(item_type{std::move(req), responder_type(op)});
     initiation_scope scope(op);
-    if (slot.is_connected()) {
-      auto* ctl = cancel_ctl::make();
-      ctl->op = op;
-      ctl->cancel = &call_op<Handler>::on_cancel;
-      op->ctl = ctl;
-      slot.template emplace<cancel_slot_handler>(ctl);
+    if (boost::asio::get_associated_cancellation_slot(op->handler()).is_connected()) {
+      op->state = std::move(self);
+      op->arm_cancellation();
     }
+    // A call whose reply would resume the worker's own strand waits for itself.
+    const boost::asio::any_io_executor* caller_ex = &op->executor();
     send_status status;
     if (mode == call_mode::reserved) {
       // Take the item out first: once handed over, the reply may free `op` at any moment.
       item_type item(std::move(*op->value));
       op->value.reset();
-      status = chan.send_reserved(item);
-      if (status == send_status::closed) item.client.fail_undelivered(std::move(item.request));
+      status = chan.send_reserved(item, caller_ex);
+      if (status == send_status::closed) {
+        responder_access::fail_undelivered(item.client, std::move(item.request));
+      } else if (status == send_status::self_call) {
+        chan.release_reservation();
+        op->value.emplace(std::move(item));
+        op->fail_before_delivery(error_kind::deadlock);
+      }
       return;
-    } else {
-      status =
-          chan.send_or_wait(op, caller_ex ? &*caller_ex : nullptr, mode == call_mode::try_only);
     }
+    status = chan.send_or_wait(op, caller_ex, mode == call_mode::try_only);
     switch (status) {
       case send_status::closed:
         op->on_closed(op);
@@ -159,7 +165,7 @@ class service_state final : public abortable {
     if (status == send_status::closed) return_request(&n);
     if (status == send_status::full) {
       item_type item(std::move(*n.value));
-      item.client.release();
+      responder_access::release(item.client);
       return result_type(std::unexpect,
                          error_type::of_kind(error_kind::queue_full, std::move(item.request)));
     }
@@ -169,12 +175,29 @@ class service_state final : public abortable {
   // ---- notifications: delivered with backpressure, no reply ----
 
   template <class Handler>
-  void initiate_notify(Handler handler, Req req) {
-    auto* op = new_op<notify_op<Handler>>(handler, chan.get_executor(), this);
+  void initiate_notify(Handler handler, std::shared_ptr<service_state> self, Req req) {
+    auto* op = make_op<notify_op<Handler>>(handler, chan.get_executor(), this);
     op->value.emplace(item_type{std::move(req), responder_type::for_notification()});
     initiation_scope scope(op);
-    arm_cancellation(op, op->handler);
-    chan.submit(op);
+    if (boost::asio::get_associated_cancellation_slot(op->handler()).is_connected()) {
+      op->state = std::move(self);
+      op->arm_cancellation();
+    }
+    // Waiting for room from the worker's own strand would wait for the worker itself.
+    switch (chan.send_or_wait(op, &op->executor(), false, true)) {
+      case send_status::sent:
+        op->on_accepted(op);
+        break;
+      case send_status::closed:
+        op->on_closed(op);
+        break;
+      case send_status::self_call:
+        settle(op->ctl);
+        op->give_back(error_kind::deadlock);
+        break;
+      default:
+        break;
+    }
   }
 
   notify_result notify_now(Req req, bool try_only) {
@@ -216,7 +239,7 @@ class service_state final : public abortable {
   static void return_request(send_waiter<item_type>* n) noexcept {
     item_type item(std::move(*n->value));
     n->value.reset();
-    item.client.fail_undelivered(std::move(item.request));
+    responder_access::fail_undelivered(item.client, std::move(item.request));
   }
 
   // One in-flight call: its place in the queue (while waiting for room) and its reply slot.
@@ -225,15 +248,17 @@ class service_state final : public abortable {
   // (a reply, a dropped responder, the queue handing the request back) and the caller side
   // (cancellation) both take ctl->m; the first completes the handler. The call's memory is
   // freed by the responder side, or by the caller side when it withdrew the request (then no
-  // responder side is left).
+  // responder side is left). A cancellable call holds the service's state (`state`): its
+  // give-up may come after the last caller and the worker are gone.
   template <class Handler>
-  struct call_op final : reply_slot<result_type>, send_waiter<item_type> {
-    call_op(Handler&& h, const boost::asio::any_io_executor& fallback, service_state* s)
+  struct call_op final : reply_slot<result_type>,
+                         send_waiter<item_type>,
+                         operation<call_op<Handler>, Handler> {
+    using base = operation<call_op<Handler>, Handler>;
+    call_op(Handler&& h, const boost::asio::any_io_executor& fallback)
         : reply_slot<result_type>(&on_complete),
           send_waiter<item_type>(nullptr, &return_request),
-          executor(tracked_executor(h, fallback)),
-          handler(std::move(h)),
-          state(s) {
+          base(std::move(h), fallback, false) {
       this->set_watch(&on_watch);
     }
 
@@ -277,30 +302,15 @@ class service_state final : public abortable {
     // Completes the handler and frees the call.
     void finish(result_type&& r) noexcept {
       if (metrics) metrics->call_completed(mark, outcome_of(r));
-      Handler h(std::move(handler));
-      auto ex = std::move(executor);
-      const bool immediate = initiating_op() == this;
-      destroy();
-      complete_on<Handler>(
-          ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); },
-          immediate);
-    }
-
-    void destroy() noexcept {
-      cancel_ctl* c = ctl;
-      delete_op(this);
-      if (c) c->release();
+      this->base::complete(std::move(r));
     }
 
     // Refused before entering the queue: complete at once with the request back.
     void fail_before_delivery(error_kind kind) noexcept {
       item_type item(std::move(*this->value));
       this->value.reset();
-      item.client.release();
-      if (ctl) {
-        std::lock_guard lk(ctl->m);
-        ctl->op = nullptr;
-      }
+      responder_access::release(item.client);
+      settle(this->ctl);
       finish(result_type(std::unexpect, error_type::of_kind(kind, std::move(item.request))));
     }
 
@@ -309,19 +319,21 @@ class service_state final : public abortable {
                           std::unique_lock<std::mutex>& lk) noexcept {
       auto* self = static_cast<call_op*>(p);
       cancel_ctl* ctl = self->ctl;
+      channel<item_type>& chan = self->state->chan;
       // Still queued? Then it is withdrawn: never delivered, the request comes back.
       std::optional<item_type> item;
       send_waiter<item_type>* refilled = nullptr;  // took the freed slot: told after unlocking
-      if (self->state->chan.withdraw(self)) {
+      if (chan.withdraw(self)) {
         item.emplace(std::move(*self->value));
         self->value.reset();
       } else {
-        const reply_slot<result_type>* me = self;
-        item = self->state->chan.withdraw_buffered(
-            [me](const item_type& it) { return it.client.slot() == me; }, refilled);
+        const void* me = static_cast<reply_slot<result_type>*>(self);
+        item = chan.withdraw_buffered(
+            [me](const item_type& it) { return responder_access::slot(it.client) == me; },
+            refilled);
       }
       if (item) {
-        item->client.release();
+        responder_access::release(item->client);
         ctl->op = nullptr;
         lk.unlock();
         if (refilled) refilled->on_accepted(refilled);
@@ -329,11 +341,10 @@ class service_state final : public abortable {
             std::unexpect, error_type::of_kind(error_kind::cancelled, std::move(item->request))));
         return;
       }
-      // Neither queued nor buffered, and the queue is closed: the service ended, and its
-      // close() is handing this request back (or the worker that held it is gone). That
-      // completion carries the request back (send_failure) or is a fetch_failure; giving up
-      // here would lose the request.
-      if (self->state->chan.is_closed()) return;
+      // Neither queued nor buffered because the queue's close() took it (the service ended):
+      // close() is handing the request back (send_failure), and giving up here would lose
+      // it. Both flags are set under the queue's lock, which withdraw just took.
+      if (self->returned || self->returning()) return;
       // Delivered: only terminal cancellation abandons the wait; the worker sees it.
       if (!(type & boost::asio::cancellation_type::terminal)) return;
       self->gave_up = true;
@@ -343,8 +354,8 @@ class service_state final : public abortable {
       // While the watch fires, the worker's wait may still reach this call: an answer that
       // comes meanwhile must not free it (it is freed here after the fire instead).
       if (w) self->firing = true;
-      Handler h(std::move(self->handler));
-      auto ex = std::move(self->executor);
+      Handler h(std::move(self->handler()));
+      boost::asio::any_io_executor ex = self->executor();
       // The call completes here (the responder side will only free it): count it now.
       std::shared_ptr<service_metrics> metrics = self->metrics;
       const service_metrics::call_mark mark = self->mark;
@@ -366,30 +377,27 @@ class service_state final : public abortable {
           false);
     }
 
-    tracked_executor_t<Handler, boost::asio::any_io_executor> executor;
-    Handler handler;
-    service_state* state;
+    std::shared_ptr<service_state> state;      // set when cancellable
     std::shared_ptr<service_metrics> metrics;  // set when the service counts its calls
     service_metrics::call_mark mark;
-    cancel_ctl* ctl = nullptr;
-    bool gave_up = false;             // guarded by ctl->m
-    bool firing = false;                // guarded by ctl->m: on_cancel is firing the watch
+    bool gave_up = false;                // guarded by ctl->m
+    bool firing = false;                 // guarded by ctl->m: on_cancel is firing the watch
     bool answered_while_firing = false;  // guarded by ctl->m
-    closed_watch* watcher = nullptr;  // guarded by ctl->m
+    closed_watch* watcher = nullptr;     // guarded by ctl->m
   };
 
   template <class Handler>
-  struct notify_op final : send_waiter<item_type> {
+  struct notify_op final : send_waiter<item_type>, operation<notify_op<Handler>, Handler> {
+    using base = operation<notify_op<Handler>, Handler>;
     notify_op(Handler&& h, const boost::asio::any_io_executor& fallback, service_state* s)
         : send_waiter<item_type>(&on_accept, &on_close),
-          executor(tracked_executor(h, fallback)),
-          handler(std::move(h)),
-          state(s) {}
+          base(std::move(h), fallback, false),
+          metrics(s->metrics) {}
     static void on_accept(send_waiter<item_type>* n) noexcept {
       auto* self = static_cast<notify_op*>(n);
-      if (self->state->metrics) self->state->metrics->notification_accepted();
+      if (self->metrics) self->metrics->notification_accepted();
       settle(self->ctl);
-      self->finish(notify_result());
+      self->base::complete(notify_result());
     }
     static void on_close(send_waiter<item_type>* n) noexcept {
       auto* self = static_cast<notify_op*>(n);
@@ -408,23 +416,11 @@ class service_state final : public abortable {
     void give_back(error_kind kind) noexcept {
       item_type item(std::move(*this->value));
       this->value.reset();
-      finish(notify_result(std::unexpect, error_type::of_kind(kind, std::move(item.request))));
+      this->base::complete(
+          notify_result(std::unexpect, error_type::of_kind(kind, std::move(item.request))));
     }
-    void finish(notify_result&& r) noexcept {
-      Handler h(std::move(handler));
-      auto ex = std::move(executor);
-      const bool immediate = initiating_op() == this;
-      cancel_ctl* c = ctl;
-      delete_op(this);
-      if (c) c->release();
-      complete_on<Handler>(
-          ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); },
-          immediate);
-    }
-    tracked_executor_t<Handler, boost::asio::any_io_executor> executor;
-    Handler handler;
-    service_state* state;
-    cancel_ctl* ctl = nullptr;
+    std::shared_ptr<service_metrics> metrics;
+    std::shared_ptr<service_state> state;  // set when cancellable
   };
 };
 
@@ -491,8 +487,8 @@ class caller {
   /// a callback, use_future, deferred...). Completes once with result_type.
   template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
   TENORITE_AWAITABLE_ENTRY auto async_send_request(Req req, Token&& token = {}) const {
-    return initiate_call(checked("async_send_request"), std::move(req), detail::call_mode::wait,
-                         std::forward<Token>(token));
+    return initiate_call(checked_copy("async_send_request"), std::move(req),
+                         detail::call_mode::wait, std::forward<Token>(token));
   }
 
   /// co_await caller.send_request(req) inside a boost::asio::awaitable coroutine.
@@ -524,7 +520,7 @@ class caller {
 
   template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
   TENORITE_AWAITABLE_ENTRY auto async_try_send_request(Req req, Token&& token = {}) const {
-    return initiate_call(checked("async_try_send_request"), std::move(req),
+    return initiate_call(checked_copy("async_try_send_request"), std::move(req),
                          detail::call_mode::try_only, std::forward<Token>(token));
   }
   TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> try_send_request(Req req) const {
@@ -577,7 +573,7 @@ class caller {
     checked("send_request_blocking_until");
     detail::check_blocking_allowed("tenorite::caller::send_request_blocking_until");
     detail::blocking_reply<result_type> reply;
-    async_send_request_until(std::move(req), deadline, blocking_handler{&reply});
+    async_send_request_until(std::move(req), deadline, blocking_handler<result_type>{&reply});
     return reply.wait();
   }
 
@@ -587,10 +583,13 @@ class caller {
   /// waiting for room like a call. Completes with notify_result once the request is queued.
   template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
   TENORITE_AWAITABLE_ENTRY auto async_notify(Req req, Token&& token = {}) const {
-    auto* st = checked("async_notify");
+    caller self = checked_copy("async_notify");
     return boost::asio::async_initiate<Token, void(notify_result)>(
-        [st](auto handler, Req r) { st->initiate_notify(std::move(handler), std::move(r)); }, token,
-        std::move(req));
+        [](auto handler, caller self, Req r) {
+          auto& st = self.core_->state;
+          st->initiate_notify(std::move(handler), st, std::move(r));
+        },
+        token, std::move(self), std::move(req));
   }
   TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<notify_result> notify(Req req) const {
     return async_notify(std::move(req), boost::asio::use_awaitable);
@@ -623,7 +622,7 @@ class caller {
     checked("reserve_blocking");
     detail::check_blocking_allowed("tenorite::caller::reserve_blocking");
     detail::blocking_reply<reserve_result> reply;
-    async_reserve(blocking_reserve_handler{&reply});
+    async_reserve(blocking_handler<reserve_result>{&reply});
     return reply.wait();
   }
   /// Never waits: queue_full when there is no free slot.
@@ -663,13 +662,17 @@ class caller {
   explicit caller(std::shared_ptr<detail::caller_core<Req, Resp, Err>> core) noexcept
       : core_(std::move(core)) {}
 
+  // The operation holds a caller until it starts: a lazy token (deferred, an awaitable not
+  // awaited yet) keeps the service open like any caller copy, and dropping it unlaunched
+  // lets go.
   template <class Token>
-  static auto initiate_call(state_type* st, Req req, detail::call_mode mode, Token&& token) {
+  static auto initiate_call(caller self, Req req, detail::call_mode mode, Token&& token) {
     return boost::asio::async_initiate<Token, signature>(
-        [st, mode](auto handler, Req r) {
-          st->initiate_call(std::move(handler), std::move(r), mode);
+        [mode](auto handler, caller self, Req r) {
+          auto& st = self.core_->state;
+          st->initiate_call(std::move(handler), st, std::move(r), mode);
         },
-        token, std::move(req));
+        token, std::move(self), std::move(req));
   }
 
   template <class Rep, class Period>
@@ -681,39 +684,52 @@ class caller {
   // withdraws a queued request, or abandons a delivered one).
   template <class Handler>
   void start_timed(Handler handler, Req req, clock::time_point deadline) const {
-    auto ex = boost::asio::get_associated_executor(handler, core_->state->chan.get_executor());
+    const auto& st = core_->state;
+    auto ex = boost::asio::get_associated_executor(handler, st->chan.get_executor());
     // The caller's own cancellation slot cancels the whole timed call (both branches).
     auto slot = boost::asio::get_associated_cancellation_slot(handler);
     auto timer = std::make_shared<boost::asio::steady_timer>(ex, deadline);
-    auto call = async_send_request(std::move(req), boost::asio::deferred);
+    // The timed call is counted here, with its final outcome (timed_out or cancelled).
+    std::shared_ptr<detail::service_metrics> metrics = st->metrics;
+    detail::service_metrics::call_mark mark;
+    if (metrics) mark = metrics->call_started();
+    // The inner call's handler (the group's) runs on `ex`: bound to it, the call is seen as
+    // what it is (a worker calling itself through a deadline is refused too).
+    auto call = boost::asio::async_initiate<const boost::asio::deferred_t&, signature>(
+        [ex](auto h, caller self, Req r) {
+          auto& s = self.core_->state;
+          s->initiate_call(boost::asio::bind_executor(ex, std::move(h)), s, std::move(r),
+                           detail::call_mode::wait, false);
+        },
+        boost::asio::deferred, *this, std::move(req));
     auto wait = timer->async_wait(boost::asio::deferred);
     // cppcheck-suppress accessMoved ; each is moved once, into the group
     boost::asio::experimental::make_parallel_group(std::move(call), std::move(wait))
         .async_wait(
             boost::asio::experimental::wait_for_one(),
             boost::asio::bind_cancellation_slot(
-                slot,
-                boost::asio::bind_executor(ex, [h = std::move(handler), timer,
-                                                metrics = core_->state->metrics](
-                                                   std::array<std::size_t, 2> order, result_type r,
-                                                   boost::system::error_code timer_ec) mutable {
-                  if (!r && r.error().kind() == error_kind::cancelled && order[0] == 1 &&
-                      !timer_ec) {
-                    r = result_type(
-                        std::unexpect,
-                        error_type::of_kind(error_kind::timed_out, std::move(r.error().request())));
-                    if (metrics) metrics->reclassify(error_kind::cancelled, error_kind::timed_out);
-                  }
-                  std::move(h)(std::move(r));
-                })));
+                slot, boost::asio::bind_executor(
+                          ex, [h = std::move(handler), timer, metrics, mark](
+                                  std::array<std::size_t, 2> order, result_type r,
+                                  boost::system::error_code timer_ec) mutable {
+                            if (!r && r.error().kind() == error_kind::cancelled &&
+                                order[0] == 1 && !timer_ec) {
+                              r = result_type(std::unexpect,
+                                              error_type::of_kind(error_kind::timed_out,
+                                                                  std::move(r.error().request())));
+                            }
+                            if (metrics) metrics->call_completed(mark, state_type::outcome_of(r));
+                            std::move(h)(std::move(r));
+                          })));
   }
 
   template <class Handler>
-  struct reserve_op final : detail::send_waiter<item_type> {
+  struct reserve_op final : detail::send_waiter<item_type>,
+                            detail::operation<reserve_op<Handler>, Handler> {
+    using base = detail::operation<reserve_op<Handler>, Handler>;
     reserve_op(Handler&& h, const boost::asio::any_io_executor& fallback, caller owner)
         : detail::send_waiter<item_type>(&on_accept, &on_close),
-          executor(detail::tracked_executor(h, fallback)),
-          handler(std::move(h)),
+          base(std::move(h), fallback, false),
           owner(std::move(owner)) {
       this->reservation = true;
     }
@@ -723,9 +739,11 @@ class caller {
       self->finish(reserve_result(std::in_place, permit_type(std::move(self->owner))));
     }
     static void on_close(detail::send_waiter<item_type>* n) noexcept {
-      auto* self = static_cast<reserve_op*>(n);
-      detail::settle(self->ctl);
-      self->finish(reserve_result(std::unexpect, error_type::send_failure()));
+      static_cast<reserve_op*>(n)->fail(error_kind::send_failure);
+    }
+    void fail(error_kind kind) noexcept {
+      detail::settle(this->ctl);
+      finish(reserve_result(std::unexpect, error_type::of_kind(kind)));
     }
     // Cancelled while waiting for a slot: withdrawn, nothing is reserved.
     static void on_cancel(void* p, boost::asio::cancellation_type,
@@ -737,39 +755,45 @@ class caller {
       self->finish(reserve_result(std::unexpect, error_type::of_kind(error_kind::cancelled)));
     }
     void finish(reserve_result&& r) noexcept {
-      Handler h(std::move(handler));
-      auto ex = std::move(executor);
-      const bool immediate = detail::initiating_op() == this;
-      detail::cancel_ctl* c = ctl;
-      detail::delete_op(this);
-      if (c) c->release();
-      detail::complete_on<Handler>(
-          ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); },
-          immediate);
+      // The caller goes with the operation (before the handler runs), so the permit, if
+      // any, is the only thing holding the service.
+      caller keep(std::move(owner));
+      this->base::complete(std::move(r));
     }
-    detail::tracked_executor_t<Handler, boost::asio::any_io_executor> executor;
-    Handler handler;
     caller owner;
-    detail::cancel_ctl* ctl = nullptr;
   };
 
   template <class Handler>
   void start_reserve(Handler handler) const {
     auto* st = core_->state.get();
-    auto* op = detail::new_op<reserve_op<Handler>>(handler, st->chan.get_executor(), *this);
+    auto* op = detail::make_op<reserve_op<Handler>>(handler, st->chan.get_executor(), *this);
     detail::initiation_scope scope(op);
-    detail::arm_cancellation(op, op->handler);
-    st->chan.submit_reservation(op);
+    op->arm_cancellation();
+    // Waiting for room from the worker's own strand would wait for the worker itself.
+    switch (st->chan.reserve_or_wait(op, false, &op->executor())) {
+      case send_status::sent:
+        op->on_accepted(op);
+        break;
+      case send_status::closed:
+        op->on_closed(op);
+        break;
+      case send_status::self_call:
+        op->fail(error_kind::deadlock);
+        break;
+      default:
+        break;
+    }
   }
 
-  // Completion handlers that wake a plain thread (the blocking deadline and reserve forms).
+  // The completion handler that wakes a plain thread (the blocking deadline and reserve
+  // forms). It runs wherever the operation completes (inline_executor), so a blocking
+  // call completes even when the service's execution context is being destroyed.
+  template <class R>
   struct blocking_handler {
-    detail::blocking_reply<result_type>* reply;
-    void operator()(result_type r) const { reply->complete(std::move(r)); }
-  };
-  struct blocking_reserve_handler {
-    detail::blocking_reply<reserve_result>* reply;
-    void operator()(reserve_result r) const { reply->complete(std::move(r)); }
+    detail::blocking_reply<R>* reply;
+    using executor_type = boost::asio::any_io_executor;
+    executor_type get_executor() const noexcept { return detail::inline_executor(); }
+    void operator()(R r) const { reply->complete(std::move(r)); }
   };
 
   state_type* checked(const char* what) const {
@@ -810,10 +834,17 @@ class permit {
 
   /// Sends through the reserved slot and waits for the reply (any completion token).
   template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
+  /// The permit moves into the operation at once: a lazy token dropped unlaunched gives the
+  /// slot back (as a dropped permit does).
   TENORITE_AWAITABLE_ENTRY auto async_send_request(Req req, Token&& token = {}) {
-    caller_type owner = take("async_send_request");
-    return caller_type::initiate_call(owner.core_->state.get(), std::move(req),
-                                      detail::call_mode::reserved, std::forward<Token>(token));
+    if (!owner_) take("async_send_request");  // throws: already used
+    return boost::asio::async_initiate<Token, typename caller_type::signature>(
+        [](auto handler, permit p, Req r) {
+          caller_type owner = std::move(p.owner_);
+          auto& st = owner.core_->state;
+          st->initiate_call(std::move(handler), st, std::move(r), detail::call_mode::reserved);
+        },
+        token, std::move(*this), std::move(req));
   }
   TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> send_request(Req req) {
     return async_send_request(std::move(req), boost::asio::use_awaitable);

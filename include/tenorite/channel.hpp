@@ -36,8 +36,8 @@
 #include <stdexcept>
 #include <string>
 #include <tenorite/detail/cancellation.hpp>
-#include <tenorite/detail/completion.hpp>
 #include <tenorite/detail/context_registry.hpp>
+#include <tenorite/detail/operation.hpp>
 #include <tenorite/oneshot.hpp>
 #include <utility>
 #include <vector>
@@ -112,12 +112,13 @@ struct send_waiter {
       : on_accepted(accepted), on_closed(closed) {}
   std::optional<T> value;  // empty for a reservation (a slot without a value yet)
   bool reservation = false;
+  bool returned = false;  // close() took it to hand its value back (set under the lock)
   notify_fn on_accepted;
   notify_fn on_closed;
   // Set for operations whose handler runs on an execution context: when that context shuts
   // down, the channel hands the operation to destroy(op) instead of keeping it forever.
   const boost::asio::execution_context* context = nullptr;
-  void (*destroy)(void*) noexcept = nullptr;
+  void (*destroy_fn)(void*) noexcept = nullptr;
   send_waiter* next = nullptr;
   send_waiter* prev = nullptr;
   bool linked = false;
@@ -132,7 +133,7 @@ struct recv_waiter {
   explicit recv_waiter(ready_fn f) noexcept : ready(f) {}
   ready_fn ready;
   const boost::asio::execution_context* context = nullptr;
-  void (*destroy)(void*) noexcept = nullptr;
+  void (*destroy_fn)(void*) noexcept = nullptr;
   recv_waiter* next = nullptr;
   recv_waiter* prev = nullptr;
   bool linked = false;
@@ -161,9 +162,22 @@ class channel final : private detail::context_registry::entry {
   }
   channel(const channel&) = delete;
   channel& operator=(const channel&) = delete;
+  /// Whatever is still parked here ends now: waiting receivers with operation_aborted,
+  /// waiting senders with broken_pipe and their value back; buffered items are destroyed.
+  /// (A service closes its queue before it dies, so only a bare channel has any.)
   ~channel() {
     detail::context_registry::remove(this);
-    // Owners close the channel before it dies; what is left is destroyed with it.
+    detail::fifo<detail::send_waiter<T>> senders;
+    detail::fifo<detail::recv_waiter<T>> receivers;
+    {
+      std::lock_guard lk(m_);
+      closed_ = true;
+      senders = senders_.take();
+      receivers = receivers_.take();
+    }
+    senders.drain([](auto* s) { s->on_closed(s); });
+    receivers.drain(
+        [](auto* r) { r->ready(r, boost::asio::error::operation_aborted, std::nullopt); });
     std::lock_guard lk(m_);
     while (size_ > 0) pop_locked();
     free_slots(slots_);
@@ -202,11 +216,14 @@ class channel final : private detail::context_registry::entry {
   /// called (the caller knows); on `closed` the value stays in the node.
   /// `caller`, when given, is the executor of the sending coroutine: if it is the consumer's
   /// own executor (set_consumer), the send is refused with `self_call`.
+  /// `self_if_waiting`: refuse a self-call only when the send would wait for room (a send
+  /// that wants no reply waits for nothing else).
   send_status send_or_wait(detail::send_waiter<T>* node, const executor_type* caller = nullptr,
-                           bool try_only = false) {
+                           bool try_only = false, bool self_if_waiting = false) {
     std::unique_lock lk(m_);
     if (closed_ || send_closed_) return send_status::closed;
-    if (caller && consumer_ && *caller == consumer_) return send_status::self_call;
+    const bool self = is_self_locked(caller);
+    if (self && !self_if_waiting) return send_status::self_call;
     if (auto* r = receivers_.pop_front()) {
       ++accepted_;
       lk.unlock();
@@ -221,6 +238,7 @@ class channel final : private detail::context_registry::entry {
       return send_status::sent;
     }
     if (try_only) return send_status::full;
+    if (self) return send_status::self_call;
     senders_.push_back(node);
     return send_status::waiting;
   }
@@ -259,7 +277,9 @@ class channel final : private detail::context_registry::entry {
 
   /// Reserves a slot now, or parks `node` (a node with reservation = true) until one frees.
   /// Returns sent (reserved), waiting, full (try_only) or closed.
-  send_status reserve_or_wait(detail::send_waiter<T>* node, bool try_only = false) {
+  /// `caller`: as for send_or_wait; a self-call is refused when it would wait.
+  send_status reserve_or_wait(detail::send_waiter<T>* node, bool try_only = false,
+                              const executor_type* caller = nullptr) {
     std::lock_guard lk(m_);
     if (closed_ || send_closed_) return send_status::closed;
     if (has_room_locked()) {
@@ -267,15 +287,19 @@ class channel final : private detail::context_registry::entry {
       return send_status::sent;
     }
     if (try_only) return send_status::full;
+    if (is_self_locked(caller)) return send_status::self_call;
     senders_.push_back(node);
     return send_status::waiting;
   }
 
   /// Sends into a reserved slot: never waits, never full. Returns closed (value untouched)
   /// when the channel was closed meanwhile.
-  send_status send_reserved(T& value) {
+  /// `caller`: as for send_or_wait (a call through a permit waits for its reply); on
+  /// `self_call` the slot stays reserved.
+  send_status send_reserved(T& value, const executor_type* caller = nullptr) {
     std::unique_lock lk(m_);
     if (closed_) return send_status::closed;
+    if (is_self_locked(caller)) return send_status::self_call;
     --reserved_;
     if (auto* r = receivers_.pop_front()) {
       ++accepted_;
@@ -283,9 +307,14 @@ class channel final : private detail::context_registry::entry {
       // takes it (else it would wait beside a free slot while the receiver sleeps).
       refill more;
       refill_locked(more);
+      // That was the last reservation of a drained queue: the other receivers (a pool's
+      // workers) see the end now, not when the last caller goes.
+      detail::fifo<detail::recv_waiter<T>> ended;
+      if (at_end_locked()) ended = receivers_.take();
       lk.unlock();
       r->ready(r, {}, std::optional<T>(std::move(value)));
       more.run();
+      ended.drain([](auto* e) { e->ready(e, {}, std::nullopt); });
       return send_status::sent;
     }
     push_locked(std::move(value));
@@ -313,10 +342,14 @@ class channel final : private detail::context_registry::entry {
   /// while its worker lives). Call before the channel is used.
   void set_operations_track_work(bool track) noexcept { track_work_ = track; }
 
-  /// The consumer's executor: a coroutine on it that sends here is refused (self_call).
-  void set_consumer(executor_type ex) {
+  /// The consumer's executor (a strand), and how to tell that the calling thread runs it.
+  /// An operation started from the consumer's strand whose handler would run on that strand
+  /// would wait for the consumer itself: it is refused with `self_call` (calls always; sends
+  /// and reservations only when they would wait for room).
+  void set_consumer(executor_type ex, bool (*running_in_this_thread)(const executor_type&)) {
     std::lock_guard lk(m_);
     consumer_ = std::move(ex);
+    consumer_running_ = running_in_this_thread;
   }
 
   /// Sends the node's value or parks the node; the node's owner hears the outcome through
@@ -331,9 +364,14 @@ class channel final : private detail::context_registry::entry {
   /// Takes a parked node back (its value still inside). False if the channel already took
   /// its value or handed it back.
   bool withdraw(detail::send_waiter<T>* node) {
-    std::lock_guard lk(m_);
-    if (!node->linked) return false;
-    senders_.unlink(node);
+    detail::fifo<detail::recv_waiter<T>> ended;
+    {
+      std::lock_guard lk(m_);
+      if (!node->linked) return false;
+      senders_.unlink(node);
+      if (at_end_locked()) ended = receivers_.take();
+    }
+    ended.drain([](auto* e) { e->ready(e, {}, std::nullopt); });
     return true;
   }
 
@@ -503,8 +541,10 @@ class channel final : private detail::context_registry::entry {
   /// Closes the channel for good: `on_item(T&&)` gets every buffered item (oldest first),
   /// waiting senders get their values back (on_closed), waiting receivers get the
   /// end of the stream, and every later send fails with `closed`.
-  template <class F>
-  void close(F&& on_item) {
+  /// `mark_locked(T&)`, run under the lock for each buffered item, lets the owner note that
+  /// the item is on its way back before anyone can look for it in the queue.
+  template <class F, class G>
+  void close(F&& on_item, G&& mark_locked) {
     T* slots;
     std::size_t head, size, alloc;
     detail::fifo<detail::send_waiter<T>> senders;
@@ -514,12 +554,15 @@ class channel final : private detail::context_registry::entry {
       closed_ = true;
       reserved_ = 0;
       consumer_ = {};
+      consumer_running_ = nullptr;
       slots = std::exchange(slots_, nullptr);
       head = std::exchange(head_, 0);
       size = std::exchange(size_, 0);
       alloc = std::exchange(alloc_, 0);
       senders = senders_.take();
       receivers = receivers_.take();
+      for (auto* n = senders.head; n; n = n->next) n->returned = true;
+      for (std::size_t i = 0; i < size; ++i) mark_locked(slots[(head + i) % alloc]);
     }
     for (std::size_t i = 0; i < size; ++i) {
       T* p = slots + ((head + i) % alloc);
@@ -530,6 +573,11 @@ class channel final : private detail::context_registry::entry {
     free_slots(slots);
     senders.drain([](auto* s) { s->on_closed(s); });
     receivers.drain([](auto* r) { r->ready(r, {}, std::nullopt); });
+  }
+
+  template <class F>
+  void close(F&& on_item) {
+    close(std::forward<F>(on_item), [](T&) {});
   }
 
   /// Closes with no owner-side handling: buffered items are destroyed.
@@ -577,31 +625,29 @@ class channel final : private detail::context_registry::entry {
     std::lock_guard lk(m_);
     for (auto* r = receivers_.head; r;) {
       auto* next = r->next;
-      if (r->context == &ctx && r->destroy) {
+      if (r->context == &ctx && r->destroy_fn) {
         receivers_.unlink(r);
-        out.push_back({r, r->destroy});
+        out.push_back({r, r->destroy_fn});
       }
       r = next;
     }
     for (auto* s = senders_.head; s;) {
       auto* next = s->next;
-      if (s->context == &ctx && s->destroy) {
+      if (s->context == &ctx && s->destroy_fn) {
         senders_.unlink(s);
-        out.push_back({s, s->destroy});
+        out.push_back({s, s->destroy_fn});
       }
       s = next;
     }
   }
 
   template <class Handler>
-  struct recv_op : detail::recv_waiter<T> {
+  struct recv_op final : detail::recv_waiter<T>, detail::operation<recv_op<Handler>, Handler> {
+    using base = detail::operation<recv_op<Handler>, Handler>;
     recv_op(Handler&& h, const executor_type& ex, bool track, channel* c)
-        : detail::recv_waiter<T>(&on_ready),
-          executor(detail::tracked_executor(h, ex, track)),
-          handler(std::move(h)),
-          chan(c) {
-      this->context = &boost::asio::query(executor, boost::asio::execution::context);
-      this->destroy = &on_destroy;
+        : detail::recv_waiter<T>(&on_ready), base(std::move(h), ex, track), chan(c) {
+      this->context = &boost::asio::query(this->executor(), boost::asio::execution::context);
+      this->destroy_fn = &on_destroy;
     }
     // An item handed to a parked receive whose handler is then cancelled before it runs
     // (e.g. the other branch of `recv() || timer` won meanwhile) goes back to the front of
@@ -613,30 +659,24 @@ class channel final : private detail::context_registry::entry {
                          std::optional<T>&& v) noexcept {
       auto* self = static_cast<recv_op*>(n);
       detail::settle(self->ctl);
-      // With an item, the watch takes over the operation's reference (free() then has
-      // none to release).
+      // With an item, the watch takes over the operation's reference to the block, so it
+      // goes back to the cache of the thread where the completion runs.
       detail::late_cancel_watch watch(v ? std::exchange(self->ctl, nullptr) : nullptr,
                                       detail::late_cancel_watch::adopt);
       channel* ch = self->chan;
-      Handler h(std::move(self->handler));
-      auto ex = std::move(self->executor);
-      const bool immediate = detail::initiating_op() == self;
-      free(self);
-      detail::complete_on<Handler>(
-          ex,
-          [h = std::move(h), ec, v = std::move(v), watch = std::move(watch), ch]() mutable {
-            if (watch.requested() && v && ch->give_back(*v)) {
-              v.reset();
-              ec = boost::asio::error::operation_aborted;
-            }
-            std::move(h)(ec, std::move(v));
-          },
-          immediate);
+      self->complete_with([ec, v = std::move(v), watch = std::move(watch),
+                           ch](Handler&& h) mutable {
+        if (watch.requested() && v && ch->give_back(*v)) {
+          v.reset();
+          ec = boost::asio::error::operation_aborted;
+        }
+        std::move(h)(ec, std::move(v));
+      });
     }
     static void on_destroy(void* n) noexcept {
       auto* self = static_cast<recv_op*>(static_cast<detail::recv_waiter<T>*>(n));
       detail::settle(self->ctl);
-      free(self);
+      self->destroy();
     }
     // Any cancellation type: a parked receive has taken nothing yet, so ending it loses
     // nothing (the next item stays queued for the next receive).
@@ -651,65 +691,42 @@ class channel final : private detail::context_registry::entry {
       lk.unlock();
       on_ready(self, boost::asio::error::operation_aborted, std::nullopt);
     }
-    static void free(recv_op* self) noexcept {
-      detail::cancel_ctl* c = self->ctl;
-      detail::delete_op(self);
-      if (c) c->release();
-    }
-    detail::tracked_executor_t<Handler, executor_type> executor;
-    Handler handler;
     channel* chan;
-    detail::cancel_ctl* ctl = nullptr;
   };
 
   template <class Handler>
-  struct send_op : detail::send_waiter<T> {
+  struct send_op final : detail::send_waiter<T>, detail::operation<send_op<Handler>, Handler> {
+    using base = detail::operation<send_op<Handler>, Handler>;
     send_op(Handler&& h, const executor_type& ex, bool track)
-        : detail::send_waiter<T>(&on_accept, &on_close),
-          executor(detail::tracked_executor(h, ex, track)),
-          handler(std::move(h)) {
-      this->context = &boost::asio::query(executor, boost::asio::execution::context);
-      this->destroy = &on_destroy;
+        : detail::send_waiter<T>(&on_accept, &on_close), base(std::move(h), ex, track) {
+      this->context = &boost::asio::query(this->executor(), boost::asio::execution::context);
+      this->destroy_fn = &on_destroy;
     }
     static void on_destroy(void* n) noexcept {
-      detail::delete_op(static_cast<send_op*>(static_cast<detail::send_waiter<T>*>(n)));
+      static_cast<send_op*>(static_cast<detail::send_waiter<T>*>(n))->destroy();
     }
-    static void on_accept(detail::send_waiter<T>* n) noexcept { finish(n, true); }
-    static void on_close(detail::send_waiter<T>* n) noexcept { finish(n, false); }
-    static void finish(detail::send_waiter<T>* n, bool accepted) noexcept {
+    static void on_accept(detail::send_waiter<T>* n) noexcept {
+      static_cast<send_op*>(n)->complete(boost::system::error_code(), std::optional<T>());
+    }
+    static void on_close(detail::send_waiter<T>* n) noexcept {
       auto* self = static_cast<send_op*>(n);
-      Handler h(std::move(self->handler));
-      auto ex = std::move(self->executor);
-      std::optional<T> back;
-      if (!accepted) back = std::move(self->value);
-      const bool immediate = detail::initiating_op() == self;
-      detail::delete_op(self);
-      boost::system::error_code ec;
-      if (!accepted) ec = boost::asio::error::broken_pipe;
-      detail::complete_on<Handler>(
-          ex,
-          [h = std::move(h), ec, back = std::move(back)]() mutable {
-            std::move(h)(ec, std::move(back));
-          },
-          immediate);
+      std::optional<T> back(std::move(self->value));
+      self->complete(boost::system::error_code(boost::asio::error::broken_pipe), std::move(back));
     }
-    detail::tracked_executor_t<Handler, executor_type> executor;
-    Handler handler;
   };
 
   template <class Handler>
   void initiate_receive(Handler handler) {
-    auto* op = detail::new_op<recv_op<Handler>>(handler, ex_, track_work_, this);
+    auto* op = detail::make_op<recv_op<Handler>>(handler, ex_, track_work_, this);
     detail::initiation_scope scope(op);
     receive_or_wait(op, [](detail::recv_waiter<T>* n) {
-      auto* self = static_cast<recv_op<Handler>*>(n);
-      detail::arm_cancellation(self, self->handler);
+      static_cast<recv_op<Handler>*>(n)->arm_cancellation();
     });
   }
 
   template <class Handler>
   void initiate_send(Handler handler, T value) {
-    auto* op = detail::new_op<send_op<Handler>>(handler, ex_, track_work_);
+    auto* op = detail::make_op<send_op<Handler>>(handler, ex_, track_work_);
     op->value.emplace(std::move(value));
     detail::initiation_scope scope(op);
     submit(op);
@@ -749,6 +766,11 @@ class channel final : private detail::context_registry::entry {
   }
 
   bool has_room_locked() const noexcept { return size_ + reserved_ < capacity_; }
+
+  bool is_self_locked(const executor_type* caller) const noexcept {
+    return caller && consumer_running_ && consumer_ && consumer_running_(consumer_) &&
+           *caller == consumer_;
+  }
 
   bool at_end_locked() const noexcept {
     return closed_ ||
@@ -841,16 +863,22 @@ class channel final : private detail::context_registry::entry {
   }
 
   // The buffer grows on demand up to capacity, so an idle channel costs no item storage.
+  // If growing throws (no memory, or a move that throws), the buffer is left as it was: the
+  // items move with move_if_noexcept and what was built is undone.
   void grow_locked() {
     std::size_t n =
         alloc_ == 0 ? std::min<std::size_t>(capacity_, 4) : std::min(capacity_, alloc_ * 2);
     if (n <= size_) n = size_ + 1;  // an item given back may sit above the capacity
     T* fresh = static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(alignof(T))));
-    for (std::size_t k = 0; k < size_; ++k) {
-      T* p = slots_ + ((head_ + k) % alloc_);
-      ::new (static_cast<void*>(fresh + k)) T(std::move(*p));
-      p->~T();
+    std::size_t k = 0;
+    try {
+      for (; k < size_; ++k) ::new (static_cast<void*>(fresh + k)) T(std::move_if_noexcept(slots_[index(k)]));
+    } catch (...) {
+      while (k > 0) fresh[--k].~T();
+      free_slots(fresh);
+      throw;
     }
+    for (k = 0; k < size_; ++k) slots_[index(k)].~T();
     free_slots(slots_);
     slots_ = fresh;
     alloc_ = n;
@@ -874,6 +902,7 @@ class channel final : private detail::context_registry::entry {
   bool send_closed_ = false;
   bool no_senders_ = false;
   executor_type consumer_;
+  bool (*consumer_running_)(const executor_type&) = nullptr;
   bool track_work_ = true;
   boost::system::error_code receive_error_;
   detail::fifo<detail::send_waiter<T>> senders_;

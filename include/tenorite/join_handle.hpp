@@ -22,7 +22,7 @@
 #include <optional>
 #include <stdexcept>
 #include <tenorite/detail/cancellation.hpp>
-#include <tenorite/detail/completion.hpp>
+#include <tenorite/detail/operation.hpp>
 #include <tenorite/error.hpp>
 #include <tenorite/oneshot.hpp>
 #include <tenorite/runtime.hpp>
@@ -176,6 +176,11 @@ class task_state final : public task_control, public std::enable_shared_from_thi
     w->complete(std::move(*r));
   }
 
+  bool is_taken() const noexcept {
+    std::lock_guard lk(m_);
+    return taken_;
+  }
+
   /// Claims the outcome for one join; false if it was already claimed.
   bool mark_taken() noexcept {
     std::lock_guard lk(m_);
@@ -224,7 +229,7 @@ class task_state final : public task_control, public std::enable_shared_from_thi
   std::shared_ptr<task_control> shared_from_this_() override { return this->shared_from_this(); }
 
  private:
-  std::mutex m_;
+  mutable std::mutex m_;
   std::optional<result_type> result_;
   reply_slot<result_type>* waiter_ = nullptr;
   bool handle_alive_ = true;
@@ -267,19 +272,24 @@ class join_handle {
   ~join_handle() { release(); }
 
   /// Waits for the worker to end, with any completion token; signature void(result_type).
-  /// Throws std::logic_error if the outcome was already taken or the handle is empty.
+  /// Throws std::logic_error if the handle is empty, or if the outcome was already taken
+  /// (the claim is made when the operation starts: a lazy join — deferred, an awaitable
+  /// not awaited yet — that is dropped unlaunched takes nothing).
   template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
   TENORITE_AWAITABLE_ENTRY auto async_join(Token&& token = {}) {
-    auto st = take_state("tenorite::join_handle::async_join");
+    if (!state_)
+      throw std::logic_error("tenorite::join_handle::async_join: empty join handle (moved-from)");
+    if (state_->is_taken()) claim(state_, "tenorite::join_handle::async_join");  // throws
     return boost::asio::async_initiate<Token, void(result_type)>(
         [](auto handler, std::shared_ptr<detail::task_state<T>> s) {
+          claim(s, "tenorite::join_handle::async_join");
           using handler_t = decltype(handler);
-          auto* op = detail::new_op<join_op<handler_t>>(handler, s->default_executor(), s);
+          auto* op = detail::make_op<join_op<handler_t>>(handler, s->default_executor(), s);
           detail::initiation_scope scope(op);
-          detail::arm_cancellation(op, op->handler);
+          op->arm_cancellation();
           s->take(op);
         },
-        token, std::move(st));
+        token, state_);
   }
 
   /// co_await task.join(): the worker's result, or a join_error.
@@ -320,12 +330,13 @@ class join_handle {
 
  private:
   template <class Handler>
-  struct join_op : detail::reply_slot<result_type> {
+  struct join_op final : detail::reply_slot<result_type>,
+                         detail::operation<join_op<Handler>, Handler> {
+    using base = detail::operation<join_op<Handler>, Handler>;
     join_op(Handler&& h, const boost::asio::any_io_executor& fallback,
             std::shared_ptr<detail::task_state<T>> s)
         : detail::reply_slot<result_type>(&on_complete),
-          executor(detail::tracked_executor(h, fallback)),
-          handler(std::move(h)),
+          base(std::move(h), fallback, false),
           state(std::move(s)) {}
     static bool on_complete(detail::reply_slot<result_type>* s, result_type&& r) noexcept {
       finish(static_cast<join_op*>(s), std::move(r), true);
@@ -337,23 +348,14 @@ class join_handle {
       detail::settle(self->ctl);
       detail::late_cancel_watch watch(watch_late ? self->ctl : nullptr);
       auto st = std::move(self->state);
-      Handler h(std::move(self->handler));
-      auto ex = std::move(self->executor);
-      const bool immediate = detail::initiating_op() == self;
-      detail::cancel_ctl* c = self->ctl;
-      detail::delete_op(self);
-      if (c) c->release();
-      detail::complete_on<Handler>(
-          ex,
-          [h = std::move(h), r = std::move(r), watch = std::move(watch),
-           st = std::move(st)]() mutable {
-            if (watch.requested()) {
-              st->put_back(std::move(r));
-              r = result_type(std::unexpect, join_error::wait_cancelled());
-            }
-            std::move(h)(std::move(r));
-          },
-          immediate);
+      self->complete_with([r = std::move(r), watch = std::move(watch),
+                           st = std::move(st)](Handler&& h) mutable {
+        if (watch.requested()) {
+          st->put_back(std::move(r));
+          r = result_type(std::unexpect, join_error::wait_cancelled());
+        }
+        std::move(h)(std::move(r));
+      });
     }
     // Any cancellation type: giving up the wait changes nothing for the worker.
     static void on_cancel(void* p, boost::asio::cancellation_type,
@@ -367,18 +369,19 @@ class join_handle {
       lk.unlock();
       finish(self, result_type(std::unexpect, join_error::wait_cancelled()), false);
     }
-    detail::tracked_executor_t<Handler, boost::asio::any_io_executor> executor;
-    Handler handler;
     std::shared_ptr<detail::task_state<T>> state;
-    detail::cancel_ctl* ctl = nullptr;
   };
 
-  std::shared_ptr<detail::task_state<T>> take_state(const char* what) {
-    if (!state_) throw std::logic_error(std::string(what) + ": empty join handle (moved-from)");
-    if (!state_->mark_taken())
+  static void claim(const std::shared_ptr<detail::task_state<T>>& st, const char* what) {
+    if (!st->mark_taken())
       throw std::logic_error(std::string(what) +
                              ": the worker's outcome was already taken (or a join is still "
                              "waiting for it); join()/wait() yield it once");
+  }
+
+  std::shared_ptr<detail::task_state<T>> take_state(const char* what) {
+    if (!state_) throw std::logic_error(std::string(what) + ": empty join handle (moved-from)");
+    claim(state_, what);
     return state_;
   }
 

@@ -128,12 +128,6 @@ class service_metrics {
     emit(trace_event{trace_event::phase::completed, m.id, outcome, latency});
   }
 
-  /// A deadline call's inner call ended as cancelled; the caller sees timed_out.
-  void reclassify(error_kind from, error_kind to) noexcept {
-    failed_[static_cast<std::size_t>(to)].fetch_add(1, std::memory_order_relaxed);
-    failed_[static_cast<std::size_t>(from)].fetch_sub(1, std::memory_order_relaxed);
-  }
-
   void notification_accepted() noexcept { notifications_.fetch_add(1, std::memory_order_relaxed); }
   void restarted() noexcept { restarts_.fetch_add(1, std::memory_order_relaxed); }
 

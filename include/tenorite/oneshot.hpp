@@ -54,6 +54,11 @@ class reply_slot {
   watch_status watch(closed_watch* w) noexcept {
     return watch_ ? watch_(this, w, true) : watch_status::never;
   }
+  /// The queue's close() took the undelivered request to hand it back (set and read under
+  /// the queue's lock): a give-up must then leave the completion to that return.
+  void mark_returning() noexcept { returning_ = true; }
+  bool returning() const noexcept { return returning_; }
+
   /// Unregisters `w`; true when it was still registered (it will not fire).
   bool unwatch(closed_watch* w) noexcept {
     return watch_ && watch_(this, w, false) == watch_status::registered;
@@ -69,6 +74,7 @@ class reply_slot {
   complete_fn complete_;
   watch_fn watch_ = nullptr;  // null: the waiter can never give up
   std::atomic<bool> waiter_gone_{false};
+  bool returning_ = false;
 };
 
 /// A one-time wake-up for a plain thread: set() once from any thread, wait() once.

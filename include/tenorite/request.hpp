@@ -19,7 +19,7 @@
 #include <expected>
 #include <mutex>
 #include <stdexcept>
-#include <tenorite/detail/completion.hpp>
+#include <tenorite/detail/operation.hpp>
 #include <tenorite/error.hpp>
 #include <tenorite/oneshot.hpp>
 #include <utility>
@@ -74,6 +74,9 @@ struct closed_wait final : closed_watch {
     complete(p, boost::asio::error::operation_aborted);
   }
 };
+
+/// The library's access to a responder's reply slot (not part of a worker's interface).
+struct responder_access;
 
 template <class R>
 struct closed_wait_cancel {
@@ -165,52 +168,45 @@ class responder {
   bool can_answer() const noexcept { return slot_ != nullptr; }
   explicit operator bool() const noexcept { return slot_ != nullptr; }
 
-  /// Library use: the request never reached a worker; hand it back as a send failure.
+ private:
+  friend struct detail::responder_access;
+
+  // The request never reached a worker: hand it back as a send failure.
   void fail_undelivered(Req&& req) noexcept {
     if (slot_type* s = std::exchange(slot_, nullptr))
       s->complete(result_type(std::unexpect, error<Req, Err>::send_failure(std::move(req))));
   }
-
-  /// Library use: which reply slot this responder completes.
-  const slot_type* slot() const noexcept { return slot_; }
-  /// Library use: forget the slot without completing it (the call was withdrawn).
+  // Forget the slot without completing it (the call was withdrawn).
   void release() noexcept { slot_ = nullptr; }
 
- private:
   template <class Handler>
-  struct wait_op {
+  struct wait_op final : detail::operation<wait_op<Handler>, Handler> {
+    using base = detail::operation<wait_op<Handler>, Handler>;
     wait_op(Handler&& h, const boost::asio::any_io_executor& fallback,
             detail::closed_wait<result_type>* c)
-        : executor(detail::tracked_executor(h, fallback)), handler(std::move(h)), ctl(c) {}
-    static void complete(void* p, boost::system::error_code ec) noexcept {
+        : base(std::move(h), fallback, false), wait(c) {}
+    static void complete_wait(void* p, boost::system::error_code ec) noexcept {
       auto* self = static_cast<wait_op*>(p);
-      Handler h(std::move(self->handler));
-      auto ex = std::move(self->executor);
-      auto* c = self->ctl;
-      const bool immediate = detail::initiating_op() == self;
-      detail::delete_op(self);
+      auto* c = self->wait;
+      self->complete(ec);
       c->release();
-      detail::complete_on<Handler>(
-          ex, [h = std::move(h), ec]() mutable { std::move(h)(ec); }, immediate);
     }
-    boost::asio::any_io_executor executor;
-    Handler handler;
-    detail::closed_wait<result_type>* ctl;
+    detail::closed_wait<result_type>* wait;
   };
 
   template <class Handler>
   static void start_wait_closed(Handler handler, slot_type* slot) {
     boost::asio::any_io_executor fallback(boost::asio::system_executor{});
     auto* c = new detail::closed_wait<result_type>;  // refs: 1, the operation's
-    auto* op = detail::new_op<wait_op<Handler>>(handler, fallback, c);
+    auto* op = detail::make_op<wait_op<Handler>>(handler, fallback, c);
     detail::initiation_scope scope(op);
     c->op = op;
-    c->complete = &wait_op<Handler>::complete;
+    c->complete = &wait_op<Handler>::complete_wait;
     if (!slot || slot->waiter_gone()) {  // already closed: complete at once
       c->finish({});
       return;
     }
-    auto cancel_slot = boost::asio::get_associated_cancellation_slot(op->handler);
+    auto cancel_slot = boost::asio::get_associated_cancellation_slot(op->handler());
     if (cancel_slot.is_connected()) {
       c->refs.fetch_add(1, std::memory_order_relaxed);
       cancel_slot.template emplace<detail::closed_wait_cancel<result_type>>(c);
@@ -246,6 +242,28 @@ class responder {
   slot_type* slot_ = nullptr;
   bool notification_ = false;
 };
+
+namespace detail {
+struct responder_access {
+  template <class Req, class Resp, class Err>
+  static void fail_undelivered(responder<Req, Resp, Err>& r, Req&& req) noexcept {
+    r.fail_undelivered(std::move(req));
+  }
+  template <class Req, class Resp, class Err>
+  static void release(responder<Req, Resp, Err>& r) noexcept {
+    r.release();
+  }
+  template <class Req, class Resp, class Err>
+  static const void* slot(const responder<Req, Resp, Err>& r) noexcept {
+    return r.slot_;
+  }
+  // Under the queue's lock: this undelivered request is on its way back to its caller.
+  template <class Req, class Resp, class Err>
+  static void mark_returning(responder<Req, Resp, Err>& r) noexcept {
+    if (r.slot_) r.slot_->mark_returning();
+  }
+};
+}  // namespace detail
 
 /// One request as the worker sees it: `request` is the caller's value, `client` answers it.
 template <class Req, class Resp, class Err>

@@ -22,6 +22,7 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <tenorite/detail/operation.hpp>
 #include <tenorite/oneshot.hpp>
 #include <tenorite/unhandled_exception.hpp>
 #include <thread>
@@ -85,7 +86,12 @@ class runtime {
       // This thread is still inside io_context::run(): destroying the context under it
       // would be undefined. The process is exiting (the only way to get here), so leave it.
       (void)ioc_.release();
+      return;
     }
+    // Calls that complete while the context is destroyed complete here, at once (their
+    // handlers would otherwise be queued to a scheduler that only destroys them).
+    detail::dying_context_scope dying(ioc_.get());
+    ioc_.reset();
   }
 
   executor_type executor() noexcept { return ioc_->get_executor(); }

@@ -409,7 +409,12 @@ class service {
       ts->arm(boost::asio::any_io_executor(strand), signal, st);
       // One worker: a call from the worker's own strand would wait for itself. In a pool
       // another worker may serve it, so there is nothing to refuse.
-      if (opts.workers == 1) st->chan.set_consumer(boost::asio::any_io_executor(strand));
+      if (opts.workers == 1)
+        st->chan.set_consumer(boost::asio::any_io_executor(strand),
+                              [](const boost::asio::any_io_executor& e) {
+                                const auto* s = e.target<decltype(strand)>();
+                                return s && s->running_in_this_thread();
+                              });
       detail::worker_guard<TaskResult, Req, Resp, Err> guard(group);
       if constexpr (std::is_void_v<TaskResult>) {
         // The common case (one worker, no supervision, one Config): the worker's own

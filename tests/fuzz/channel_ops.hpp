@@ -76,6 +76,8 @@ struct model {
       events.push_back("recv" + std::to_string(receivers.front()) + " got " + std::to_string(v));
       receivers.pop_front();
       refill();
+      // The last reservation of a drained channel: the other receivers see the end now.
+      wake_receivers_at_end();
     } else {
       buffer.push_back(v);
     }

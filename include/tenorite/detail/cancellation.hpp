@@ -134,19 +134,6 @@ class late_cancel_watch {
   cancel_ctl* ctl_;
 };
 
-/// Connects an operation parked in a queue to its handler's cancellation slot, if any: the
-/// slot's handler then calls Op::on_cancel under ctl->m while the operation is pending.
-template <class Op, class Handler>
-void arm_cancellation(Op* op, const Handler& handler) {
-  auto slot = boost::asio::get_associated_cancellation_slot(handler);
-  if (!slot.is_connected()) return;
-  auto* ctl = cancel_ctl::make();
-  ctl->op = op;
-  ctl->cancel = &Op::on_cancel;
-  op->ctl = ctl;
-  slot.template emplace<cancel_slot_handler>(ctl);
-}
-
 /// The operation is completing: from now on its cancellation slot does nothing.
 inline void settle(cancel_ctl* ctl) noexcept {
   if (!ctl) return;

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <boost/asio/execution_context.hpp>
+#include <tenorite/detail/operation.hpp>
 #include <mutex>
 #include <vector>
 
@@ -78,7 +79,17 @@ class context_registry final : public boost::asio::execution_context::service {
     return m;
   }
 
+  // From the shutdown until the registry is destroyed (both on the thread destroying the
+  // context, after which only other services' shutdown and destruction run), completions
+  // for this context run at once instead of being queued to its dying scheduler.
+  ~context_registry() override {
+    if (dying_set_) dying_context() = dying_saved_;
+  }
+
   void shutdown() override {
+    dying_saved_ = dying_context();
+    dying_context() = &ctx_;
+    dying_set_ = true;
     std::vector<parked_op> doomed;
     {
       std::lock_guard lk(mutex());
@@ -98,6 +109,8 @@ class context_registry final : public boost::asio::execution_context::service {
   boost::asio::execution_context& ctx_;
   entry* head_ = nullptr;
   bool shut_down_ = false;
+  bool dying_set_ = false;
+  const boost::asio::execution_context* dying_saved_ = nullptr;
 };
 
 }  // namespace tenorite::detail

@@ -70,7 +70,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <tenorite/detail/completion.hpp>
+#include <tenorite/detail/operation.hpp>
 #include <tenorite/error.hpp>
 #include <tenorite/nats/codec.hpp>
 #include <tenorite/nats/connection.hpp>
@@ -696,26 +696,19 @@ class remote_caller {
   };
 
   template <class Handler>
-  struct async_call final : pending {
+  struct async_call final : pending, tenorite::detail::operation<async_call<Handler>, Handler> {
+    using base = tenorite::detail::operation<async_call<Handler>, Handler>;
     async_call(Handler&& h, const boost::asio::any_io_executor& fallback)
-        : pending(&deliver_async),
-          executor(tenorite::detail::tracked_executor(h, fallback, true)),
-          handler(std::move(h)) {}
-    static void deliver_async(pending* p, result_type&& r, bool immediate) noexcept {
+        : pending(&deliver_async), base(std::move(h), fallback, true) {}
+    // `immediate` is known from the initiation scope the call was started in.
+    static void deliver_async(pending* p, result_type&& r, bool) noexcept {
       auto* self = static_cast<async_call*>(p);
-      Handler h(std::move(self->handler));
-      auto ex = std::move(self->executor);
-      auto keep = std::move(self->keep);
-      delete self;
       // Let go of the caller's handle before the handler can run: once the user has every
       // outcome, nothing of ours may outlive their executor (the timer belongs to it).
+      auto keep = std::move(self->keep);
       keep.reset();
-      tenorite::detail::complete_on<Handler>(
-          ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); },
-          immediate);
+      self->complete(std::move(r));
     }
-    boost::asio::any_io_executor executor;
-    Handler handler;
   };
 
   struct cancel_handler {
@@ -734,7 +727,8 @@ class remote_caller {
     auto& st = *h->state;
     std::string payload;
     auto encoded = st.codec.encode(req, payload);
-    auto* call = new async_call<Handler>(std::move(handler), st.ex);
+    auto* call = tenorite::detail::make_op<async_call<Handler>>(handler, st.ex);
+    tenorite::detail::initiation_scope scope(call);
     call->request.emplace(std::move(req));
     if (!encoded) {
       call->deliver(call, result_type(std::unexpect,
@@ -746,7 +740,7 @@ class remote_caller {
       return;
     }
     const std::uint64_t id = st.new_id();
-    auto slot = boost::asio::get_associated_cancellation_slot(call->handler);
+    auto slot = boost::asio::get_associated_cancellation_slot(call->handler());
     if (slot.is_connected()) slot.template emplace<cancel_handler>(h->state, id);
     call->keep = h;
     st.start(id, call, payload, deadline);

@@ -1,0 +1,288 @@
+// tenorite/detail/operation.hpp — the base of every asynchronous operation, and the one
+// routine that completes a user's handler.
+//
+// Invariants every operation of the library keeps (they hold because nothing else
+// completes a handler):
+// - the operation's memory comes from the handler's associated allocator (or Asio's
+//   per-thread recycling allocator when the handler has none), and the allocator used to
+//   free it is the copy taken when it was made, never read again from a moved-from handler;
+// - the operation is freed before its handler runs, so the handler may start the next
+//   operation at once and reuse the memory;
+// - the handler runs on its associated executor (the operation's fallback when it has none),
+//   which counts as outstanding work while the operation is pending whenever it belongs to
+//   another execution context than the operation's own;
+// - a handler completed from inside its own initiating function is deferred, except a
+//   coroutine's (it is resumed at once: that is how a caller and a worker on one thread
+//   hand off without the scheduler); inline resumptions nest up to a per-thread bound, then
+//   they are deferred and the stack unwinds;
+// - an exception escaping a handler run inline is rethrown from the handler's executor (so
+//   it comes out of that executor's run(), as with Asio's own operations), never from a
+//   noexcept completion path;
+// - while an execution context is being destroyed (tenorite::runtime's destructor, or a
+//   context whose tenorite operations are being destroyed), a handler that is not a
+//   coroutine's and belongs to that context runs at once on the destroying thread instead
+//   of being queued to a scheduler that will only destroy it: every call completes once.
+//   A coroutine of the dying context is destroyed with it, as Asio does.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/associated_allocator.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/defer.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/execution.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
+#include <boost/asio/query.hpp>
+#include <boost/asio/recycling_allocator.hpp>
+#include <boost/asio/system_executor.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <exception>
+#include <memory>
+#include <tenorite/detail/cancellation.hpp>
+#include <type_traits>
+#include <utility>
+
+// Clang (seen with 16 here) may compute a thread-local's address once in a coroutine and
+// reuse it after the coroutine resumed on another thread. Asio reads its thread-local call
+// stack when it allocates the frame of an operation started with use_awaitable; if that
+// start is inlined into a user's coroutine, the frame can come from another thread's cache
+// and the heap is corrupted. Every tenorite function that starts such an operation is kept
+// out of line, so the thread-local is read afresh on each call.
+#define TENORITE_AWAITABLE_ENTRY [[gnu::noinline]]
+
+namespace tenorite::detail {
+
+/// How deep direct (inline) resumptions may nest on one thread before we defer instead.
+#ifndef TENORITE_MAX_INLINE_DEPTH
+#define TENORITE_MAX_INLINE_DEPTH 8
+#endif
+inline constexpr int max_inline_depth = TENORITE_MAX_INLINE_DEPTH;
+
+inline int& inline_depth() noexcept {
+  thread_local int depth = 0;
+  return depth;
+}
+
+struct inline_depth_scope {
+  inline_depth_scope() noexcept { ++inline_depth(); }
+  ~inline_depth_scope() { --inline_depth(); }
+  inline_depth_scope(const inline_depth_scope&) = delete;
+  inline_depth_scope& operator=(const inline_depth_scope&) = delete;
+};
+
+/// The execution context being destroyed on this thread, if any (see the invariants).
+inline const boost::asio::execution_context*& dying_context() noexcept {
+  thread_local const boost::asio::execution_context* ctx = nullptr;
+  return ctx;
+}
+
+struct dying_context_scope {
+  explicit dying_context_scope(const boost::asio::execution_context* c) noexcept
+      : saved_(dying_context()) {
+    dying_context() = c;
+  }
+  ~dying_context_scope() { dying_context() = saved_; }
+  dying_context_scope(const dying_context_scope&) = delete;
+  dying_context_scope& operator=(const dying_context_scope&) = delete;
+
+ private:
+  const boost::asio::execution_context* saved_;
+};
+
+/// True for the handler type Asio uses to resume a coroutine (use_awaitable).
+template <class H>
+struct is_coroutine_handler : std::false_type {};
+template <class Executor, class... Ts>
+struct is_coroutine_handler<boost::asio::detail::awaitable_handler<Executor, Ts...>>
+    : std::true_type {};
+
+/// Rethrows `e` from `ex`: it comes out of that executor's run().
+inline void rethrow_from(const boost::asio::any_io_executor& ex, std::exception_ptr e) noexcept {
+  try {
+    boost::asio::post(ex, [e] { std::rethrow_exception(e); });
+  } catch (...) {  // the executor cannot take it either: nobody is left to tell
+  }
+}
+
+/// Runs `f` (which invokes a handler of type Handler) on the handler's executor `ex`.
+///   immediate: we are still inside the operation's initiating function.
+/// An exception from a handler run inline (Asio's dispatch lets it through) is rethrown
+/// from `ex`; one from a handler run later comes out of run() by itself.
+template <class Handler, class F>
+void complete_on(const boost::asio::any_io_executor& ex, F&& f, bool immediate) noexcept {
+  constexpr bool coroutine = is_coroutine_handler<std::decay_t<Handler>>::value;
+  try {
+    if constexpr (!coroutine) {
+      if (const auto* dying = dying_context();
+          dying && &boost::asio::query(ex, boost::asio::execution::context) == dying) {
+        std::forward<F>(f)();
+        return;
+      }
+    }
+    if ((!immediate || coroutine) && inline_depth() < max_inline_depth) {
+      inline_depth_scope scope;
+      if (immediate) {
+        // Inside the initiation of a coroutine's operation we are already on its executor.
+        std::forward<F>(f)();
+      } else {
+        boost::asio::dispatch(ex, std::forward<F>(f));
+      }
+    } else {
+      // A continuation of the work in hand: Asio then queues it on this thread instead of
+      // waking another one (a cross-core wake-up costs tens of microseconds on small VMs).
+      boost::asio::defer(ex, std::forward<F>(f));
+    }
+  } catch (...) {
+    rethrow_from(ex, std::current_exception());
+  }
+}
+
+/// The allocator for an operation's state: the handler's own, or, when it has none (the
+/// default std::allocator, as coroutines and plain callbacks do), Asio's per-thread recycling
+/// allocator — so a call in the steady state does not reach malloc.
+template <class Handler>
+auto op_allocator(const Handler& h) {
+  auto alloc = boost::asio::get_associated_allocator(h);
+  if constexpr (std::is_same_v<decltype(alloc), std::allocator<void>>) {
+    return boost::asio::recycling_allocator<void>();
+  } else {
+    return alloc;
+  }
+}
+
+/// The handler's executor. When it runs on another execution context than the operation's
+/// own, it counts as outstanding work there until the operation completes (so that context's
+/// io_context::run() does not return under a pending call); on the service's own context
+/// the live service already counts as work, and tracking each operation would only add two
+/// contended atomic updates per call.
+/// `always` forces tracking (operations of a bare channel, which no service keeps alive).
+template <class Handler>
+boost::asio::any_io_executor tracked_executor(const Handler& h,
+                                              const boost::asio::any_io_executor& fallback,
+                                              bool always = false) {
+  boost::asio::any_io_executor ex = boost::asio::get_associated_executor(h, fallback);
+  if (always || &boost::asio::query(ex, boost::asio::execution::context) !=
+                    &boost::asio::query(fallback, boost::asio::execution::context))
+    ex = boost::asio::prefer(ex, boost::asio::execution::outstanding_work.tracked);
+  return ex;
+}
+
+/// The thread-local marker of an operation whose initiating function is running.
+inline const void*& initiating_op() noexcept {
+  thread_local const void* op = nullptr;
+  return op;
+}
+
+struct initiation_scope {
+  explicit initiation_scope(const void* op) noexcept : saved_(initiating_op()) {
+    initiating_op() = op;
+  }
+  ~initiation_scope() { initiating_op() = saved_; }
+  initiation_scope(const initiation_scope&) = delete;
+  initiation_scope& operator=(const initiation_scope&) = delete;
+
+ private:
+  const void* saved_;
+};
+
+/// The base of an operation type Derived completing a Handler. Derived is made with
+/// make_op and ends with exactly one of complete_with / complete / destroy.
+template <class Derived, class Handler>
+class operation {
+ public:
+  using handler_type = Handler;
+  using allocator_type = decltype(op_allocator(std::declval<const Handler&>()));
+
+  operation(const operation&) = delete;
+  operation& operator=(const operation&) = delete;
+
+  Handler& handler() noexcept { return handler_; }
+  const boost::asio::any_io_executor& executor() const noexcept { return executor_; }
+
+  /// Frees the operation, then runs `f(Handler&&)` on the handler's executor. The one place
+  /// where a handler is completed.
+  template <class F>
+  void complete_with(F&& f) noexcept {
+    Derived* self = static_cast<Derived*>(this);
+    Handler h(std::move(handler_));
+    boost::asio::any_io_executor ex(std::move(executor_));
+    const bool immediate = initiating_op() == self;
+    destroy();
+    complete_on<Handler>(
+        ex,
+        [h = std::move(h), f = std::forward<F>(f)]() mutable { std::move(f)(std::move(h)); },
+        immediate);
+  }
+
+  /// Completes with `handler(args...)`.
+  template <class... Args>
+  void complete(Args&&... args) noexcept {
+    complete_with([... a = std::forward<Args>(args)](Handler&& h) mutable {
+      std::move(h)(std::move(a)...);
+    });
+  }
+
+  /// Frees the operation without running its handler (its execution context is going).
+  void destroy() noexcept {
+    Derived* self = static_cast<Derived*>(this);
+    cancel_ctl* c = std::exchange(ctl, nullptr);
+    using traits =
+        typename std::allocator_traits<allocator_type>::template rebind_traits<Derived>;
+    typename traits::allocator_type a(alloc_);
+    self->~Derived();
+    traits::deallocate(a, self, 1);
+    if (c) c->release();
+  }
+
+  /// The cancellation block connecting the handler's slot to this operation, if any.
+  cancel_ctl* ctl = nullptr;
+
+  /// Connects the handler's cancellation slot (if it has one) to Derived::on_cancel.
+  void arm_cancellation() {
+    auto slot = boost::asio::get_associated_cancellation_slot(handler_);
+    if (!slot.is_connected()) return;
+    ctl = cancel_ctl::make();
+    ctl->op = static_cast<Derived*>(this);
+    ctl->cancel = &Derived::on_cancel;
+    slot.template emplace<cancel_slot_handler>(ctl);
+  }
+
+ protected:
+  operation(Handler&& h, const boost::asio::any_io_executor& fallback, bool track_always)
+      : alloc_(op_allocator(h)),
+        executor_(tracked_executor(h, fallback, track_always)),
+        handler_(std::move(h)) {}
+  ~operation() = default;
+
+ private:
+  template <class Op, class H, class... Args>
+  friend Op* make_op(H& handler, Args&&... args);
+
+  allocator_type alloc_;
+  boost::asio::any_io_executor executor_;
+  Handler handler_;
+};
+
+/// Allocates and constructs an operation with op_allocator(handler): Op(handler, args...).
+template <class Op, class Handler, class... Args>
+Op* make_op(Handler& handler, Args&&... args) {
+  auto alloc = op_allocator(handler);
+  using traits = typename std::allocator_traits<decltype(alloc)>::template rebind_traits<Op>;
+  typename traits::allocator_type a(alloc);
+  Op* p = traits::allocate(a, 1);
+  try {
+    return ::new (static_cast<void*>(p)) Op(std::move(handler), std::forward<Args>(args)...);
+  } catch (...) {
+    traits::deallocate(a, p, 1);
+    throw;
+  }
+}
+
+/// The executor of the library's own blocking handlers: they only wake a waiting thread, so
+/// they run wherever the operation completes, whatever happens to any execution context.
+inline boost::asio::any_io_executor inline_executor() {
+  return boost::asio::any_io_executor(boost::asio::system_executor());
+}
+
+}  // namespace tenorite::detail

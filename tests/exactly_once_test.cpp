@@ -1,0 +1,474 @@
+// Exactly-once in the corners: every call form and token completes once when the objects it
+// depends on are destroyed in any order, lazy tokens launched late or never, self-calls by
+// every form, exceptions escaping handlers that tenorite ran inline, channels destroyed with
+// parked operations. Each test here failed (hang, use-after-free or wrong outcome) before
+// the operations kept alive what they touch.
+#include <atomic>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+#include <chrono>
+#include <future>
+#include <latch>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "test_support.hpp"
+
+using namespace test;
+using namespace std::chrono_literals;
+using tenorite::error_kind;
+
+namespace {
+
+// A hang detector, not a timing assertion: a call that never completes fails the test
+// instead of the whole run.
+constexpr auto hang = 60s;
+
+template <class T>
+T get_or_fail(std::future<T>& f, const char* what) {
+  if (f.wait_for(hang) != std::future_status::ready) {
+    ADD_FAILURE() << what << ": never completed";
+    std::_Exit(3);  // the pending operation still references this frame
+  }
+  return f.get();
+}
+
+// A worker that takes requests and hands their responders to the test (it answers nothing
+// itself): the calls stay delivered and pending for as long as the test holds them.
+struct holder {
+  std::mutex m;
+  std::vector<echo_request> held;
+  std::promise<void> first;  // set when the first request is held
+  bool first_set = false;
+  void add(echo_request r) {
+    std::lock_guard lk(m);
+    held.push_back(std::move(r));
+    if (!first_set) {
+      first_set = true;
+      first.set_value();
+    }
+  }
+  std::vector<echo_request> take() {
+    std::lock_guard lk(m);
+    return std::move(held);
+  }
+};
+struct holding_worker {
+  static asio::awaitable<void> task(tenorite::receiver<echo_request> rx,
+                                    std::shared_ptr<holder> h) {
+    while (auto r = co_await rx.recv()) h->add(std::move(*r));
+  }
+};
+using holding_service =
+    tenorite::service<int, int, std::string, holding_worker, std::shared_ptr<holder>>;
+
+// A worker that never receives: its queue fills up and stays full.
+struct stuck_config {
+  std::shared_ptr<gate> go;
+};
+struct stuck_worker {
+  static asio::awaitable<void> task(tenorite::receiver<echo_request> rx, stuck_config cfg) {
+    co_await cfg.go->wait();
+    while (auto r = co_await rx.recv()) r->client.send(r->request * 2);
+  }
+};
+using stuck_service = tenorite::service<int, int, std::string, stuck_worker, stuck_config>;
+
+bool delivered_or_returned(const echo_result& r, int req) {
+  if (r) return false;
+  switch (r.error().kind()) {
+    case error_kind::send_failure:
+      return r.error().request() == std::optional<int>(req);
+    case error_kind::fetch_failure:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+// ---- 1. a delivered cancellable call outlives its service ----
+
+// The worker moved the responder out and ended; the call's give-up (its deadline, or its
+// cancellation) then runs after the service's state is gone.
+TEST(ExactlyOnce, AGiveUpAfterTheServiceEndedWithTheResponderHeldElsewhereIsSafe) {
+  for (int form = 0; form < 2; ++form) {
+    tenorite::runtime rt(2);
+    auto h = std::make_shared<holder>();
+    auto first = h->first.get_future();
+    auto [task, caller] = holding_service{}.start_task(rt, 4, h);
+    std::promise<echo_result> got;
+    asio::cancellation_signal signal;
+    if (form == 0) {
+      caller.async_send_request_for(1, 200ms, [&got](echo_result r) { got.set_value(std::move(r)); });
+    } else {
+      caller.async_send_request(
+          1, asio::bind_cancellation_slot(signal.slot(),
+                                          [&got](echo_result r) { got.set_value(std::move(r)); }));
+    }
+    first.wait();
+    auto held = h->take();  // the responder now lives here, outside the worker
+    caller = {};            // the last caller: the worker ends, and its service with it
+    ASSERT_TRUE(task.wait());
+    if (form == 1) {
+      // Emitted where the call's handler would run (a plain thread here: nothing else
+      // touches the slot).
+      signal.emit(asio::cancellation_type::terminal);
+    }
+    auto f = got.get_future();
+    auto r = get_or_fail(f, "the give-up");
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().kind(), form == 0 ? error_kind::timed_out : error_kind::cancelled);
+    ASSERT_EQ(held.size(), 1u);
+    EXPECT_TRUE(held[0].client.is_closed());
+    EXPECT_FALSE(held[0].client.send(2));  // the caller has gone: harmless
+  }
+}
+
+// ---- 2. destroying the runtime completes every pending form ----
+
+TEST(ExactlyOnce, DestroyingTheRuntimeCompletesEveryWaitingFormOnce) {
+  auto r = std::make_unique<tenorite::runtime>(2);
+  auto go = std::make_shared<gate>(r->executor());  // never opened: the queue stays full
+  auto [task, caller] = stuck_service{}.start_task(*r, 1, stuck_config{go});
+  ASSERT_TRUE(caller.try_notify(0));  // the queue (1 slot) is full from here on
+
+  std::vector<std::thread> threads;
+  std::promise<echo_result> blocking_for, callback;
+  std::promise<tenorite::error_kind> reserve_blocking, notify_blocking;
+  std::latch started(3);
+  threads.emplace_back([&, c = caller] {
+    started.count_down();
+    blocking_for.set_value(c.send_request_blocking_for(1, 1h));
+  });
+  threads.emplace_back([&, c = caller] {
+    started.count_down();
+    auto p = c.reserve_blocking();
+    reserve_blocking.set_value(p ? error_kind::deadlock : p.error().kind());
+  });
+  threads.emplace_back([&, c = caller] {
+    started.count_down();
+    auto n = c.notify_blocking(3);
+    notify_blocking.set_value(n ? error_kind::deadlock : n.error().kind());
+  });
+  started.wait();
+  std::atomic<int> callback_runs{0};
+  caller.async_send_request(4, [&](echo_result res) {
+    if (callback_runs.fetch_add(1) == 0) callback.set_value(std::move(res));
+  });
+  auto fut = caller.async_send_request(5, asio::use_future);
+  auto j = task.async_join(asio::use_future);
+
+  r.reset();  // the runtime goes while every form waits
+
+  auto f1 = blocking_for.get_future();
+  EXPECT_TRUE(delivered_or_returned(get_or_fail(f1, "send_request_blocking_for"), 1));
+  auto f2 = reserve_blocking.get_future();
+  EXPECT_EQ(get_or_fail(f2, "reserve_blocking"), error_kind::send_failure);
+  auto f3 = notify_blocking.get_future();
+  EXPECT_EQ(get_or_fail(f3, "notify_blocking"), error_kind::send_failure);
+  auto f4 = callback.get_future();
+  EXPECT_TRUE(delivered_or_returned(get_or_fail(f4, "a callback"), 4));
+  EXPECT_EQ(callback_runs.load(), 1);
+  EXPECT_TRUE(delivered_or_returned(get_or_fail(fut, "use_future"), 5));
+  auto outcome = get_or_fail(j, "async_join(use_future)");
+  ASSERT_FALSE(outcome);
+  EXPECT_TRUE(outcome.error().is_cancelled());
+  for (auto& t : threads) t.join();
+}
+
+// ---- 3. a pool drains with a permit used after the drain ----
+
+struct pool_worker {
+  static asio::awaitable<void> task(tenorite::receiver<echo_request> rx, int) {
+    while (auto r = co_await rx.recv()) r->client.send(r->request * 2);
+  }
+};
+using pool_service = tenorite::service<int, int, std::string, pool_worker, int>;
+
+TEST(ExactlyOnce, APoolDrainedWithAPermitOutstandingEndsOnceThePermitIsUsedOrDropped) {
+  for (int form = 0; form < 3; ++form) {
+    tenorite::runtime rt(2);
+    tenorite::service_options opts;
+    opts.workers = 2;
+    auto [task, caller] = pool_service{}.start(rt, opts, 0);
+    auto p = caller.reserve_blocking();
+    ASSERT_TRUE(p);
+    task.drain();
+    if (form == 0) {
+      EXPECT_EQ(p->send_request_blocking(21).value(), 42);  // the permit still holds its slot
+    } else if (form == 1) {
+      auto f = p->async_send_request(21, asio::use_future);
+      EXPECT_EQ(get_or_fail(f, "permit send").value(), 42);
+    } else {
+      auto dropped = std::move(*p);  // dropped unused
+    }
+    // The caller is still alive: the drain alone ends the pool (both workers see the end).
+    auto j = task.async_join(asio::use_future);
+    EXPECT_TRUE(get_or_fail(j, "the pool's join"));
+    EXPECT_EQ(caller.send_request_blocking(1).error().kind(), error_kind::send_failure);
+  }
+}
+
+// ---- 4. a worker calling itself by any form fails with deadlock ----
+
+using echo_weak = tenorite::weak_caller<int, int, std::string>;
+struct self_call_config {
+  std::shared_ptr<std::promise<echo_weak>> self;
+};
+// Answers each request n with what its self-call form n ended with: 1 for deadlock with the
+// request back (or no request, for a reservation), 0 otherwise.
+struct self_caller_worker {
+  static asio::awaitable<void> task(tenorite::receiver<echo_request> rx, self_call_config cfg) {
+    auto me = *cfg.self->get_future().get().lock();
+    while (auto r = co_await rx.recv()) {
+      int ok = 0;
+      int v = 100 + r->request;
+      switch (r->request) {
+        case 0: {  // as_tuple(use_awaitable)
+          auto [res] = co_await me.async_send_request(v, asio::as_tuple(asio::use_awaitable));
+          ok = !res && res.error().kind() == error_kind::deadlock && res.error().request() == v;
+          break;
+        }
+        case 1: {  // deferred, awaited
+          auto op = me.async_send_request(v, asio::deferred);
+          auto res = co_await std::move(op)(asio::use_awaitable);
+          ok = !res && res.error().kind() == error_kind::deadlock && res.error().request() == v;
+          break;
+        }
+        case 2: {  // a permit's send (the queue has room; the reply would never come)
+          auto p = co_await me.reserve();
+          if (p) {
+            auto res = co_await p->send_request(std::move(v));
+            ok = !res && res.error().kind() == error_kind::deadlock && res.error().request() == v;
+          }
+          break;
+        }
+        case 3: {  // notify on the full queue: fill it, then wait for room that never comes
+          int filler = 7;
+          while (me.try_notify(filler)) {
+          }
+          auto res = co_await me.notify(std::move(v));
+          ok = !res && res.error().kind() == error_kind::deadlock && res.error().request() == v;
+          // Empty the queue again (the fillers are notifications: nothing to answer).
+          while (rx.try_recv()) {
+          }
+          break;
+        }
+        case 4: {  // reserve on the full queue
+          int filler = 7;
+          while (me.try_notify(filler)) {
+          }
+          auto res = co_await me.reserve();
+          ok = !res && res.error().kind() == error_kind::deadlock;
+          while (rx.try_recv()) {
+          }
+          break;
+        }
+        case 5: {  // send_request_for
+          auto res = co_await me.send_request_for(std::move(v), 1h);
+          ok = !res && res.error().kind() == error_kind::deadlock && res.error().request() == v;
+          break;
+        }
+        default:
+          break;
+      }
+      r->client.send(ok);
+    }
+  }
+};
+using self_caller_service =
+    tenorite::service<int, int, std::string, self_caller_worker, self_call_config>;
+
+TEST(ExactlyOnce, AWorkerCallingItselfByAnyFormOrTokenGetsDeadlock) {
+  tenorite::runtime rt(2);
+  auto self = std::make_shared<std::promise<echo_weak>>();
+  auto [task, caller] = self_caller_service{}.start_task(rt, 2, self_call_config{self});
+  self->set_value(caller.weak());
+  for (int form = 0; form <= 5; ++form) {
+    auto f = caller.async_send_request(form, asio::use_future);
+    EXPECT_EQ(get_or_fail(f, "a self-call").value(), 1) << "form " << form;
+  }
+}
+
+// ---- 5. an exception escaping a handler tenorite ran inline ----
+
+TEST(ExactlyOnce, AnExceptionFromAHandlerRunInlineComesOutOfRunNotTerminate) {
+  for (int form = 0; form < 2; ++form) {
+    asio::io_context ioc;
+    auto [task, caller] = echo_service{}.start_task(ioc, 4, echo_config{});
+    int runs = 0;
+    if (form == 0) {
+      // A coroutine resumed by the worker's reply from inside its own call's initiation (the
+      // worker is parked, takes the request and answers inline); its completion rethrows.
+      asio::co_spawn(
+          ioc,
+          [](echo_caller c, int* runs) -> asio::awaitable<void> {
+            int v = 1;
+            auto r = co_await c.send_request(std::move(v));
+            ++*runs;
+            if (r) throw std::runtime_error("from the handler");
+          }(caller, &runs),
+          [](const std::exception_ptr& e) {
+            if (e) std::rethrow_exception(e);
+          });
+    } else {
+      // A callback completed from the worker's responder, inline through dispatch.
+      caller.async_send_request(1, [&runs](echo_result) {
+        ++runs;
+        throw std::runtime_error("from the handler");
+      });
+    }
+    bool thrown = false;
+    try {
+      ioc.run();
+    } catch (const std::runtime_error& e) {
+      thrown = std::string(e.what()) == "from the handler";
+    }
+    EXPECT_TRUE(thrown) << "form " << form;
+    EXPECT_EQ(runs, 1);
+    caller = {};
+    ioc.restart();
+    ioc.run();
+    EXPECT_TRUE(task.is_finished());
+  }
+}
+
+// ---- 6. a channel destroyed with parked operations ----
+
+TEST(ExactlyOnce, DestroyingAChannelCompletesWhatIsParkedInIt) {
+  asio::io_context ioc;
+  auto ch = std::make_unique<tenorite::channel<int>>(ioc.get_executor(), 1);
+  asio::cancellation_signal signal;
+  int receive_runs = 0, send_runs = 0;
+  boost::system::error_code receive_ec, send_ec;
+  std::optional<int> sent_back;
+  ch->async_receive(asio::bind_cancellation_slot(
+      signal.slot(), [&](boost::system::error_code ec, std::optional<int>) {
+        ++receive_runs;
+        receive_ec = ec;
+      }));
+  ioc.poll();  // parked
+  auto ch2 = std::make_unique<tenorite::channel<int>>(ioc.get_executor(), 1);
+  int filler = 1;
+  ASSERT_EQ(ch2->try_send(filler), tenorite::send_status::sent);
+  ch2->async_send(2, [&](boost::system::error_code ec, std::optional<int> v) {
+    ++send_runs;
+    send_ec = ec;
+    sent_back = v;
+  });
+  ioc.poll();
+  ch.reset();
+  ch2.reset();
+  signal.emit(asio::cancellation_type::terminal);  // after the channel: must touch nothing
+  ioc.restart();
+  ioc.run();  // returns: nothing parked keeps it busy
+  EXPECT_EQ(receive_runs, 1);
+  EXPECT_EQ(receive_ec, asio::error::operation_aborted);
+  EXPECT_EQ(send_runs, 1);
+  EXPECT_TRUE(send_ec);
+  EXPECT_EQ(sent_back, std::optional<int>(2));
+}
+
+// ---- 7. lazy tokens launched late or never ----
+
+TEST(ExactlyOnce, ALazyCallKeepsTheServiceOpenUntilItIsLaunchedOrDropped) {
+  tenorite::runtime rt(2);
+  auto [task, caller] = echo_service{}.start_task(rt, 4, echo_config{});
+  auto weak = caller.weak();
+  auto op = caller.async_send_request(21, asio::deferred);
+  auto aw = caller.send_request(22);  // an awaitable not awaited yet
+  caller = {};
+  EXPECT_FALSE(weak.expired());  // the lazy operations hold the service
+  auto f = std::move(op)(asio::use_future);
+  EXPECT_EQ(get_or_fail(f, "a late deferred call").value(), 42);
+  auto r = rt.block_on(std::move(aw));
+  EXPECT_EQ(r.value(), 44);
+  EXPECT_TRUE(weak.expired());  // both are gone now
+  EXPECT_TRUE(task.wait());
+}
+
+TEST(ExactlyOnce, ALazyCallDroppedUnlaunchedReleasesTheService) {
+  tenorite::runtime rt(2);
+  auto [task, caller] = echo_service{}.start_task(rt, 4, echo_config{});
+  {
+    [[maybe_unused]] auto op = caller.async_send_request(1, asio::deferred);
+    [[maybe_unused]] auto aw = caller.send_request(2);
+    caller = {};
+  }
+  EXPECT_TRUE(task.wait());
+}
+
+TEST(ExactlyOnce, APermitsLazySendDroppedUnlaunchedGivesTheSlotBack) {
+  tenorite::runtime rt(2);
+  auto go = std::make_shared<gate>(rt.executor());
+  auto [task, caller] = stuck_service{}.start_task(rt, 1, stuck_config{go});
+  {
+    auto p = caller.try_reserve();
+    ASSERT_TRUE(p);
+    [[maybe_unused]] auto op = p->async_send_request(1, asio::deferred);  // dropped unlaunched
+  }
+  EXPECT_TRUE(caller.try_notify(2));  // the one slot is free again
+  go->open();
+  caller = {};
+  EXPECT_TRUE(task.wait());
+}
+
+TEST(ExactlyOnce, ALazyJoinDroppedUnlaunchedLeavesTheOutcomeForALaterJoin) {
+  tenorite::runtime rt(2);
+  auto [task, caller] = echo_service{}.start_task(rt, 4, echo_config{});
+  { [[maybe_unused]] auto op = task.async_join(asio::deferred); }
+  caller = {};
+  EXPECT_TRUE(task.wait());
+}
+
+// ---- 8. contracts ----
+
+TEST(ExactlyOnce, ATimedOutCallIsTracedAsTimedOut) {
+  tenorite::runtime rt(2);
+  std::mutex m;
+  std::vector<std::optional<error_kind>> ends;
+  tenorite::service_options opts;
+  opts.queue_size = 1;
+  opts.trace = [&](const tenorite::trace_event& e) {
+    if (e.what != tenorite::trace_event::phase::completed) return;
+    std::lock_guard lk(m);
+    ends.push_back(e.outcome);
+  };
+  auto go = std::make_shared<gate>(rt.executor());
+  auto [task, caller] = stuck_service{}.start(rt, opts, stuck_config{go});
+  auto r = caller.send_request_blocking_for(1, 1ms);  // never delivered: the worker waits
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind(), error_kind::timed_out);
+  {
+    std::lock_guard lk(m);
+    ASSERT_EQ(ends.size(), 1u);
+    EXPECT_EQ(ends[0], std::optional<error_kind>(error_kind::timed_out));
+  }
+  auto snap = caller.metrics();
+  ASSERT_TRUE(snap);
+  EXPECT_EQ(snap->failed_of(error_kind::timed_out), 1u);
+  EXPECT_EQ(snap->failed_of(error_kind::cancelled), 0u);
+  go->open();
+  caller = {};
+  EXPECT_TRUE(task.wait());
+}
+
+template <class R>
+concept library_only_members_reachable = requires(R r, int v) {
+  r.release();
+  r.fail_undelivered(std::move(v));
+};
+static_assert(!library_only_members_reachable<tenorite::responder<int, int, std::string>>,
+              "responder::release and fail_undelivered are the library's, not a worker's");
