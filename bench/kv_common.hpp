@@ -190,6 +190,7 @@ struct impl {
 
 impl tenorite_impl();
 impl asio_channel_impl();
+impl asio_floor_impl();
 
 // Tenorite-only figures (topologies): a pool of `workers` serving CPU-bound requests from
 // `callers` coroutines, and the s1 echo with metrics on or off.

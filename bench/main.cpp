@@ -184,7 +184,7 @@ int main(int argc, char** argv) {
   }
 
   std::vector<impl> impls = {bench::tenorite_impl(), bench::asio_channel_impl(),
-                             bench::std_threads_impl()};
+                             bench::std_threads_impl(), bench::asio_floor_impl()};
   // TENORITE_BENCH_ONLY_TENORITE=1 skips the baselines (for profiling; no ratio table).
   if (const char* only = std::getenv("TENORITE_BENCH_ONLY_TENORITE"); only && *only == '1')
     impls.resize(1);

@@ -120,9 +120,11 @@ class service_state final : public abortable {
       if (status == send_status::closed) {
         responder_access::fail_undelivered(item.client, std::move(item.request));
       } else if (status == send_status::self_call) {
-        chan.release_reservation();
+        // Settle first: giving the slot back may resume others inline, and one of them may
+        // cancel this call.
         op->value.emplace(std::move(item));
         op->fail_before_delivery(error_kind::deadlock);
+        chan.release_reservation();
       }
       return;
     }
@@ -842,7 +844,12 @@ class permit {
         [](auto handler, permit p, Req r) {
           caller_type owner = std::move(p.owner_);
           auto& st = owner.core_->state;
-          st->initiate_call(std::move(handler), st, std::move(r), detail::call_mode::reserved);
+          try {
+            st->initiate_call(std::move(handler), st, std::move(r), detail::call_mode::reserved);
+          } catch (...) {  // the call never started (no memory): the slot goes back
+            st->chan.release_reservation();
+            throw;
+          }
         },
         token, std::move(*this), std::move(req));
   }

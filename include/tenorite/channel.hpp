@@ -166,6 +166,12 @@ class channel final : private detail::context_registry::entry {
   /// waiting senders with broken_pipe and their value back; buffered items are destroyed.
   /// (A service closes its queue before it dies, so only a bare channel has any.)
   ~channel() {
+    // A receive whose item is on its way to a handler that may still give it back (it was
+    // cancelled late) finds the channel gone and keeps the item.
+    if (life_) {
+      std::lock_guard lk(life_->m);
+      life_->alive = false;
+    }
     detail::context_registry::remove(this);
     detail::fifo<detail::send_waiter<T>> senders;
     detail::fifo<detail::recv_waiter<T>> receivers;
@@ -178,9 +184,18 @@ class channel final : private detail::context_registry::entry {
     senders.drain([](auto* s) { s->on_closed(s); });
     receivers.drain(
         [](auto* r) { r->ready(r, boost::asio::error::operation_aborted, std::nullopt); });
-    std::lock_guard lk(m_);
-    while (size_ > 0) pop_locked();
-    free_slots(slots_);
+    // Items may hold responders, whose destruction completes calls: never under the lock.
+    T* slots;
+    std::size_t head, size, alloc;
+    {
+      std::lock_guard lk(m_);
+      slots = std::exchange(slots_, nullptr);
+      head = std::exchange(head_, 0);
+      size = std::exchange(size_, 0);
+      alloc = std::exchange(alloc_, 0);
+    }
+    for (std::size_t i = 0; i < size; ++i) slots[(head + i) % alloc].~T();
+    free_slots(slots);
   }
 
   std::size_t capacity() const noexcept { return capacity_; }
@@ -363,15 +378,12 @@ class channel final : private detail::context_registry::entry {
 
   /// Takes a parked node back (its value still inside). False if the channel already took
   /// its value or handed it back.
+  /// (Withdrawing a waiting sender never brings the end: a sender waits only while the
+  /// buffer and the reservations fill the capacity, and they still do.)
   bool withdraw(detail::send_waiter<T>* node) {
-    detail::fifo<detail::recv_waiter<T>> ended;
-    {
-      std::lock_guard lk(m_);
-      if (!node->linked) return false;
-      senders_.unlink(node);
-      if (at_end_locked()) ended = receivers_.take();
-    }
-    ended.drain([](auto* e) { e->ready(e, {}, std::nullopt); });
+    std::lock_guard lk(m_);
+    if (!node->linked) return false;
+    senders_.unlink(node);
     return true;
   }
 
@@ -663,12 +675,19 @@ class channel final : private detail::context_registry::entry {
       // goes back to the cache of the thread where the completion runs.
       detail::late_cancel_watch watch(v ? std::exchange(self->ctl, nullptr) : nullptr,
                                       detail::late_cancel_watch::adopt);
+      // Only a cancellable receive (one with a watch) can give its item back; it holds the
+      // channel's life block, as the channel may be destroyed before the handler runs.
+      std::shared_ptr<life> alive;
+      if (watch.armed()) alive = self->chan->life_;
       channel* ch = self->chan;
-      self->complete_with([ec, v = std::move(v), watch = std::move(watch),
-                           ch](Handler&& h) mutable {
-        if (watch.requested() && v && ch->give_back(*v)) {
-          v.reset();
-          ec = boost::asio::error::operation_aborted;
+      self->complete_with([ec, v = std::move(v), watch = std::move(watch), ch,
+                           alive = std::move(alive)](Handler&& h) mutable {
+        if (watch.requested() && v && alive) {
+          std::lock_guard lk(alive->m);
+          if (alive->alive && ch->give_back(*v)) {
+            v.reset();
+            ec = boost::asio::error::operation_aborted;
+          }
         }
         std::move(h)(ec, std::move(v));
       });
@@ -720,7 +739,10 @@ class channel final : private detail::context_registry::entry {
     auto* op = detail::make_op<recv_op<Handler>>(handler, ex_, track_work_, this);
     detail::initiation_scope scope(op);
     receive_or_wait(op, [](detail::recv_waiter<T>* n) {
-      static_cast<recv_op<Handler>*>(n)->arm_cancellation();
+      auto* self = static_cast<recv_op<Handler>*>(n);
+      self->arm_cancellation();
+      // Under the lock: a cancellable receive makes the life block its completion may need.
+      if (self->ctl && !self->chan->life_) self->chan->life_ = std::make_shared<life>();
     });
   }
 
@@ -888,6 +910,14 @@ class channel final : private detail::context_registry::entry {
   static void free_slots(T* p) noexcept {
     if (p) ::operator delete(p, std::align_val_t(alignof(T)));
   }
+
+  // Whether the channel still exists, for completions already on their way (lock order:
+  // life::m, then m_). Made on the first cancellable receive: most channels never need it.
+  struct life {
+    std::mutex m;
+    bool alive = true;
+  };
+  std::shared_ptr<life> life_;
 
   mutable std::mutex m_;
   std::uint64_t accepted_ = 0;  // values that entered the buffer or went straight to a receiver

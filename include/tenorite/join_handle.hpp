@@ -147,7 +147,7 @@ class task_state final : public task_control, public std::enable_shared_from_thi
       std::lock_guard lk(m_);
       if (waiter_) {
         w = std::exchange(waiter_, nullptr);
-      } else if (!handle_alive_ && !r && r.error().is_panic()) {
+      } else if (!handle_alive_ && lazy_joins_ == 0 && !r && r.error().is_panic()) {
         unobserved = r.error().exception();  // nobody will ever join: report it instead
       } else {
         result_.emplace(std::move(r));
@@ -203,7 +203,7 @@ class task_state final : public task_control, public std::enable_shared_from_thi
     {
       std::lock_guard lk(m_);
       taken_ = false;
-      if (handle_alive_ || r || !r.error().is_panic()) {
+      if (handle_alive_ || lazy_joins_ > 0 || r || !r.error().is_panic()) {
         result_.emplace(std::move(r));
         return;
       }
@@ -218,9 +218,24 @@ class task_state final : public task_control, public std::enable_shared_from_thi
     {
       std::lock_guard lk(m_);
       handle_alive_ = false;
-      if (result_ && !*result_ && result_->error().is_panic())
-        unobserved = result_->error().exception();
-      if (unobserved) result_.reset();
+      unobserved = take_unobserved_locked();
+    }
+    if (unobserved) report_unhandled(unobserved);
+  }
+
+  /// A lazy join (deferred, an awaitable not awaited yet) exists: it may still take the
+  /// outcome, so a panic is not reported as unobserved meanwhile.
+  void lazy_join_made() noexcept {
+    std::lock_guard lk(m_);
+    ++lazy_joins_;
+  }
+  /// The lazy join started (it has taken its place) or was dropped unlaunched.
+  void lazy_join_gone() noexcept {
+    std::exception_ptr unobserved;
+    {
+      std::lock_guard lk(m_);
+      --lazy_joins_;
+      unobserved = take_unobserved_locked();
     }
     if (unobserved) report_unhandled(unobserved);
   }
@@ -229,7 +244,18 @@ class task_state final : public task_control, public std::enable_shared_from_thi
   std::shared_ptr<task_control> shared_from_this_() override { return this->shared_from_this(); }
 
  private:
+  // A stored panic that nobody can join any more (no handle, no lazy join).
+  std::exception_ptr take_unobserved_locked() noexcept {
+    if (handle_alive_ || lazy_joins_ > 0 || !result_ || *result_ ||
+        !result_->error().is_panic())
+      return nullptr;
+    std::exception_ptr e = result_->error().exception();
+    result_.reset();
+    return e;
+  }
+
   mutable std::mutex m_;
+  std::size_t lazy_joins_ = 0;
   std::optional<result_type> result_;
   reply_slot<result_type>* waiter_ = nullptr;
   bool handle_alive_ = true;
@@ -281,7 +307,8 @@ class join_handle {
       throw std::logic_error("tenorite::join_handle::async_join: empty join handle (moved-from)");
     if (state_->is_taken()) claim(state_, "tenorite::join_handle::async_join");  // throws
     return boost::asio::async_initiate<Token, void(result_type)>(
-        [](auto handler, std::shared_ptr<detail::task_state<T>> s) {
+        [](auto handler, lazy_join j) {
+          auto s = j.state;
           claim(s, "tenorite::join_handle::async_join");
           using handler_t = decltype(handler);
           auto* op = detail::make_op<join_op<handler_t>>(handler, s->default_executor(), s);
@@ -289,7 +316,7 @@ class join_handle {
           op->arm_cancellation();
           s->take(op);
         },
-        token, state_);
+        token, lazy_join(state_));
   }
 
   /// co_await task.join(): the worker's result, or a join_error.
@@ -368,6 +395,23 @@ class join_handle {
       self->ctl->op = nullptr;
       lk.unlock();
       finish(self, result_type(std::unexpect, join_error::wait_cancelled()), false);
+    }
+    std::shared_ptr<detail::task_state<T>> state;
+  };
+
+  // Held by a join operation until it starts: while it exists, the outcome can still be
+  // joined (the handle may be gone meanwhile).
+  struct lazy_join {
+    explicit lazy_join(std::shared_ptr<detail::task_state<T>> s) noexcept : state(std::move(s)) {
+      state->lazy_join_made();
+    }
+    lazy_join(lazy_join&& o) noexcept : state(std::move(o.state)) {}
+    lazy_join(const lazy_join& o) noexcept : state(o.state) {
+      if (state) state->lazy_join_made();
+    }
+    lazy_join& operator=(const lazy_join&) = delete;
+    ~lazy_join() {
+      if (state) state->lazy_join_gone();
     }
     std::shared_ptr<detail::task_state<T>> state;
   };

@@ -56,8 +56,8 @@ class reply_slot {
   }
   /// The queue's close() took the undelivered request to hand it back (set and read under
   /// the queue's lock): a give-up must then leave the completion to that return.
-  void mark_returning() noexcept { returning_ = true; }
-  bool returning() const noexcept { return returning_; }
+  void mark_returning() noexcept { returning_.store(true, std::memory_order_relaxed); }
+  bool returning() const noexcept { return returning_.load(std::memory_order_relaxed); }
 
   /// Unregisters `w`; true when it was still registered (it will not fire).
   bool unwatch(closed_watch* w) noexcept {
@@ -74,7 +74,7 @@ class reply_slot {
   complete_fn complete_;
   watch_fn watch_ = nullptr;  // null: the waiter can never give up
   std::atomic<bool> waiter_gone_{false};
-  bool returning_ = false;
+  std::atomic<bool> returning_{false};  // the lock orders it; atomic for the late reader
 };
 
 /// A one-time wake-up for a plain thread: set() once from any thread, wait() once.

@@ -136,6 +136,7 @@ CHECKS=(
   "reserve.pool|reserve.pml|-DNW=2||"
   "reserve.pool.3s|reserve.pml|-DNW=2 -DNS=3|-DCOLLAPSE|"
   "reserve.pool.2p|reserve.pml|-DNW=2 -DNP=2 -DCAP=2|-DCOLLAPSE|"
+  "reserve.drain.pool|reserve.pml|-DDRAIN -DNW=2||"
   "join|join.pml|-DNCAN=3||"
   "watch|watch.pml|||"
   "watch.reply-first|watch.pml|-DREPLY_FIRST||"
@@ -159,6 +160,7 @@ PLANTED=(
   "reserve:send-reserved-no-refill|reserve.pml|-DPLANT_SEND_RESERVED_NO_REFILL"
   "reserve:release-into-buffer|reserve.pml|-DPLANT_RELEASE_INTO_BUFFER"
   "reserve:release-into-buffer,pool|reserve.pml|-DNW=2 -DPLANT_RELEASE_INTO_BUFFER"
+  "reserve:drain-no-end,pool|reserve.pml|-DDRAIN -DNW=2 -DPLANT_DRAIN_NO_END"
   "join:no-late-flag|join.pml|-DPLANT_JOIN_NO_LATE"
   "join:withdraw-keeps-taken|join.pml|-DPLANT_WITHDRAW_KEEPS_TAKEN"
   "join:put-back-drops|join.pml|-DPLANT_PUT_BACK_DROPS"
@@ -178,10 +180,10 @@ KNOWN=(
 )
 
 # --quick: the small configurations and a few planted bugs (labels from the lists above).
-QUICK_CHECKS="call.2x1 recv recv.close reserve reserve.pool join watch watch.reply-first watch.reply-any watch.deferred"
+QUICK_CHECKS="call.2x1 recv recv.close reserve reserve.pool reserve.drain.pool join watch watch.reply-first watch.reply-any watch.deferred"
 QUICK_PLANTED="call:cancel-ignores-close call:give-up-not-counted"
 QUICK_PLANTED+=" watch:destroy-while-firing,reply-first watch:slot-read-early,deferred"
-QUICK_PLANTED+=" reserve:send-reserved-no-refill reserve:release-into-buffer"
+QUICK_PLANTED+=" reserve:send-reserved-no-refill reserve:release-into-buffer reserve:drain-no-end,pool"
 
 # select <space-separated labels> <entries...>: prints the entries with those labels
 select_entries() {

@@ -40,6 +40,11 @@
  *     a worker asleep beside a buffered request).
  *
  * Planted bugs (check.sh --planted): the code before the fix.
+ *   DRAIN                          the owner drains (close_for_send) at any point and keeps
+ *                                  its caller: the workers must end by the drain alone (a pool
+ *                                  drained with a permit outstanding hung before the fix);
+ *   PLANT_DRAIN_NO_END             send_reserved does not end the other waiting receivers when
+ *                                  it used the last reservation of a drained queue;
  *   PLANT_SEND_RESERVED_NO_REFILL  send_reserved hands the value to a waiting receiver and
  *                                  does not give the freed slot to a waiting sender;
  *   PLANT_RELEASE_INTO_BUFFER      release_reservation moves the oldest waiting sender's value
@@ -71,9 +76,10 @@ byte slen;
 byte rq[NW];            /* receivers_: waiting workers, oldest first */
 byte rlen;
 bool no_senders;
+bool send_closed;       /* DRAIN: join_handle::drain (close_for_send) */
 
 #define HAS_ROOM (bsize + reserved < CAP)
-#define AT_END (no_senders && bsize == 0 && reserved == 0 && slen == 0)
+#define AT_END ((no_senders || send_closed) && bsize == 0 && reserved == 0 && slen == 0)
 #define INV assert(!(rlen > 0 && (bsize > 0 || (HAS_ROOM && slen > 0))))
 
 /* ---- outside the lock ---- */
@@ -172,10 +178,11 @@ inline run_refill() {
 
 proctype Sender(byte me) {
   REFILL_LOCALS;
-  bool direct, parked;
+  bool direct, parked, refused;
   atomic {
     if
-    :: rlen > 0 -> rq_pop(w); direct = 1
+    :: send_closed -> refused = 1
+    :: !send_closed && rlen > 0 -> rq_pop(w); direct = 1
     :: else ->
        if
        :: HAS_ROOM -> push(me + 1)
@@ -186,6 +193,7 @@ proctype Sender(byte me) {
   }
   if
   :: direct -> deliv[w] = me + 1
+  :: refused -> got[me + 1]++  /* send_failure: the request comes back to its caller */
   :: else -> skip
   fi;
   if
@@ -200,20 +208,24 @@ proctype Holder(byte i) {
   byte node = NS + i;
   byte v = NS + i + 1;
   byte rw;  /* the receiver the reserved value goes to (refill's pairs use w) */
-  bool granted, direct;
+  bool granted, direct, refused;
+  byte ends[NW], ne;
   atomic {
     if
-    :: HAS_ROOM -> reserved++; granted = 1
+    :: send_closed -> refused = 1
+    :: !send_closed && HAS_ROOM -> reserved++; granted = 1
     :: else -> sq_push(node)
     fi;
     INV
   }
   if
-  :: !granted -> told[node]
+  :: refused -> got[v]++  /* reserve fails: nothing to send */
+  :: !refused && !granted -> told[node]
   :: else -> skip
   fi;
   if
-  :: /* permit.send_request: send_reserved */
+  :: refused -> skip
+  :: !refused; /* permit.send_request: send_reserved */
      atomic {
        reserved--;
        if
@@ -221,7 +233,18 @@ proctype Holder(byte i) {
           rq_pop(rw);
           direct = 1;
 #ifndef PLANT_SEND_RESERVED_NO_REFILL
-          refill()
+          refill();
+#endif
+#ifndef PLANT_DRAIN_NO_END
+          /* the last reservation of a drained queue: the other receivers see the end */
+          if
+          :: AT_END ->
+             do
+             :: rlen > 0 -> rq_pop(w); ends[ne] = w; ne++
+             :: else -> break
+             od
+          :: else -> skip
+          fi
 #else
           skip
 #endif
@@ -233,8 +256,13 @@ proctype Holder(byte i) {
      :: direct -> deliv[rw] = v
      :: else -> skip
      fi;
-     run_refill()
-  :: /* the permit dropped unused: release_reservation */
+     run_refill();
+     j = 0;
+     do
+     :: j < ne -> deliv[ends[j]] = END; j++
+     :: else -> break
+     od
+  :: !refused; /* the permit dropped unused: release_reservation */
      got[v]++;  /* its value is never sent: count it as accounted for */
      atomic {
        reserved--;
@@ -252,11 +280,24 @@ proctype Holder(byte i) {
        :: else -> skip
        fi;
 #endif
-       /* at_end_locked cannot hold here: this permit keeps a caller copy alive */
+       /* at_end_locked: only a drain can make it hold here (this permit keeps a caller) */
        assert(!no_senders);
+       if
+       :: AT_END ->
+          do
+          :: rlen > 0 -> rq_pop(w); ends[ne] = w; ne++
+          :: else -> break
+          od
+       :: else -> skip
+       fi;
        INV
      };
-     run_refill()
+     run_refill();
+     j = 0;
+     do
+     :: j < ne -> deliv[ends[j]] = END; j++
+     :: else -> break
+     od
   fi;
   producers_done++
 }
@@ -295,9 +336,15 @@ proctype Worker(byte me) {
 proctype Owner() {
   byte w, k;
   byte ends[NW], ne, j;
+#ifdef DRAIN
+  /* join_handle::drain() at any point; the last caller stays: the drain alone must end it */
+  atomic {
+    send_closed = 1;
+#else
   producers_done == NN;
   atomic {
     no_senders = 1;
+#endif
     if
     :: AT_END ->
        do

@@ -126,6 +126,7 @@ class late_cancel_watch {
   ~late_cancel_watch() {
     if (ctl_) ctl_->release();
   }
+  bool armed() const noexcept { return ctl_ != nullptr; }
   bool requested() const noexcept {
     return ctl_ && ctl_->late.load(std::memory_order_acquire);
   }

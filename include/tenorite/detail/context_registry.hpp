@@ -83,7 +83,10 @@ class context_registry final : public boost::asio::execution_context::service {
   // context, after which only other services' shutdown and destruction run), completions
   // for this context run at once instead of being queued to its dying scheduler.
   ~context_registry() override {
-    if (dying_set_) dying_context() = dying_saved_;
+    if (dying_set_) {
+      dying_queue::local().drain();
+      dying_context() = dying_saved_;
+    }
   }
 
   void shutdown() override {

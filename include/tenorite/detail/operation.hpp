@@ -40,6 +40,7 @@
 #include <exception>
 #include <memory>
 #include <tenorite/detail/cancellation.hpp>
+#include <tenorite/unhandled_exception.hpp>
 #include <type_traits>
 #include <utility>
 
@@ -77,12 +78,56 @@ inline const boost::asio::execution_context*& dying_context() noexcept {
   return ctx;
 }
 
+/// Completions for a dying context that could not run at once (made inside their own
+/// initiation, or past the inline depth): run, oldest first, when the destruction's scope
+/// ends, iteratively (a callback that retries on every failure would otherwise recurse).
+struct dying_node {
+  virtual void run() noexcept = 0;
+  virtual ~dying_node() = default;
+  dying_node* next = nullptr;
+};
+template <class F>
+struct dying_fn final : dying_node {
+  explicit dying_fn(F&& fn) : f(std::move(fn)) {}
+  void run() noexcept override {
+    try {
+      std::move(f)();
+    } catch (...) {
+      report_unhandled(std::current_exception());
+    }
+  }
+  F f;
+};
+struct dying_queue {
+  dying_node* head = nullptr;
+  dying_node* tail = nullptr;
+  static dying_queue& local() noexcept {
+    static thread_local constinit dying_queue q;
+    return q;
+  }
+  void push(dying_node* n) noexcept {
+    (tail ? tail->next : head) = n;
+    tail = n;
+  }
+  void drain() noexcept {
+    while (dying_node* n = head) {
+      head = n->next;
+      if (!head) tail = nullptr;
+      n->run();
+      delete n;
+    }
+  }
+};
+
 struct dying_context_scope {
   explicit dying_context_scope(const boost::asio::execution_context* c) noexcept
       : saved_(dying_context()) {
     dying_context() = c;
   }
-  ~dying_context_scope() { dying_context() = saved_; }
+  ~dying_context_scope() {
+    dying_queue::local().drain();
+    dying_context() = saved_;
+  }
   dying_context_scope(const dying_context_scope&) = delete;
   dying_context_scope& operator=(const dying_context_scope&) = delete;
 
@@ -116,7 +161,16 @@ void complete_on(const boost::asio::any_io_executor& ex, F&& f, bool immediate) 
     if constexpr (!coroutine) {
       if (const auto* dying = dying_context();
           dying && &boost::asio::query(ex, boost::asio::execution::context) == dying) {
-        std::forward<F>(f)();
+        if (!immediate && inline_depth() < max_inline_depth) {
+          inline_depth_scope scope;
+          try {
+            std::forward<F>(f)();
+          } catch (...) {  // its executor is going: nobody else can be told
+            report_unhandled(std::current_exception());
+          }
+        } else {
+          dying_queue::local().push(new dying_fn<std::decay_t<F>>(std::forward<F>(f)));
+        }
         return;
       }
     }
