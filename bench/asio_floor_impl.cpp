@@ -52,7 +52,9 @@ void resume(handler& h, std::uint64_t v) {
                                                            std::atomic<bool>* parked = nullptr) {
   return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::uint64_t)>(
       [mine, theirs, v, parked](auto h) {
-        *mine = std::move(h);
+        // (Asio 1.26's move assignment of any_completion_handler wraps the source instead
+        // of moving it: construct and swap.)
+        handler(std::move(h)).swap(*mine);
         if (parked) parked->store(true);
         if (theirs) resume(*theirs, v);
       },

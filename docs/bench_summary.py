@@ -19,7 +19,7 @@ for f in files:
         if m:
             values.setdefault((m[1], m[2]), []).append(float(m[3]))
             units[m[2]] = m[4]
-impls = ["tenorite", "asio_channel", "std_threads"]
+impls = ["tenorite", "asio_channel", "std_threads", "asio_floor"]
 scenarios = list(dict.fromkeys(s for _, s in values))
 
 
@@ -36,19 +36,20 @@ def better(s, t, b):
 
 
 print(f"Medians of {len(files)} runs.\n")
-print("| scenario | unit | tenorite | asio_channel | std_threads | vs asio_channel | vs std_threads |")
-print("|---|---|---|---|---|---|---|")
+print("| scenario | unit | tenorite | asio_channel | std_threads | asio_floor | vs asio_channel | vs std_threads | tenorite / floor |")
+print("|---|---|---|---|---|---|---|---|---|")
 for s in scenarios:
-    t, a, st = (med(i, s) for i in impls)
+    t, a, st, fl = (med(i, s) for i in impls)
     fmt = lambda x: "n/a" if math.isnan(x) else f"{x:,.0f}"
-    print(f"| {s} | {units[s]} | {fmt(t)} | {fmt(a)} | {fmt(st)} | {better(s, t, a)} | {better(s, t, st)} |")
+    floor = "n/a" if math.isnan(fl) or math.isnan(t) else f"{t / fl:.2f}"
+    print(f"| {s} | {units[s]} | {fmt(t)} | {fmt(a)} | {fmt(st)} | {fmt(fl)} | {better(s, t, a)} | {better(s, t, st)} | {floor} |")
 if dat:
     with open(dat, "w") as out:
         out.write("# scenario tenorite_vs_asio_channel tenorite_vs_std_threads (x better)\n")
         for s in scenarios:
             if s.endswith(("_p50", "_p99")):
                 continue
-            t, a, st = (med(i, s) for i in impls)
+            t, a, st, _ = (med(i, s) for i in impls)
             if math.isnan(a) and math.isnan(st):
                 continue  # tenorite-only figures (pools, metrics) have no ratio to chart
             ra = better(s, t, a).rstrip("x")
