@@ -45,13 +45,13 @@ for s in scenarios:
     print(f"| {s} | {units[s]} | {fmt(t)} | {fmt(a)} | {fmt(st)} | {fmt(fl)} | {better(s, t, a)} | {better(s, t, st)} | {floor} |")
 if dat:
     with open(dat, "w") as out:
-        out.write("# scenario tenorite_vs_asio_channel tenorite_vs_std_threads (x better)\n")
+        out.write("# scenario tenorite_vs_asio_channel tenorite_vs_std_threads tenorite_vs_asio_floor"
+                  " (x better)\n")
         for s in scenarios:
             if s.endswith(("_p50", "_p99")):
                 continue
-            t, a, st, _ = (med(i, s) for i in impls)
+            t, a, st, fl = (med(i, s) for i in impls)
             if math.isnan(a) and math.isnan(st):
                 continue  # tenorite-only figures (pools, metrics) have no ratio to chart
-            ra = better(s, t, a).rstrip("x")
-            rs = better(s, t, st).rstrip("x")
-            out.write(f"{s} {ra if ra != 'n/a' else 0} {rs if rs != 'n/a' else 0}\n")
+            r = [better(s, t, b).rstrip("x") for b in (a, st, fl)]
+            out.write(s + "".join(f" {x if x != 'n/a' else 0}" for x in r) + "\n")
