@@ -330,6 +330,7 @@ class service_state final : public abortable {
         self->value.reset();
       } else {
         const void* me = static_cast<reply_slot<result_type>*>(self);
+// cppcheck-suppress throwInNoexceptFunction ; growing the buffer can only fail for lack of memory here
         item = chan.withdraw_buffered(
             [me](const item_type& it) { return responder_access::slot(it.client) == me; },
             refilled);

@@ -345,6 +345,7 @@ class channel final : private detail::context_registry::entry {
       if (closed_) return;
       --reserved_;
       // Receivers may be waiting (the buffer can be empty while reservations fill it).
+// cppcheck-suppress throwInNoexceptFunction ; growing the buffer can only fail for lack of memory here
       refill_locked(more);
       if (at_end_locked()) ended = receivers_.take();
     }
@@ -680,6 +681,7 @@ class channel final : private detail::context_registry::entry {
       std::shared_ptr<life> alive;
       if (watch.armed()) alive = self->chan->life_;
       channel* ch = self->chan;
+// cppcheck-suppress throwInNoexceptFunction ; growing the buffer can only fail for lack of memory here
       self->complete_with([ec, v = std::move(v), watch = std::move(watch), ch,
                            alive = std::move(alive)](Handler&& h) mutable {
         if (watch.requested() && v && alive) {
@@ -708,6 +710,7 @@ class channel final : private detail::context_registry::entry {
       }
       self->ctl->op = nullptr;
       lk.unlock();
+// cppcheck-suppress throwInNoexceptFunction ; growing the buffer can only fail for lack of memory here
       on_ready(self, boost::asio::error::operation_aborted, std::nullopt);
     }
     channel* chan;

@@ -22,6 +22,7 @@
 #include <tenorite/detail/operation.hpp>
 #include <tenorite/error.hpp>
 #include <tenorite/oneshot.hpp>
+#include <type_traits>
 #include <utility>
 
 namespace tenorite {
@@ -246,7 +247,8 @@ class responder {
 namespace detail {
 struct responder_access {
   template <class Req, class Resp, class Err>
-  static void fail_undelivered(responder<Req, Resp, Err>& r, Req&& req) noexcept {
+  static void fail_undelivered(responder<Req, Resp, Err>& r,
+                               std::type_identity_t<Req>&& req) noexcept {
     r.fail_undelivered(std::move(req));
   }
   template <class Req, class Resp, class Err>

@@ -143,7 +143,8 @@ struct is_coroutine_handler<boost::asio::detail::awaitable_handler<Executor, Ts.
     : std::true_type {};
 
 /// Rethrows `e` from `ex`: it comes out of that executor's run().
-inline void rethrow_from(const boost::asio::any_io_executor& ex, std::exception_ptr e) noexcept {
+inline void rethrow_from(const boost::asio::any_io_executor& ex,
+                         const std::exception_ptr& e) noexcept {
   try {
     boost::asio::post(ex, [e] { std::rethrow_exception(e); });
   } catch (...) {  // the executor cannot take it either: nobody is left to tell
