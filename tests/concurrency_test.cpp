@@ -1,6 +1,8 @@
 // Many callers at once — plain threads and coroutines — on one service: every call completes
 // once with the response to its own request (counts in = counts out).
 #include <atomic>
+#include <mutex>
+#include <tenorite/detail/small_mutex.hpp>
 #include <thread>
 #include <vector>
 
@@ -98,4 +100,27 @@ TEST(Concurrency, ManyServicesStartCallAndEndTogether) {
   for (auto& t : tasks) served += t.wait().value();
   EXPECT_EQ(ok.load(), services * 10);
   EXPECT_EQ(served, services * 10);
+}
+
+// The queue's lock (detail::small_mutex): threads that outnumber the cores take it in turn,
+// often enough to sleep on it; every increment made under it survives (a lost wake-up would
+// hang the test, a broken exclusion would lose increments; TSan sees a data race on `total`).
+TEST(Concurrency, TheQueueLockExcludesAndWakesEveryWaiter) {
+  tenorite::detail::small_mutex m;
+  long total = 0;
+  constexpr int threads = 6, rounds = 20'000;
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&] {
+      for (int i = 0; i < rounds; ++i) {
+        std::lock_guard lk(m);
+        ++total;
+        if (i % 512 == 0) std::this_thread::yield();  // held across a yield: others sleep
+      }
+    });
+  for (auto& t : pool) t.join();
+  EXPECT_EQ(total, long{threads} * rounds);
+  EXPECT_TRUE(m.try_lock());
+  EXPECT_FALSE(m.try_lock());
+  m.unlock();
 }

@@ -38,6 +38,7 @@
 #include <tenorite/detail/cancellation.hpp>
 #include <tenorite/detail/context_registry.hpp>
 #include <tenorite/detail/operation.hpp>
+#include <tenorite/detail/small_mutex.hpp>
 #include <tenorite/oneshot.hpp>
 #include <utility>
 #include <vector>
@@ -739,6 +740,16 @@ class channel final : private detail::context_registry::entry {
 
   template <class Handler>
   void initiate_receive(Handler handler) {
+    // Ready now (an item, the end, an error): no operation is made; only a receive that
+    // parks needs one (to be found, cancelled, or collected when its context dies).
+    detail::send_waiter<T>* refilled = nullptr;
+    std::optional<T> v;
+    boost::system::error_code ec;
+    if (take_if_ready(ec, v, refilled)) {
+      if (refilled) refilled->on_accepted(refilled);
+      detail::complete_now(std::move(handler), ex_, ec, std::move(v));
+      return;
+    }
     auto* op = detail::make_op<recv_op<Handler>>(handler, ex_, track_work_, this);
     detail::initiation_scope scope(op);
     receive_or_wait(op, [](detail::recv_waiter<T>* n) {
@@ -755,6 +766,21 @@ class channel final : private detail::context_registry::entry {
     op->value.emplace(std::move(value));
     detail::initiation_scope scope(op);
     submit(op);
+  }
+
+  // What a receive gets without waiting: an error, an item (and the waiting sender that took
+  // its slot, to be told after unlocking), or the end. False: it would have to wait.
+  bool take_if_ready(boost::system::error_code& ec, std::optional<T>& v,
+                     detail::send_waiter<T>*& refilled) {
+    std::lock_guard lk(m_);
+    if (receive_error_) {
+      ec = receive_error_;
+    } else if (size_ > 0) {
+      v.emplace(take_locked(refilled));
+    } else if (!at_end_locked()) {
+      return false;
+    }
+    return true;
   }
 
   static void notify_outcome(detail::send_waiter<T>* node, send_status status) {
@@ -922,7 +948,7 @@ class channel final : private detail::context_registry::entry {
   };
   std::shared_ptr<life> life_;
 
-  mutable std::mutex m_;
+  mutable detail::small_mutex m_;
   std::uint64_t accepted_ = 0;  // values that entered the buffer or went straight to a receiver
   executor_type ex_;
   std::size_t capacity_;

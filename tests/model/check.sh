@@ -142,6 +142,8 @@ CHECKS=(
   "watch.reply-first|watch.pml|-DREPLY_FIRST||"
   "watch.reply-any|watch.pml|-DREPLY_ANY_ORDER||"
   "watch.deferred|watch.pml|-DDEFERRED_START||"
+  "mutex|mutex.pml|||"
+  "mutex.4t|mutex.pml|-DNT=4 -DK=1||"
 )
 
 # Each planted bug must be found (label | model | defines).
@@ -171,6 +173,8 @@ PLANTED=(
   "watch:destroy-while-firing,reply-any|watch.pml|-DPLANT_DESTROY_WHILE_FIRING -DREPLY_ANY_ORDER"
   "watch:slot-read-early,deferred|watch.pml|-DPLANT_SLOT_READ_EARLY -DDEFERRED_START"
   "watch:give-up-not-counted|watch.pml|-DPLANT_GIVE_UP_NOT_COUNTED"
+  "mutex:unlock-no-wake|mutex.pml|-DPLANT_UNLOCK_NO_WAKE"
+  "mutex:relock-as-one|mutex.pml|-DPLANT_RELOCK_AS_ONE"
 )
 
 # Documented limitations of the C++ that the models reproduce (each check must fail).
@@ -180,10 +184,10 @@ KNOWN=(
 )
 
 # --quick: the small configurations and a few planted bugs (labels from the lists above).
-QUICK_CHECKS="call.2x1 recv recv.close reserve reserve.pool reserve.drain.pool join watch watch.reply-first watch.reply-any watch.deferred"
+QUICK_CHECKS="call.2x1 recv recv.close reserve reserve.pool reserve.drain.pool join watch watch.reply-first watch.reply-any watch.deferred mutex"
 QUICK_PLANTED="call:cancel-ignores-close call:give-up-not-counted"
 QUICK_PLANTED+=" watch:destroy-while-firing,reply-first watch:slot-read-early,deferred"
-QUICK_PLANTED+=" reserve:send-reserved-no-refill reserve:release-into-buffer reserve:drain-no-end,pool"
+QUICK_PLANTED+=" reserve:send-reserved-no-refill reserve:release-into-buffer reserve:drain-no-end,pool mutex:relock-as-one"
 
 # select <space-separated labels> <entries...>: prints the entries with those labels
 select_entries() {

@@ -217,6 +217,8 @@ boost::asio::any_io_executor tracked_executor(const Handler& h,
                                               const boost::asio::any_io_executor& fallback,
                                               bool always = false) {
   boost::asio::any_io_executor ex = boost::asio::get_associated_executor(h, fallback);
+  // The usual case, a handler on the operation's own executor, needs no property query.
+  if (!always && ex == fallback) return ex;
   if (always || &boost::asio::query(ex, boost::asio::execution::context) !=
                     &boost::asio::query(fallback, boost::asio::execution::context))
     ex = boost::asio::prefer(ex, boost::asio::execution::outstanding_work.tracked);
@@ -332,6 +334,30 @@ Op* make_op(Handler& handler, Args&&... args) {
     traits::deallocate(a, p, 1);
     throw;
   }
+}
+
+/// Completes `h(args...)` from inside its own initiating function when the outcome is ready
+/// at once, so no operation is made: the rules of operation::complete_with with `immediate`
+/// (a coroutine resumes at once within the depth bound; any other handler is deferred to its
+/// executor, `fallback` when it has none). A deferred handler counts as work there by itself.
+template <class Handler, class... Args>
+void complete_now(Handler&& h, const boost::asio::any_io_executor& fallback,
+                  Args&&... args) noexcept {
+  using H = std::decay_t<Handler>;
+  if constexpr (is_coroutine_handler<H>::value) {
+    if (inline_depth() < max_inline_depth) {
+      inline_depth_scope scope;
+      std::move(h)(std::forward<Args>(args)...);
+      return;
+    }
+  }
+  boost::asio::any_io_executor ex = boost::asio::get_associated_executor(h, fallback);
+  complete_on<H>(
+      ex,
+      [h = std::move(h), ... a = std::forward<Args>(args)]() mutable {
+        std::move(h)(std::move(a)...);
+      },
+      true);
 }
 
 /// The executor of the library's own blocking handlers: they only wake a waiting thread, so
