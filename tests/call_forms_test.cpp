@@ -1,6 +1,7 @@
 // Calls beyond the seed: try, deadlines, cancellation, notify, drain, reserve, self-call,
 // batch receive — and the races between a give-up, the reply and the worker's end.
 #include <atomic>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -972,4 +973,151 @@ TEST(CallForms, RacingDeadlinesCancellationsRepliesAndEndsCompleteEachCallOnce) 
     for (int id : returned) EXPECT_EQ(delivered.count(id), 0u) << "returned request " << id
                                                                << " had been delivered";
   }
+}
+
+// ---- tenorite::cancel_after / cancel_at: a deadline for any operation ----
+
+TEST(DeadlineToken, ADeliveredCallTimesOutAndTheWorkerSeesItsCallerGone) {
+  auto p = std::make_shared<probe>();
+  p->answer_gate = std::make_shared<gate>(rt().executor());
+  auto holding = p->holding.get_future();
+  auto [task, caller] = probe_service{}.start_task(rt(), 4, p);
+  auto fut = caller.async_send_request(7, tenorite::cancel_after(20ms, asio::use_future));
+  holding.wait();
+  auto r = fut.get();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind(), error_kind::timed_out);
+  EXPECT_FALSE(r.error().request().has_value());  // delivered: nothing to give back
+  p->answer_gate->open();
+  caller = {};
+  ASSERT_TRUE(task.wait());
+  std::lock_guard lk(p->m);
+  ASSERT_EQ(p->closed_when_answering.size(), 1u);
+  EXPECT_TRUE(p->closed_when_answering[0]);
+}
+
+asio::awaitable<echo_result> call_with_deadline(echo_caller c, int v,
+                                                std::chrono::steady_clock::time_point at) {
+  return c.async_send_request(std::move(v), tenorite::cancel_at(at, asio::use_awaitable));
+}
+
+TEST(DeadlineToken, AQueuedCallTimesOutWithItsRequestAndIsNeverDelivered) {
+  auto p = std::make_shared<probe>();
+  p->go = std::make_shared<gate>(rt().executor());
+  auto [task, caller] = probe_service{}.start_task(rt(), 4, p);
+  auto r = rt().block_on(
+      call_with_deadline(caller, 2, std::chrono::steady_clock::now() + 20ms));  // queued
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind(), error_kind::timed_out);
+  EXPECT_EQ(r.error().request(), std::optional<int>(2));
+  p->go->open();
+  EXPECT_EQ(caller.send_request_blocking(3).value(), 6);
+  caller = {};
+  ASSERT_TRUE(task.wait());
+  EXPECT_EQ(seen(*p), (std::vector<int>{3}));
+}
+
+TEST(DeadlineToken, ADeferredCallLaunchedLateGetsItsDeadlineFromItsLaunch) {
+  auto p = std::make_shared<probe>();
+  p->go = std::make_shared<gate>(rt().executor());
+  auto [task, caller] = probe_service{}.start_task(rt(), 4, p);
+  auto op = caller.async_send_request(5, tenorite::cancel_after(20ms, asio::deferred));
+  caller = {};  // the lazy operation keeps the service alive until it completes
+  auto r = std::move(op)(asio::use_future).get();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind(), error_kind::timed_out);
+  EXPECT_EQ(r.error().request(), std::optional<int>(5));
+  p->go->open();
+  ASSERT_TRUE(task.wait());
+  EXPECT_TRUE(seen(*p).empty());
+}
+
+TEST(DeadlineToken, NotifyAndReserveWaitingForRoomTimeOutAndTakeNothing) {
+  auto p = std::make_shared<probe>();
+  p->go = std::make_shared<gate>(rt().executor());
+  auto [task, caller] = probe_service{}.start_task(rt(), 1, p);
+  ASSERT_TRUE(caller.try_notify(1));  // full from here on
+  auto n = caller.async_notify(2, tenorite::cancel_after(20ms, asio::use_future)).get();
+  ASSERT_FALSE(n);
+  EXPECT_EQ(n.error().kind(), error_kind::timed_out);
+  EXPECT_EQ(n.error().request(), std::optional<int>(2));
+  auto res = caller.async_reserve(tenorite::cancel_after(20ms, asio::use_future)).get();
+  ASSERT_FALSE(res);
+  EXPECT_EQ(res.error().kind(), error_kind::timed_out);
+  p->go->open();
+  EXPECT_EQ(caller.send_request_blocking(3).value(), 6);  // no slot leaked
+  caller = {};
+  ASSERT_TRUE(task.wait());
+  EXPECT_EQ(seen(*p), (std::vector<int>{1, 3}));
+}
+
+struct deadline_recv_worker {  // its first receive has a deadline; then it serves
+  static asio::awaitable<void> task(tenorite::receiver<echo_request> rx,
+                                    std::shared_ptr<std::promise<boost::system::error_code>> out) {
+    auto [ec, first] = co_await rx.async_recv(
+        tenorite::cancel_after(20ms, asio::as_tuple(asio::use_awaitable)));
+    out->set_value(ec);
+    if (first) first->client.send(first->request * 2);
+    while (auto r = co_await rx.recv()) r->client.send(r->request * 2);
+  }
+};
+using deadline_recv_service =
+    tenorite::service<int, int, std::string, deadline_recv_worker,
+                      std::shared_ptr<std::promise<boost::system::error_code>>>;
+
+TEST(DeadlineToken, ARecvOnAnIdleQueueTimesOutAndTheNextRequestIsReceived) {
+  auto out = std::make_shared<std::promise<boost::system::error_code>>();
+  auto ec = out->get_future();
+  auto [task, caller] = deadline_recv_service{}.start_task(rt(), 4, out);
+  EXPECT_EQ(ec.get(), asio::error::timed_out);  // nobody sent anything
+  EXPECT_EQ(caller.send_request_blocking(4).value(), 8);
+  caller = {};
+  ASSERT_TRUE(task.wait());
+}
+
+TEST(DeadlineToken, AJoinTimesOutAsAWaitCancelledAndTheWorkerCanBeJoinedAgain) {
+  auto p = std::make_shared<probe>();
+  p->go = std::make_shared<gate>(rt().executor());
+  auto [task, caller] = probe_service{}.start_task(rt(), 4, p);
+  auto j = task.async_join(tenorite::cancel_after(20ms, asio::use_future)).get();
+  ASSERT_FALSE(j);
+  EXPECT_TRUE(j.error().is_wait_cancelled());
+  EXPECT_FALSE(task.is_finished());
+  p->go->open();
+  caller = {};
+  EXPECT_TRUE(task.wait());
+}
+
+TEST(DeadlineToken, CancellationThroughTheHandlersSlotEndsTheRaceAsCancelled) {
+  auto p = std::make_shared<probe>();
+  p->go = std::make_shared<gate>(rt().executor());
+  auto [task, caller] = probe_service{}.start_task(rt(), 4, p);
+  asio::cancellation_signal signal;
+  std::promise<echo_result> got;
+  tenorite::runtime one(1);  // start and cancel on one thread: slots are not thread-safe
+  asio::post(one.executor(), [&] {
+    caller.async_send_request(
+        9, tenorite::cancel_after(
+               1h, asio::bind_cancellation_slot(
+                       signal.slot(),
+                       asio::bind_executor(one.executor(),
+                                           [&](echo_result r) { got.set_value(std::move(r)); }))));
+    signal.emit(asio::cancellation_type::terminal);
+  });
+  auto r = got.get_future().get();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind(), error_kind::cancelled);  // not timed_out: the deadline is an hour
+  EXPECT_EQ(r.error().request(), std::optional<int>(9));
+  p->go->open();
+  caller = {};
+  ASSERT_TRUE(task.wait());
+  EXPECT_TRUE(seen(*p).empty());
+}
+
+TEST(DeadlineToken, ACallThatMeetsItsDeadlineIsAnOrdinaryCall) {
+  auto [task, caller] = echo_service{}.start_task(rt(), 4, echo_config{});
+  auto r = caller.async_send_request(21, tenorite::cancel_after(1h, asio::use_future)).get();
+  EXPECT_EQ(r.value(), 42);
+  caller = {};
+  ASSERT_TRUE(task.wait());
 }

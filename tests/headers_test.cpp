@@ -36,7 +36,7 @@ TEST(Headers, ErrorKindNames) {
   using tenorite::error_kind;
   for (auto k : {error_kind::send_failure, error_kind::fetch_failure, error_kind::service_error,
                  error_kind::queue_full, error_kind::timed_out, error_kind::cancelled,
-                 error_kind::deadlock}) {
+                 error_kind::deadlock, error_kind::bad_request}) {
     auto e = tenorite::error<int, char>::of_kind(k);
     EXPECT_EQ(e.kind(), k);
     EXPECT_FALSE(e.message().empty());

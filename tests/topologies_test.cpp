@@ -294,6 +294,15 @@ TEST(Topologies, ShardsOwnTheirKeysAndOneCallerRoutesEveryForm) {
   EXPECT_EQ(caller.async_send_request(41, asio::use_future).get().value(), 411);
   EXPECT_EQ(caller.try_send_request_blocking(42).value(), 422);
   EXPECT_EQ(caller.send_request_blocking_for(43, 60s).value(), 433);
+  EXPECT_EQ(caller.send_request_blocking_until(45, std::chrono::steady_clock::now() + 60s).value(),
+            451);
+  EXPECT_EQ(rt().block_on(caller.send_request_until(46, std::chrono::steady_clock::now() + 60s))
+                .value(),
+            462);
+  EXPECT_EQ(caller.async_send_request(47, tenorite::cancel_after(60s, asio::use_future))
+                .get()
+                .value(),
+            473);
   EXPECT_TRUE(caller.notify_blocking(44));
   caller = {};
   for (auto& t : tasks) EXPECT_TRUE(t.wait());

@@ -96,7 +96,7 @@ class service_state final : public abortable {
   /// (its give-up withdraws from the queue, which must still exist then). `measured`: the
   /// call counts itself in the metrics (a timed call is counted by its deadline instead).
   template <class Handler>
-  void initiate_call(Handler handler, std::shared_ptr<service_state> self, Req req,
+  void initiate_call(Handler handler, const std::shared_ptr<service_state>& self, Req req,
                      call_mode mode, bool measured = true) {
     auto* op = make_op<call_op<Handler>>(handler, chan.get_executor());
     if (metrics && measured) {
@@ -106,7 +106,7 @@ class service_state final : public abortable {
     op->value.emplace(item_type{std::move(req), responder_type(op)});
     initiation_scope scope(op);
     if (boost::asio::get_associated_cancellation_slot(op->handler()).is_connected()) {
-      op->state = std::move(self);
+      op->state = self;
       op->arm_cancellation();
     }
     // A call whose reply would resume the worker's own strand waits for itself.
@@ -186,19 +186,12 @@ class service_state final : public abortable {
       op->arm_cancellation();
     }
     // Waiting for room from the worker's own strand would wait for the worker itself.
-    switch (chan.send_or_wait(op, &op->executor(), false, true)) {
-      case send_status::sent:
-        op->on_accepted(op);
-        break;
-      case send_status::closed:
-        op->on_closed(op);
-        break;
-      case send_status::self_call:
-        settle(op->ctl);
-        op->give_back(error_kind::deadlock);
-        break;
-      default:
-        break;
+    const send_status status = chan.send_or_wait(op, &op->executor(), false, true);
+    if (status == send_status::self_call) {
+      settle(op->ctl);
+      op->give_back(error_kind::deadlock);
+    } else {
+      tell_outcome<item_type>(op, status);
     }
   }
 
@@ -773,18 +766,11 @@ class caller {
     detail::initiation_scope scope(op);
     op->arm_cancellation();
     // Waiting for room from the worker's own strand would wait for the worker itself.
-    switch (st->chan.reserve_or_wait(op, false, &op->executor())) {
-      case send_status::sent:
-        op->on_accepted(op);
-        break;
-      case send_status::closed:
-        op->on_closed(op);
-        break;
-      case send_status::self_call:
-        op->fail(error_kind::deadlock);
-        break;
-      default:
-        break;
+    const send_status status = st->chan.reserve_or_wait(op, false, &op->executor());
+    if (status == send_status::self_call) {
+      op->fail(error_kind::deadlock);
+    } else {
+      detail::tell_outcome<request<Req, Resp, Err>>(op, status);
     }
   }
 

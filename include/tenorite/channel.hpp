@@ -125,6 +125,18 @@ struct send_waiter {
   bool linked = false;
 };
 
+/// Tells a node that started without waiting how it went: `sent` through on_accepted,
+/// `closed` through on_closed. (`waiting`: the channel tells it later; the other outcomes
+/// are the starter's to handle.)
+template <class T>
+void tell_outcome(send_waiter<T>* node, send_status status) noexcept {
+  if (status == send_status::sent) {
+    node->on_accepted(node);
+  } else if (status == send_status::closed) {
+    node->on_closed(node);
+  }
+}
+
 /// A receiver waiting for an item: ready(node, ec, item) hands over an item, the end of the
 /// stream (empty optional), or an error (operation_aborted after abort_receivers). When the
 /// receiver's execution context shuts down, destroy(op) frees it without running it.
@@ -371,11 +383,11 @@ class channel final : private detail::context_registry::entry {
 
   /// Sends the node's value or parks the node; the node's owner hears the outcome through
   /// its callbacks in every case (on_accepted at once when sent, on_closed when closed).
-  void submit(detail::send_waiter<T>* node) { notify_outcome(node, send_or_wait(node)); }
+  void submit(detail::send_waiter<T>* node) { detail::tell_outcome(node, send_or_wait(node)); }
 
   /// Reserves a slot for a reservation node or parks it; outcome through its callbacks.
   void submit_reservation(detail::send_waiter<T>* node) {
-    notify_outcome(node, reserve_or_wait(node));
+    detail::tell_outcome(node, reserve_or_wait(node));
   }
 
   /// Takes a parked node back (its value still inside). False if the channel already took
@@ -781,14 +793,6 @@ class channel final : private detail::context_registry::entry {
       return false;
     }
     return true;
-  }
-
-  static void notify_outcome(detail::send_waiter<T>* node, send_status status) {
-    if (status == send_status::sent) {
-      node->on_accepted(node);
-    } else if (status == send_status::closed) {
-      node->on_closed(node);
-    }
   }
 
   void push_locked(T&& v) {

@@ -3,13 +3,14 @@
 // error<Req, Err> is what a failed call yields. Its invariants:
 // - kind() is exactly one error_kind for the whole life of the object;
 // - request() holds the caller's request whenever the request was never delivered to a
-//   worker (send_failure, and queue_full / timed_out / cancelled while still queued), so no
-//   request is silently lost;
+//   worker (send_failure, bad_request, deadlock, and queue_full / timed_out / cancelled while
+//   still queued), so no request is silently lost;
 // - service_error() is valid only for error_kind::service_error.
 //
 // join_error is what a worker's join yields when the worker did not return normally.
 #pragma once
 
+#include <cstddef>
 #include <exception>
 #include <optional>
 #include <stdexcept>
@@ -27,7 +28,12 @@ enum class error_kind {
   timed_out,      ///< the call's deadline passed
   cancelled,      ///< the call was cancelled
   deadlock,       ///< a worker called its own service and would have waited forever
+  bad_request,    ///< the request cannot be served as it is (a remote service could not
+                  ///< decode it, or it is larger than allowed); the request comes back
 };
+
+/// How many error_kind values there are (for tables indexed by kind).
+inline constexpr std::size_t error_kind_count = 8;
 
 /// A short lowercase name for an error_kind ("send_failure", ...).
 constexpr const char* to_string(error_kind k) noexcept {
@@ -46,6 +52,8 @@ constexpr const char* to_string(error_kind k) noexcept {
       return "cancelled";
     case error_kind::deadlock:
       return "deadlock";
+    case error_kind::bad_request:
+      return "bad_request";
   }
   return "unknown";
 }
@@ -137,6 +145,9 @@ class error {
       case error_kind::deadlock:
         return "deadlock: a worker called its own service and would wait for itself forever; "
                "the request is returned in error::request()";
+      case error_kind::bad_request:
+        return "bad request: the request cannot be served as it is (it could not be decoded "
+               "or is too large); it was not delivered and is returned in error::request()";
     }
     return "unknown error";
   }

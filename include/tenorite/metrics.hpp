@@ -71,7 +71,7 @@ struct metrics_snapshot {
   std::uint64_t notifications = 0;  ///< notifications accepted into the queue
   std::uint64_t accepted = 0;       ///< requests the queue took (calls and notifications)
   std::uint64_t answered = 0;       ///< calls completed with the worker's response
-  std::array<std::uint64_t, 7> failed{};  ///< calls failed, indexed by error_kind
+  std::array<std::uint64_t, error_kind_count> failed{};  ///< calls failed, indexed by error_kind
   std::uint64_t in_flight = 0;            ///< calls started and not completed yet
   std::uint64_t restarts = 0;             ///< worker restarts by the supervisor
   latency_histogram latency;              ///< every completed call
@@ -164,7 +164,7 @@ class service_metrics {
 
   std::atomic<std::uint64_t> calls_{0};
   std::atomic<std::uint64_t> answered_{0};
-  std::array<std::atomic<std::uint64_t>, 7> failed_{};
+  std::array<std::atomic<std::uint64_t>, error_kind_count> failed_{};
   std::atomic<std::uint64_t> notifications_{0};
   std::atomic<std::uint64_t> restarts_{0};
   std::array<std::atomic<std::uint64_t>, latency_histogram::bucket_count> latency_{};

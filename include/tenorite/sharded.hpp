@@ -98,6 +98,16 @@ class sharded_caller {
     const auto& c = shard_for(req);
     return c.send_request_blocking_for(std::move(req), timeout);
   }
+  template <class TimePoint>
+  auto send_request_until(Req req, TimePoint deadline) const {
+    const auto& c = shard_for(req);
+    return c.send_request_until(std::move(req), deadline);
+  }
+  template <class TimePoint>
+  result_type send_request_blocking_until(Req req, TimePoint deadline) const {
+    const auto& c = shard_for(req);
+    return c.send_request_blocking_until(std::move(req), deadline);
+  }
   template <class... Args>
   auto async_notify(Req req, Args&&... args) const {
     const auto& c = shard_for(req);

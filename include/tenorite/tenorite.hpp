@@ -3,6 +3,7 @@
 
 #include <tenorite/caller.hpp>
 #include <tenorite/channel.hpp>
+#include <tenorite/deadline.hpp>
 #include <tenorite/error.hpp>
 #include <tenorite/handler.hpp>
 #include <tenorite/join_handle.hpp>

@@ -289,14 +289,16 @@ TEST_P(NatsRemote, PayloadLimitsBothWays) {
   // Over the server's limit: rejected by the server, request returned.
   auto r = f.caller.send_request_blocking(probe::echo{std::string(200, 'a')});
   ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().kind(), error_kind::fetch_failure);
-  EXPECT_TRUE(r.error().request());
+  EXPECT_EQ(r.error().kind(), error_kind::bad_request);  // never delivered: not a fetch failure
+  ASSERT_TRUE(r.error().request());
+  ASSERT_TRUE(std::holds_alternative<probe::echo>(*r.error().request()));
+  EXPECT_EQ(std::get<probe::echo>(*r.error().request()).text, std::string(200, 'a'));
   EXPECT_NE(r.error().reason().find("max_payload"), std::string::npos);
   // Over the caller's own limit: never sent.
   fixture g({}, tn::remote_caller_options{.max_payload = 16});
   auto s = g.caller.send_request_blocking(probe::echo{std::string(100, 'a')});
   ASSERT_FALSE(s);
-  EXPECT_EQ(s.error().kind(), error_kind::send_failure);
+  EXPECT_EQ(s.error().kind(), error_kind::bad_request);
   EXPECT_TRUE(s.error().request());
 }
 

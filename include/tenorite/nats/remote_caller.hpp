@@ -8,13 +8,14 @@
 // async_send_request(token), send_request_blocking, the _for/_until deadline forms), so code
 // written against one works with the other. How each outcome maps:
 // - a reply: the response, or error_kind::service_error with the service's Err;
-// - nobody serves the subject (NATS no-responders), the request is larger than max_payload,
-//   or the publish fails (connection closed): send_failure, request returned;
+// - nobody serves the subject (NATS no-responders) or the publish fails (connection
+//   closed): send_failure, request returned;
+// - the request is larger than max_payload (this side's or the server's), or the server
+//   could not decode it: bad_request, request returned, with a reason (it reached no worker);
 // - the connection closes (for good) with the call in flight: fetch_failure at once, without
 //   the request (it may have been served);
 // - the serving side's local call failed: the same kind (send_failure and queue_full return
 //   the request: it was never delivered to a worker), with the server's reason;
-// - the server could not decode the request: fetch_failure, request returned, with a reason;
 // - an undecodable reply: fetch_failure with the codec's reason (error::reason());
 // - the deadline passed: timed_out, without the request (it was published: it may have been
 //   delivered), except when the deadline had passed before publishing;
@@ -120,8 +121,8 @@ std::expected<Resp, tenorite::error<Req, Err>> decode_reply(const Codec& codec,
                     "undecodable service error: " + e.error().reason);
       return result_type(std::unexpect, error_type::service(std::move(*e)));
     }
-    case wire::status::bad_request:
-      return fail(error_kind::fetch_failure, true,
+    case wire::status::bad_request:  // never delivered to a worker: the request comes back
+      return fail(error_kind::bad_request, true,
                   "the server rejected the request: " + std::string(body));
     case wire::status::failed: {
       if (body.empty() || static_cast<std::uint8_t>(body[0]) > wire::max_error_kind)
@@ -324,7 +325,7 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
     }
     if (payload.size() > opts.max_payload) {
       p->deliver(p, result_type(std::unexpect,
-                                error_type::of_kind(error_kind::send_failure, std::move(p->request),
+                                error_type::of_kind(error_kind::bad_request, std::move(p->request),
                                                     "the request's " +
                                                         std::to_string(payload.size()) +
                                                         " bytes exceed max_payload")),

@@ -1,0 +1,168 @@
+// tenorite/deadline.hpp — a deadline for any operation, as a completion token adapter:
+// tenorite::cancel_after(duration, token) and tenorite::cancel_at(time_point, token).
+//
+//   // a receive that gives up after 2 s (ec == boost::asio::error::timed_out then)
+//   auto [ec, r] = co_await rx.async_recv(
+//       tenorite::cancel_after(2s, asio::as_tuple(asio::use_awaitable)));
+//   // a call: error_kind::timed_out, as send_request_for gives
+//   auto v = co_await caller.async_send_request(req, tenorite::cancel_after(2s, asio::deferred));
+//   // a join that waits at most 30 s (join_error::is_wait_cancelled(): the worker runs on)
+//   auto j = co_await task.async_join(tenorite::cancel_after(30s, asio::use_awaitable));
+//   // a notification or a reservation that waits for room at most until `t`
+//   auto n = co_await caller.async_notify(req, tenorite::cancel_at(t, asio::use_awaitable));
+//
+// How it works: the operation races a steady_timer that runs on the completion handler's
+// executor; whichever ends first cancels the other (cancellation_type::all, emitted on that
+// executor). Every tenorite operation then ends at once: a queued call or notification is
+// withdrawn and its request comes back, a delivered call is abandoned (the worker sees
+// is_closed()), a parked receive, reservation or join is withdrawn and takes nothing.
+//
+// When the deadline is what ended the operation, the outcome says so:
+// - a tenorite outcome std::expected<T, error<Req, Err>> of kind cancelled reads timed_out
+//   (with the request when it was never delivered, as before);
+// - a first argument error_code == operation_aborted reads boost::asio::error::timed_out;
+// - anything else is passed on as the operation produced it (a join: wait_cancelled).
+// The handler's own cancellation slot, if it has one, cancels the whole race: the outcome is
+// then the operation's own (cancelled, operation_aborted).
+//
+// A cancel_after deadline is computed when the operation starts (a deferred operation
+// launched later gets the full duration from its launch). The token works for any Asio
+// operation with one completion signature; a plain callback without an associated executor
+// runs its timer on the system executor: bind one (boost::asio::bind_executor) instead.
+// Per-operation cancellation of the adapted operation: any type, through the handler's slot.
+#pragma once
+
+#include <array>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstddef>
+#include <expected>
+#include <memory>
+#include <optional>
+#include <tenorite/error.hpp>
+#include <type_traits>
+#include <utility>
+
+namespace tenorite {
+
+/// The token made by cancel_after / cancel_at: `token`, with a deadline.
+template <class Token>
+struct deadline_token {
+  using clock = std::chrono::steady_clock;
+  /// Set by cancel_at; else the deadline is `after` from the operation's start.
+  std::optional<clock::time_point> at;
+  clock::duration after{};
+  Token token;
+};
+
+/// `token`, cancelled when `d` has passed since the operation started (see the top of this
+/// header).
+template <class Rep, class Period, class Token>
+deadline_token<std::decay_t<Token>> cancel_after(std::chrono::duration<Rep, Period> d,
+                                                 Token&& token) {
+  return {std::nullopt, std::chrono::duration_cast<std::chrono::steady_clock::duration>(d),
+          std::forward<Token>(token)};
+}
+
+/// `token`, cancelled at the steady-clock time point `t` (see the top of this header).
+template <class Token>
+deadline_token<std::decay_t<Token>> cancel_at(std::chrono::steady_clock::time_point t,
+                                              Token&& token) {
+  return {t, {}, std::forward<Token>(token)};
+}
+
+namespace detail {
+
+// A cancelled outcome, rewritten as the deadline's (see the top of this header).
+inline void mark_timed_out(boost::system::error_code& ec) noexcept {
+  if (ec == boost::asio::error::operation_aborted) ec = boost::asio::error::timed_out;
+}
+template <class T, class Req, class Err>
+void mark_timed_out(std::expected<T, error<Req, Err>>& r) {
+  if (!r && r.error().kind() == error_kind::cancelled)
+    r = std::expected<T, error<Req, Err>>(
+        std::unexpect, error<Req, Err>::of_kind(error_kind::timed_out, std::move(r.error().request())));
+}
+template <class T>
+void mark_timed_out(T&) noexcept {}
+
+template <class First, class... Rest>
+void mark_first_timed_out(First& first, Rest&...) {
+  mark_timed_out(first);
+}
+inline void mark_first_timed_out() noexcept {}
+
+template <class Signature>
+struct deadline_race;
+
+template <class R, class... Args>
+struct deadline_race<R(Args...)> {
+  template <class Initiation>
+  struct initiation {
+    Initiation init;
+
+    template <class Handler, class... InitArgs>
+    void operator()(Handler handler, std::chrono::steady_clock::time_point deadline,
+                    InitArgs&&... args) {
+      auto ex = boost::asio::get_associated_executor(handler);
+      auto slot = boost::asio::get_associated_cancellation_slot(handler);
+      auto timer = std::make_shared<boost::asio::steady_timer>(ex, deadline);
+      // The operation is launched with a handler on `ex`: it completes there, and the race's
+      // cancellation reaches it there (Asio's cancellation slots are not thread-safe).
+      auto op = boost::asio::bind_executor(
+          ex, boost::asio::async_initiate<const boost::asio::deferred_t&, void(Args...)>(
+                  std::move(init), boost::asio::deferred, std::forward<InitArgs>(args)...));
+      auto wait = timer->async_wait(boost::asio::deferred);
+      // cppcheck-suppress accessMoved ; each is moved once, into the group
+      boost::asio::experimental::make_parallel_group(std::move(op), std::move(wait))
+          .async_wait(boost::asio::experimental::wait_for_one(),
+                      boost::asio::bind_cancellation_slot(
+                          slot, boost::asio::bind_executor(
+                                    ex, [h = std::move(handler), timer](
+                                            std::array<std::size_t, 2> order, Args... a,
+                                            boost::system::error_code timer_ec) mutable {
+                                      if (order[0] == 1 && !timer_ec) mark_first_timed_out(a...);
+                                      std::move(h)(std::move(a)...);
+                                    })));
+    }
+  };
+};
+
+// The deadline is read when the operation starts (a lazy token starts it later).
+template <class Inner>
+struct deadline_start {
+  Inner inner;
+  std::optional<std::chrono::steady_clock::time_point> at;
+  std::chrono::steady_clock::duration after;
+  template <class Handler, class... A>
+  void operator()(Handler&& h, A&&... a) {
+    inner(std::forward<Handler>(h), at ? *at : std::chrono::steady_clock::now() + after,
+          std::forward<A>(a)...);
+  }
+};
+
+}  // namespace detail
+}  // namespace tenorite
+
+template <class Token, class R, class... Args>
+struct boost::asio::async_result<tenorite::deadline_token<Token>, R(Args...)> {
+  template <class Initiation, class RawToken, class... InitArgs>
+  static auto initiate(Initiation&& init, RawToken&& t, InitArgs&&... args) {
+    using race = tenorite::detail::deadline_race<R(std::decay_t<Args>...)>;
+    using init_t = typename race::template initiation<std::decay_t<Initiation>>;
+    using start = tenorite::detail::deadline_start<init_t>;
+    // (Asio up to 1.28 takes the token by lvalue reference.)
+    Token token(std::forward<RawToken>(t).token);
+    return boost::asio::async_initiate<Token, void(std::decay_t<Args>...)>(
+        start{init_t{std::forward<Initiation>(init)}, t.at, t.after}, token,
+        std::forward<InitArgs>(args)...);
+  }
+};
