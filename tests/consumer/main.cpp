@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 #include <tenorite/tenorite.hpp>
+#include <tenorite/version.hpp>
 #include <thread>
 #include <variant>
 #include <vector>
@@ -69,6 +70,13 @@ asio::awaitable<std::string> coroutine_calls(tenorite::caller<kv_req, kv_resp, k
 }
 
 int main() {
+  // version.hpp says the version that the package's tenoriteConfigVersion.cmake says.
+#ifdef TENORITE_CONSUMER_EXPECTED_VERSION
+  CHECK(std::string(TENORITE_VERSION_STRING) == TENORITE_CONSUMER_EXPECTED_VERSION);
+#endif
+  CHECK(TENORITE_VERSION == TENORITE_VERSION_MAJOR * 100000 + TENORITE_VERSION_MINOR * 100 +
+                                TENORITE_VERSION_PATCH);
+
   kv_service service;
   auto [task, caller] = service.start_task(32, kv_cfg{});
 
