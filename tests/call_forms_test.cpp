@@ -1121,3 +1121,57 @@ TEST(DeadlineToken, ACallThatMeetsItsDeadlineIsAnOrdinaryCall) {
   caller = {};
   ASSERT_TRUE(task.wait());
 }
+
+TEST(DeadlineToken, ACallbackOnARuntimeBeingDestroyedStillCompletesOnce) {
+  // The call waits for room on a runtime that is destroyed with it pending: the callback
+  // runs once (send_failure, its request back), as it does without a deadline.
+  std::atomic<int> runs{0};
+  std::optional<echo_result> got;
+  {
+    auto p = std::make_shared<probe>();
+    tenorite::runtime doomed(1);
+    p->go = std::make_shared<gate>(doomed.executor());
+    auto [task, caller] = probe_service{}.start_task(doomed, 1, p);
+    ASSERT_TRUE(caller.try_notify(1));  // full from here on
+    caller.async_send_request(
+        2, tenorite::cancel_after(1h, asio::bind_executor(doomed.executor(), [&](echo_result r) {
+                                    ++runs;
+                                    got.emplace(std::move(r));
+                                  })));
+    caller = {};
+  }
+  EXPECT_EQ(runs.load(), 1);
+  ASSERT_TRUE(got.has_value());
+  ASSERT_FALSE(*got);
+  EXPECT_EQ(got->error().request(), std::optional<int>(2));
+}
+
+TEST(DeadlineToken, AUserCancellationAfterTheDeadlineFiredIsStillAnOrdinaryOutcome) {
+  // The deadline and the user's slot both end the race; whichever reached the operation,
+  // the call completes once and the request comes back.
+  auto p = std::make_shared<probe>();
+  p->go = std::make_shared<gate>(rt().executor());
+  auto [task, caller] = probe_service{}.start_task(rt(), 4, p);
+  asio::cancellation_signal signal;
+  std::promise<echo_result> got;
+  std::atomic<int> runs{0};
+  tenorite::runtime one(1);
+  asio::post(one.executor(), [&] {
+    caller.async_send_request(
+        9, tenorite::cancel_after(0ms, asio::bind_cancellation_slot(
+                                           signal.slot(),
+                                           asio::bind_executor(one.executor(), [&](echo_result r) {
+                                             ++runs;
+                                             got.set_value(std::move(r));
+                                           }))));
+    signal.emit(asio::cancellation_type::terminal);
+  });
+  auto r = got.get_future().get();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind(), error_kind::cancelled);  // the user's emit came first, at once
+  EXPECT_EQ(r.error().request(), std::optional<int>(9));
+  EXPECT_EQ(runs.load(), 1);
+  p->go->open();
+  caller = {};
+  ASSERT_TRUE(task.wait());
+}

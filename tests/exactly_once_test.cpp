@@ -373,6 +373,58 @@ TEST(ExactlyOnce, AnExceptionFromAHandlerRunInlineComesOutOfRunNotTerminate) {
   }
 }
 
+TEST(ExactlyOnce, AnExceptionAfterAReceiveThatFoundItsItemReadyComesOutOfRun) {
+  // The receive completes at once (no operation is made) and resumes the coroutine inline,
+  // from inside its own initiation; the coroutine then throws into co_spawn's completion.
+  asio::io_context ioc;
+  tenorite::channel<int> ch(ioc.get_executor(), 2);
+  int one = 1;
+  ASSERT_EQ(ch.try_send(one), tenorite::send_status::sent);
+  int runs = 0;
+  asio::co_spawn(
+      ioc,
+      [](tenorite::channel<int>* c, int* runs) -> asio::awaitable<void> {
+        auto [ec, v] = co_await c->async_receive(asio::as_tuple(asio::use_awaitable));
+        ++*runs;
+        if (!ec && v == 1) throw std::runtime_error("after the receive");
+      }(&ch, &runs),
+      [](const std::exception_ptr& e) {
+        if (e) std::rethrow_exception(e);
+      });
+  bool thrown = false;
+  try {
+    ioc.run();
+  } catch (const std::runtime_error& e) {
+    thrown = std::string(e.what()) == "after the receive";
+  }
+  EXPECT_TRUE(thrown);
+  EXPECT_EQ(runs, 1);
+}
+
+TEST(ExactlyOnce, AReceiveWhoseRefilledSendersHandlerDestroysTheChannelIsSafe) {
+  // A bare channel owned only by a parked sender's handler: the receive takes the buffered
+  // item, the sender's value takes its slot and its handler runs inline (dispatch) and drops
+  // the last owner; the receive must not touch the destroyed channel afterwards (ASan).
+  asio::io_context ioc;
+  auto ch = std::make_shared<tenorite::channel<int>>(ioc.get_executor(), 1);
+  int one = 1;
+  ASSERT_EQ(ch->try_send(one), tenorite::send_status::sent);
+  int sent = 0, received = 0;
+  ch->async_send(2, [keep = ch, &sent](boost::system::error_code ec, std::optional<int>) {
+    if (!ec) ++sent;
+  });
+  tenorite::channel<int>* raw = ch.get();
+  ch.reset();  // the parked send's handler is the only owner now
+  asio::post(ioc, [raw, &received] {
+    raw->async_receive([&received](boost::system::error_code ec, std::optional<int> v) {
+      if (!ec && v == 1) ++received;
+    });
+  });
+  ioc.run();
+  EXPECT_EQ(sent, 1);
+  EXPECT_EQ(received, 1);
+}
+
 // ---- 6. a channel destroyed with parked operations ----
 
 TEST(ExactlyOnce, DestroyingAChannelCompletesWhatIsParkedInIt) {

@@ -758,8 +758,15 @@ class channel final : private detail::context_registry::entry {
     std::optional<T> v;
     boost::system::error_code ec;
     if (take_if_ready(ec, v, refilled)) {
-      if (refilled) refilled->on_accepted(refilled);
-      detail::complete_now(std::move(handler), ex_, ec, std::move(v));
+      if (!refilled) {
+        detail::complete_now(std::move(handler), ex_, ec, std::move(v));
+        return;
+      }
+      // Telling the sender may run its handler inline, and that may destroy this channel
+      // (a bare channel owned by that handler): nothing of `*this` is read after it.
+      boost::asio::any_io_executor fallback(ex_);
+      refilled->on_accepted(refilled);
+      detail::complete_now(std::move(handler), fallback, ec, std::move(v));
       return;
     }
     auto* op = detail::make_op<recv_op<Handler>>(handler, ex_, track_work_, this);

@@ -12,8 +12,12 @@
 //   auto n = co_await caller.async_notify(req, tenorite::cancel_at(t, asio::use_awaitable));
 //
 // How it works: the operation races a steady_timer that runs on the completion handler's
-// executor; whichever ends first cancels the other (cancellation_type::all, emitted on that
-// executor). Every tenorite operation then ends at once: a queued call or notification is
+// executor; when the deadline passes first, the operation is cancelled
+// (cancellation_type::all, emitted on that executor); when the operation ends first, the
+// timer is cancelled. The handler completes exactly when, where and as the operation does
+// (a callback on an execution context being destroyed still runs, as for the operation
+// itself). For operations that are not tenorite's, the handler's executor should be a strand
+// or single-threaded, as for any Asio cancellation. Every tenorite operation then ends at once: a queued call or notification is
 // withdrawn and its request comes back, a delivered call is abandoned (the worker sees
 // is_closed()), a parked receive, reservation or join is withdrawn and takes nothing.
 //
@@ -32,15 +36,14 @@
 // Per-operation cancellation of the adapted operation: any type, through the handler's slot.
 #pragma once
 
-#include <array>
+#include <atomic>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
-#include <boost/asio/deferred.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/error.hpp>
-#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstddef>
@@ -100,6 +103,32 @@ void mark_first_timed_out(First& first, Rest&...) {
 }
 inline void mark_first_timed_out() noexcept {}
 
+// One race between an operation and its deadline. The operation's handler owns the user's
+// handler and completes it (so it completes exactly when, where and as the operation does,
+// also while an execution context is being destroyed); the timer's handler only cancels the
+// operation through `op_cancel`. Neither waits for the other.
+struct deadline_block {
+  deadline_block(const boost::asio::any_io_executor& ex,
+                 std::chrono::steady_clock::time_point t)
+      : timer(ex, t) {}
+  boost::asio::steady_timer timer;
+  boost::asio::cancellation_signal op_cancel;  // the operation's cancellation slot
+  std::atomic<bool> done{false};     // the operation completed
+  std::atomic<bool> fired{false};    // the deadline cancelled the operation
+  std::atomic<bool> by_user{false};  // the user's own slot cancelled it
+};
+
+// Installed in the user's slot: the user's cancellation reaches the operation.
+struct deadline_user_cancel {
+  std::weak_ptr<deadline_block> block;
+  void operator()(boost::asio::cancellation_type type) const {
+    if (auto b = block.lock()) {
+      b->by_user.store(true, std::memory_order_release);
+      b->op_cancel.emit(type);
+    }
+  }
+};
+
 template <class Signature>
 struct deadline_race;
 
@@ -114,24 +143,43 @@ struct deadline_race<R(Args...)> {
                     InitArgs&&... args) {
       auto ex = boost::asio::get_associated_executor(handler);
       auto slot = boost::asio::get_associated_cancellation_slot(handler);
-      auto timer = std::make_shared<boost::asio::steady_timer>(ex, deadline);
-      // The operation is launched with a handler on `ex`: it completes there, and the race's
-      // cancellation reaches it there (Asio's cancellation slots are not thread-safe).
-      auto op = boost::asio::bind_executor(
-          ex, boost::asio::async_initiate<const boost::asio::deferred_t&, void(Args...)>(
-                  std::move(init), boost::asio::deferred, std::forward<InitArgs>(args)...));
-      auto wait = timer->async_wait(boost::asio::deferred);
-      // cppcheck-suppress accessMoved ; each is moved once, into the group
-      boost::asio::experimental::make_parallel_group(std::move(op), std::move(wait))
-          .async_wait(boost::asio::experimental::wait_for_one(),
-                      boost::asio::bind_cancellation_slot(
-                          slot, boost::asio::bind_executor(
-                                    ex, [h = std::move(handler), timer](
-                                            std::array<std::size_t, 2> order, Args... a,
-                                            boost::system::error_code timer_ec) mutable {
-                                      if (order[0] == 1 && !timer_ec) mark_first_timed_out(a...);
-                                      std::move(h)(std::move(a)...);
-                                    })));
+      auto block = std::make_shared<deadline_block>(boost::asio::any_io_executor(ex), deadline);
+      if (slot.is_connected()) slot.template emplace<deadline_user_cancel>(block);
+      // The timer's handler runs on `ex`, where the operation's cancellation is emitted
+      // (Asio's cancellation slots are not thread-safe).
+      block->timer.async_wait(
+          boost::asio::bind_executor(ex, [block](boost::system::error_code ec) {
+            if (ec || block->done.load(std::memory_order_acquire)) return;
+            block->fired.store(true, std::memory_order_release);
+            block->op_cancel.emit(boost::asio::cancellation_type::all);
+          }));
+      auto on_done = boost::asio::bind_cancellation_slot(
+          block->op_cancel.slot(),
+          boost::asio::bind_executor(
+              ex, [h = std::move(handler), block, slot](Args... a) mutable {
+                block->done.store(true, std::memory_order_release);
+                if (slot.is_connected()) slot.clear();
+                try {
+                  block->timer.cancel();
+                } catch (...) {  // cannot fail on Linux; the timer then simply runs out
+                }
+                if (block->fired.load(std::memory_order_acquire) &&
+                    !block->by_user.load(std::memory_order_acquire))
+                  mark_first_timed_out(a...);
+                std::move(h)(std::move(a)...);
+              }));
+      try {
+        boost::asio::async_initiate<decltype(on_done), void(Args...)>(
+            std::move(init), on_done, std::forward<InitArgs>(args)...);
+      } catch (...) {  // the operation did not start: nothing is left to race
+        block->done.store(true, std::memory_order_release);
+        if (slot.is_connected()) slot.clear();
+        try {
+          block->timer.cancel();
+        } catch (...) {
+        }
+        throw;
+      }
     }
   };
 };

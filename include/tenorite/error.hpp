@@ -34,6 +34,8 @@ enum class error_kind {
 
 /// How many error_kind values there are (for tables indexed by kind).
 inline constexpr std::size_t error_kind_count = 8;
+static_assert(error_kind_count == static_cast<std::size_t>(error_kind::bad_request) + 1,
+              "error_kind_count must follow the last error_kind");
 
 /// A short lowercase name for an error_kind ("send_failure", ...).
 constexpr const char* to_string(error_kind k) noexcept {

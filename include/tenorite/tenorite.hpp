@@ -15,3 +15,4 @@
 #include <tenorite/sharded.hpp>
 #include <tenorite/supervision.hpp>
 #include <tenorite/unhandled_exception.hpp>
+#include <tenorite/version.hpp>

@@ -344,14 +344,18 @@ template <class Handler, class... Args>
 void complete_now(Handler&& h, const boost::asio::any_io_executor& fallback,
                   Args&&... args) noexcept {
   using H = std::decay_t<Handler>;
+  boost::asio::any_io_executor ex = boost::asio::get_associated_executor(h, fallback);
   if constexpr (is_coroutine_handler<H>::value) {
     if (inline_depth() < max_inline_depth) {
       inline_depth_scope scope;
-      std::move(h)(std::forward<Args>(args)...);
+      try {
+        std::move(h)(std::forward<Args>(args)...);
+      } catch (...) {  // as complete_on: out of the executor's run(), not a noexcept path
+        rethrow_from(ex, std::current_exception());
+      }
       return;
     }
   }
-  boost::asio::any_io_executor ex = boost::asio::get_associated_executor(h, fallback);
   complete_on<H>(
       ex,
       [h = std::move(h), ... a = std::forward<Args>(args)]() mutable {
