@@ -341,14 +341,15 @@ Op* make_op(Handler& handler, Args&&... args) {
 /// (a coroutine resumes at once within the depth bound; any other handler is deferred to its
 /// executor, `fallback` when it has none). A deferred handler counts as work there by itself.
 template <class Handler, class... Args>
-void complete_now(Handler&& h, const boost::asio::any_io_executor& fallback,
+void complete_now(Handler h, const boost::asio::any_io_executor& fallback,
                   Args&&... args) noexcept {
-  using H = std::decay_t<Handler>;
+  using H = Handler;
   boost::asio::any_io_executor ex = boost::asio::get_associated_executor(h, fallback);
   if constexpr (is_coroutine_handler<H>::value) {
     if (inline_depth() < max_inline_depth) {
       inline_depth_scope scope;
       try {
+        // cppcheck-suppress ignoredReturnValue ; the handler is called, std::move is a cast
         std::move(h)(std::forward<Args>(args)...);
       } catch (...) {  // as complete_on: out of the executor's run(), not a noexcept path
         rethrow_from(ex, std::current_exception());
