@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // bench/asio_channel_impl.cpp — baseline: what a C++ developer hand-rolls on Boost.Asio.
 //
 // The worker is a co_spawned coroutine looping on an experimental::concurrent_channel of

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // bench/asio_floor_impl.cpp — the floor of any Asio-based design: no queue, no reply slot,
 // no error type, only what two coroutines need to hand a value to each other.
 //

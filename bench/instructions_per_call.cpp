@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Instructions per call for s1 (one caller coroutine, sequential Echo calls on a 2-thread
 // runtime): run under `valgrind --tool=callgrind` at two call counts and divide the
 // difference (see docs/performance.md). Instruction counts do not depend on machine noise.

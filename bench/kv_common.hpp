@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // bench/kv_common.hpp — what every implementation of the benchmark shares: the service's
 // request/response/error types, the worker's request handling, the kv mix and the checks of
 // every response, a few measuring helpers, and the interface each implementation exposes.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // bench/main.cpp — the scenario driver: runs every scenario of /work/shared/BENCHMARK.md for
 // tenorite and for each baseline, prints one line per figure
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // bench/nats_bench.cpp — remote calls over NATS: tenorite's remote_caller against a service
 // put on NATS with serve(), the same service called locally, and the floor: a bare nats.c
 // request/reply loop (one shared inbox subscription, natsConnection_PublishRequest, SendAsap

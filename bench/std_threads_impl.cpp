@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // bench/std_threads_impl.cpp — baseline: the standard library alone.
 //
 // A std::thread per worker, a mutex + condition-variable bounded queue (capacity 32),

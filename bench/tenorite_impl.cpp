@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // bench/tenorite_impl.cpp — the scenarios on tenorite: a tenorite::runtime of 2 threads, the
 // worker and the caller coroutines on it.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // bench/topologies_impl.cpp — tenorite-only figures for the worker topologies (no baseline
 // has them): pool scaling on CPU-bound work, and what metrics cost on the s1 hot path.
 #include <boost/asio/awaitable.hpp>

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSL-1.0
 # Finds nats.c for tenorite::nats. The project's CMakeLists.txt and the installed package
 # (tenoriteConfig.cmake) both use this file, so a build and its users find nats.c alike.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSL-1.0
 # Static analysis of the library headers: clang-tidy (bugprone, concurrency, performance,
 # a modernize subset; see .clang-tidy) over translation units that instantiate the whole
 # public API (the NATS component's too, when nats.c is installed), and cppcheck over the headers. Any finding in include/tenorite fails.

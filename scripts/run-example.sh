@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSL-1.0
 # Builds and runs examples/kv_service (the original's HashMap-as-a-Service).
 set -euo pipefail
 cd "$(dirname "$0")/.."

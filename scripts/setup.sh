@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSL-1.0
 # Installs what tenorite's build needs on Debian 12, only what is missing.
 #   scripts/setup.sh            compiler, CMake, Ninja, Boost 1.81 (enough for the example)
 #   scripts/setup.sh --tests    plus GoogleTest, Clang 16 + libc++ (the whole test suite)

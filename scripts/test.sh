@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSL-1.0
 # Builds and runs the whole test suite: GCC, Clang 16 with libc++ (with the libFuzzer run),
 # AddressSanitizer + UndefinedBehaviorSanitizer (+ LeakSanitizer), and ThreadSanitizer;
 # after the static analysis (scripts/lint.sh), which runs first.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // No heap allocation per call in the steady state: a counting global operator new watches
 // a stream of calls from a coroutine (the awaitable form) and from a plain thread (the
 // blocking form) after a warm-up.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Calls beyond the seed: try, deadlines, cancellation, notify, drain, reserve, self-call,
 // batch receive — and the races between a give-up, the reply and the worker's end.
 #include <atomic>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The bounded queue under every service: capacity, FIFO, backpressure, close, end, abort.
 #include <gtest/gtest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Many callers at once — plain threads and coroutines — on one service: every call completes
 // once with the response to its own request (counts in = counts out).
 #include <atomic>

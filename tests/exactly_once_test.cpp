@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Exactly-once in the corners: every call form and token completes once when the objects it
 // depends on are destroyed in any order, lazy tokens launched late or never, self-calls by
 // every form, exceptions escaping handlers that tenorite ran inline, channels destroyed with

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Replays the fuzz corpus (tests/fuzz/corpus) and seeded random operation sequences through
 // the channel-vs-model checker, with any compiler (the libFuzzer target needs clang).
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Each public header compiles on its own (the build uses -Wall -Wextra -Wpedantic -Werror),
 // and the umbrella header brings every public name.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // How services end: throwing, aborted, returning with requests queued, runtime destroyed.
 #include <algorithm>
 #include <atomic>

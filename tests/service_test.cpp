@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The seed's model: start a service, call it every way, every row of the error table.
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/io_context.hpp>

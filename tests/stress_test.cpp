@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Stress and fault injection with invariants: many services, callers on coroutines and
 // threads, random mixes of every call form, workers that drop, throw, are aborted or drained,
 // and a runtime destroyed with calls in flight. Reproducible from the printed seed

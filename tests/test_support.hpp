@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Shared pieces of tenorite's tests: small services and a gate that holds a worker still.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Worker topologies: handler workers, pools, sharding, supervision, metrics and tracing.
 #include <atomic>
 #include <boost/asio/bind_cancellation_slot.hpp>

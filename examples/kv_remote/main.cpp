@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // kv_remote: the original's HashMap-as-a-Service (examples/kv_service/kv.hpp) over NATS.
 //
 //   kv_remote serve [url] [subject]   serve the kv service on `subject` (queue group "kv"),

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The original's HashMap-as-a-Service, in C++: the five types of a tenorite service.
 #pragma once
 

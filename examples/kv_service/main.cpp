@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // kv_service: the original's HashMap-as-a-Service, started with queue size 32 and called
 // from a coroutine, from several plain threads at once, with use_future and with a callback.
 #include <boost/asio/use_future.hpp>

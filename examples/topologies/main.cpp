@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // topologies: the kv service as a handler object, sharded by key, supervised, measured;
 // and a pool of stateless workers sharing one queue.
 #include <atomic>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tenorite/caller.hpp — the client's handle on a service.
 //
 // Invariants:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tenorite/channel.hpp — a bounded multi-producer queue with async, blocking and try forms.
 //
 // Invariants (all under the channel's mutex):

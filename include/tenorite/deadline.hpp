@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tenorite/deadline.hpp — a deadline for any operation, as a completion token adapter:
 // tenorite::cancel_after(duration, token) and tenorite::cancel_at(time_point, token).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tenorite/error.hpp — how a call or a worker can end without a value.
 //
 // error<Req, Err> is what a failed call yields. Its invariants:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tenorite/handler.hpp — a worker written as a stateful object; the library runs the loop.
 //
 //   struct kv_handler {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tenorite/join_handle.hpp — the owner's view of a running worker: join, wait, abort.
 //
 // Invariants:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tenorite/metrics.hpp — what a service did, readable from any thread, and a per-call hook.
 //
 //   auto [task, caller] = kv_service{}.start(rt, tenorite::service_options{.metrics = true},

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tenorite/oneshot.hpp — the reply slot: one value, one waiter.
 //
 // Invariants:

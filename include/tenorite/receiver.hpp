@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tenorite/receiver.hpp — the worker's end of a service's queue.
 //
 // Invariants:

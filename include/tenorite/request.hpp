@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tenorite/request.hpp — what a worker receives: the caller's value and a one-shot responder.
 //
 // Invariants:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tenorite/runtime.hpp — a thread pool running an io_context: where services live by default.
 //
 // Invariants:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tenorite/service.hpp — binds the five user types into a service and starts its worker.
 //
 //   struct kv_worker {

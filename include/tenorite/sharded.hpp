@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tenorite/sharded.hpp — N workers each owning a part of the state, behind one caller that
 // routes each request by a key (as Seastar's sharded<> does).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tenorite/supervision.hpp — when a worker that throws is started again, and when not.
 //
 //   tenorite::service_options opts;

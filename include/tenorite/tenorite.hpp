@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tenorite/tenorite.hpp — everything a user of tenorite needs.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tenorite/unhandled_exception.hpp — where exceptions nobody observes go.
 //
 // A worker that throws while no join handle will ever observe it (the handle was dropped,

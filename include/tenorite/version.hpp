@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tenorite/version.hpp — the library's version, for the preprocessor and for code.
 //
 //   #if TENORITE_VERSION >= 100        // 0.1.0 or later

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Written from DESIGN.md's public names and the README only, as a new user would: a small
 // key-value service called every way, plus abort, a throwing worker and a bad queue size.
 // Exits non-zero on the first surprise.

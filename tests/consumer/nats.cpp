@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tenorite::nats through the installed package (find_package(tenorite COMPONENTS nats)): the
 // component compiles, links against the nats.c the package config found, and works without a
 // NATS server: the binary codec round-trips a plain struct, and connecting to a port nobody

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSL-1.0
 # Builds and runs tests/consumer, the project of a new user, with tenorite got one way (WAY):
 #   find_package      installs tenorite from the build tree into a scratch prefix, checks its
 #                     pkg-config files, configures the consumer against the prefix (with the

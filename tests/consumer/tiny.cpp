@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The smallest use of tenorite, built by tests/consumer/CMakeLists.txt when tenorite comes
 // from add_subdirectory() or FetchContent: one service, one blocking call, a clean end.
 #include <cstdio>

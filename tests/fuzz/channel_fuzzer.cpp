@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // libFuzzer target: random operation sequences on a channel, checked against the model.
 #include "channel_ops.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Operation-sequence fuzzing of tenorite::channel against a reference model.
 //
 // A byte string is read as a capacity and a sequence of operations (try_send, async_send,

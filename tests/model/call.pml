@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSL-1.0 */
 /*
  * call.pml -- a service call racing its worker, its own cancellation and the end of the
  * service (Promela model of tenorite's call path; check with spin, see check.sh).

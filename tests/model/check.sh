@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSL-1.0
 # tests/model/check.sh -- exhaustive spin checks of the Promela models of tenorite's
 # synchronisation protocols (see README.md in this folder).
 #

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSL-1.0 */
 /*
  * join.pml -- a cancellable join racing the worker's end and the join handle's drop
  * (Promela model of tenorite's join path; check with spin, see check.sh).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSL-1.0 */
 /*
  * mutex.pml -- the queue's lock, detail::small_mutex (include/tenorite/detail/small_mutex.hpp).
  * Promela model; check with spin (see check.sh).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSL-1.0 */
 /*
  * recv.pml -- a parked, cancellable receive racing an arriving item, the end of the stream
  * and its own cancellation, including the late cancellation whose item must go back to the

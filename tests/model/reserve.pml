@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSL-1.0 */
 /*
  * reserve.pml -- the channel's slot accounting: reservations (permits), senders waiting for
  * room and receivers waiting for items, with one worker or a pool (Promela model of

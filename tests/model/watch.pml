@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSL-1.0 */
 /*
  * watch.pml -- responder::async_wait_closed on a delivered call, racing the caller's
  * terminal cancellation (the caller gives up), the worker's reply and the cancellation of the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Fuzzing the NATS component's decoders: binary_codec decoding of the kv service's request,
 // response and error types and of a type using every codec feature, and the remote caller's
 // reply parsing (detail::decode_reply, what turns a reply's bytes into a call's outcome; the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSL-1.0
 # examples/kv_remote end to end, as the README runs it: a nats-server on a free loopback port,
 # `kv_remote serve` in one process, `kv_remote call` in another. Checks every answer the
 # caller prints and the server's drain report after SIGINT.

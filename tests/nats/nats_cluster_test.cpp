@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Several serving processes in one queue group sharing the load, one killed mid-stream, and a
 // nats-server restart with reconnection. Every call is accounted for: calls in = outcomes out.
 #include <atomic>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // libFuzzer target (clang, TENORITE_FUZZ): the NATS component's decoders (codec_fuzz.hpp).
 #include "codec_fuzz.hpp"
 

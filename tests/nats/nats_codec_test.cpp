@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The default codec: round trips of the kv example's types and of every supported kind,
 // malformed and hostile input rejected with a reason (never undefined behaviour), size limit.
 #include <gtest/gtest.h>

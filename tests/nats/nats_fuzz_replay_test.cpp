@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Replays the NATS decoder fuzz corpus (tests/nats/fuzz_corpus) and seeded random inputs
 // through the fuzz checks (codec_fuzz.hpp), with any compiler.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Remote calls against a real nats-server: every outcome, every call form, deadlines and
 // cancellation, bad input on the serving side.
 #include <boost/asio/bind_cancellation_slot.hpp>

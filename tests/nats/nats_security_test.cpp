@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Authentication and TLS are passed through to nats.c: against a nats-server that requires
 // them, the right credentials (or a trusted certificate) connect and serve calls, and
 // wrong or missing ones fail to connect with a nats_error naming the cause.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // A serving process for the multi-process NATS tests:
 //   nats_test_server <url> <subject> <queue group> <name> [on-executor]
 // serves the probe service (answering `who` with <name>), prints "ready", and on SIGTERM or

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // Test support for the NATS component: a real nats-server on a free loopback port, and
 // serving processes (nats_test_server) spawned as children. Waits are bounded by deadlines.
 #pragma once

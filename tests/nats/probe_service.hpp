@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // The service the NATS tests serve: each request kind produces one outcome.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tenorite/detail/cancellation.hpp — connects a parked operation to Asio per-operation
 // cancellation.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tenorite/detail/context_registry.hpp — the tenorite objects holding handlers of a context.
 //
 // Why: a coroutine parked in a tenorite receive (a worker in recv(), any coroutine in

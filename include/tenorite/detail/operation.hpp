@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tenorite/detail/operation.hpp — the base of every asynchronous operation, and the one
 // routine that completes a user's handler.
 //

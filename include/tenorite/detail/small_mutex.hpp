@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tenorite/detail/small_mutex.hpp — the queue's lock: one atomic word, one atomic operation to
 // lock and one to unlock when nobody else wants it.
 //

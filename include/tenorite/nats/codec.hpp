@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tenorite/nats/codec.hpp — turning requests, responses and errors into bytes and back.
 //
 // A codec is any type C with, for each type T it serves (see the codec_for concept):

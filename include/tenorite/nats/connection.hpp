@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tenorite/nats/connection.hpp — a connection to NATS (RAII over nats.c's natsConnection).
 //
 //   auto conn = tenorite::nats::connection::connect({.servers = {"nats://127.0.0.1:4222"}});

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tenorite/nats/remote_caller.hpp — calls a service served on NATS, with the local caller's
 // call forms and error type.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tenorite/nats/server.hpp — puts a local service on a NATS subject.
 //
 //   auto srv = tenorite::nats::serve(conn, "kv", "kv-workers", caller);

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSL-1.0
 // tenorite/nats/wire.hpp — what travels on NATS between a remote_caller and serve().
 //
 // Request: a NATS message on the service's subject, reply subject `<inbox>.<call id>` (one
