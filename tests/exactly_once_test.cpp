@@ -169,6 +169,15 @@ TEST(ExactlyOnce, DestroyingTheRuntimeCompletesEveryWaitingFormOnce) {
     if (callback_runs.fetch_add(1) == 0) callback.set_value(std::move(res));
   });
   auto fut = caller.async_send_request(5, asio::use_future);
+  // The timed forms: a callback and use_future, through _for and through cancel_after.
+  std::promise<echo_result> timed_callback;
+  std::atomic<int> timed_callback_runs{0};
+  caller.async_send_request_for(6, 1h, [&](echo_result res) {
+    if (timed_callback_runs.fetch_add(1) == 0) timed_callback.set_value(std::move(res));
+  });
+  auto timed_fut = caller.async_send_request_until(
+      7, std::chrono::steady_clock::now() + 1h, asio::use_future);
+  auto token_fut = caller.async_send_request(8, tenorite::cancel_after(1h, asio::use_future));
   auto j = task.async_join(asio::use_future);
 
   r.reset();  // the runtime goes while every form waits
@@ -183,6 +192,11 @@ TEST(ExactlyOnce, DestroyingTheRuntimeCompletesEveryWaitingFormOnce) {
   EXPECT_TRUE(delivered_or_returned(get_or_fail(f4, "a callback"), 4));
   EXPECT_EQ(callback_runs.load(), 1);
   EXPECT_TRUE(delivered_or_returned(get_or_fail(fut, "use_future"), 5));
+  auto f5 = timed_callback.get_future();
+  EXPECT_TRUE(delivered_or_returned(get_or_fail(f5, "a callback through _for"), 6));
+  EXPECT_EQ(timed_callback_runs.load(), 1);
+  EXPECT_TRUE(delivered_or_returned(get_or_fail(timed_fut, "use_future through _until"), 7));
+  EXPECT_TRUE(delivered_or_returned(get_or_fail(token_fut, "use_future with cancel_after"), 8));
   auto outcome = get_or_fail(j, "async_join(use_future)");
   ASSERT_FALSE(outcome);
   EXPECT_TRUE(outcome.error().is_cancelled());

@@ -11,7 +11,6 @@
 // - a moved-from or default-constructed caller is empty: using it throws std::logic_error.
 #pragma once
 
-#include <array>
 #include <atomic>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
@@ -20,10 +19,7 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/cancellation_type.hpp>
-#include <boost/asio/deferred.hpp>
 #include <boost/asio/error.hpp>
-#include <boost/asio/experimental/parallel_group.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 #include <expected>
@@ -33,6 +29,7 @@
 #include <stdexcept>
 #include <string>
 #include <tenorite/channel.hpp>
+#include <tenorite/deadline.hpp>
 #include <tenorite/detail/cancellation.hpp>
 #include <tenorite/detail/operation.hpp>
 #include <tenorite/error.hpp>
@@ -677,47 +674,35 @@ class caller {
     return clock::now() + std::chrono::duration_cast<clock::duration>(d);
   }
 
-  // The call races a timer; whichever ends first cancels the other (the call's cancellation
-  // withdraws a queued request, or abandons a delivered one).
+  // The call races its deadline (detail::deadline_race, as cancel_after does): the call's
+  // own completion completes the handler, so it runs exactly when, where and as the call
+  // ends, also on an execution context being destroyed. The deadline's cancellation
+  // withdraws a queued request or abandons a delivered one.
   template <class Handler>
   void start_timed(Handler handler, Req req, clock::time_point deadline) const {
     const auto& st = core_->state;
     auto ex = boost::asio::get_associated_executor(handler, st->chan.get_executor());
-    // The caller's own cancellation slot cancels the whole timed call (both branches).
+    // The caller's own cancellation slot cancels the whole timed call.
     auto slot = boost::asio::get_associated_cancellation_slot(handler);
-    auto timer = std::make_shared<boost::asio::steady_timer>(ex, deadline);
     // The timed call is counted here, with its final outcome (timed_out or cancelled).
     std::shared_ptr<detail::service_metrics> metrics = st->metrics;
     detail::service_metrics::call_mark mark;
     if (metrics) mark = metrics->call_started();
-    // The inner call's handler (the group's) runs on `ex`: bound to it, the call is seen as
-    // what it is (a worker calling itself through a deadline is refused too).
-    auto call = boost::asio::async_initiate<const boost::asio::deferred_t&, signature>(
-        [ex](auto h, caller self, Req r) {
-          auto& s = self.core_->state;
-          s->initiate_call(boost::asio::bind_executor(ex, std::move(h)), s, std::move(r),
-                           detail::call_mode::wait, false);
-        },
-        boost::asio::deferred, *this, std::move(req));
-    auto wait = timer->async_wait(boost::asio::deferred);
-    // cppcheck-suppress accessMoved ; each is moved once, into the group
-    boost::asio::experimental::make_parallel_group(std::move(call), std::move(wait))
-        .async_wait(
-            boost::asio::experimental::wait_for_one(),
-            boost::asio::bind_cancellation_slot(
-                slot, boost::asio::bind_executor(
-                          ex, [h = std::move(handler), timer, metrics, mark](
-                                  std::array<std::size_t, 2> order, result_type r,
-                                  boost::system::error_code timer_ec) mutable {
-                            if (!r && r.error().kind() == error_kind::cancelled &&
-                                order[0] == 1 && !timer_ec) {
-                              r = result_type(std::unexpect,
-                                              error_type::of_kind(error_kind::timed_out,
-                                                                  std::move(r.error().request())));
-                            }
-                            if (metrics) metrics->call_completed(mark, state_type::outcome_of(r));
-                            std::move(h)(std::move(r));
-                          })));
+    auto counted = boost::asio::bind_cancellation_slot(
+        slot, boost::asio::bind_executor(
+                  ex, [h = std::move(handler), metrics, mark](result_type r) mutable {
+                    if (metrics) metrics->call_completed(mark, state_type::outcome_of(r));
+                    std::move(h)(std::move(r));
+                  }));
+    // The call's handler runs on `ex`: bound to it, the call is seen as what it is (a
+    // worker calling itself through a deadline is refused too).
+    auto start_call = [](auto h, caller self, Req r) {
+      auto& s = self.core_->state;
+      s->initiate_call(std::move(h), s, std::move(r), detail::call_mode::wait, false);
+    };
+    using race = typename detail::deadline_race<signature>::template initiation<
+        decltype(start_call)>;
+    race{start_call}(std::move(counted), deadline, *this, std::move(req));
   }
 
   template <class Handler>

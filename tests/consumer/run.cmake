@@ -9,7 +9,10 @@
 #   fetchcontent      configures the consumer with FetchContent of the local checkout
 # cmake -DWAY=... -DSOURCE_DIR=<tenorite> -DBINARY_DIR=<its build> -DWORK_DIR=<scratch>
 #       -DCXX=... -DCXX_FLAGS=... -DLINKER_FLAGS=... -DGENERATOR=... [-DLAUNCHER=ccache]
-#       [-DNATS=ON] [-DPKG_CONFIG=<pkg-config>] -P run.cmake
+#       [-DNATS=ON] [-DPKG_CONFIG=<pkg-config>] [-DBOOST_DIR=<dir of BoostConfig.cmake>]
+#       [-DEXPECT_BOOST_VERSION=<BOOST_VERSION>] -P run.cmake
+# BOOST_DIR builds the consumer against another Boost than tenorite's build found (its
+# Boost_DIR); EXPECT_BOOST_VERSION fails the build unless that is the Boost compiled against.
 if(NOT WAY)
   set(WAY find_package)
 endif()
@@ -27,6 +30,12 @@ set(configure_args -G ${GENERATOR} -DCMAKE_CXX_COMPILER=${CXX} "-DCMAKE_CXX_FLAG
     -DTENORITE_CONSUME=${WAY})
 if(LAUNCHER)
   list(APPEND configure_args -DCMAKE_CXX_COMPILER_LAUNCHER=${LAUNCHER})
+endif()
+if(BOOST_DIR)
+  list(APPEND configure_args -DBoost_DIR=${BOOST_DIR})
+endif()
+if(EXPECT_BOOST_VERSION)
+  list(APPEND configure_args -DTENORITE_CONSUMER_EXPECT_BOOST=${EXPECT_BOOST_VERSION})
 endif()
 set(programs consumer)
 
