@@ -548,11 +548,7 @@ class channel final : private detail::context_registry::entry {
     boost::system::error_code ec;
     {
       std::lock_guard lk(m_);
-      if (receive_error_) {
-        ec = receive_error_;
-      } else if (size_ > 0) {
-        v.emplace(take_locked(refilled));
-      } else if (!at_end_locked()) {
+      if (!take_ready_locked(ec, v, refilled)) {
         if (on_park) on_park(node);
         receivers_.push_back(node);
         return true;
@@ -793,6 +789,10 @@ class channel final : private detail::context_registry::entry {
   bool take_if_ready(boost::system::error_code& ec, std::optional<T>& v,
                      detail::send_waiter<T>*& refilled) {
     std::lock_guard lk(m_);
+    return take_ready_locked(ec, v, refilled);
+  }
+  bool take_ready_locked(boost::system::error_code& ec, std::optional<T>& v,
+                         detail::send_waiter<T>*& refilled) {
     if (receive_error_) {
       ec = receive_error_;
     } else if (size_ > 0) {
