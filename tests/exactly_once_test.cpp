@@ -104,7 +104,10 @@ bool delivered_or_returned(const echo_result& r, int req) {
 // The worker moved the responder out and ended; the call's give-up (its deadline, or its
 // cancellation) then runs after the service's state is gone.
 TEST(ExactlyOnce, AGiveUpAfterTheServiceEndedWithTheResponderHeldElsewhereIsSafe) {
-  for (int form = 0; form < 2; ++form) {
+  // Forms: 0 send_request_for, 1 a cancellation slot, 2 cancel_after (its deadline fires),
+  // 3 cancel_after with the user's slot (the user cancels through the deadline race).
+  for (int form = 0; form < 4; ++form) {
+    const bool by_user = form == 1 || form == 3;
     tenorite::runtime rt(2);
     auto h = std::make_shared<holder>();
     auto first = h->first.get_future();
@@ -113,16 +116,24 @@ TEST(ExactlyOnce, AGiveUpAfterTheServiceEndedWithTheResponderHeldElsewhereIsSafe
     asio::cancellation_signal signal;
     if (form == 0) {
       caller.async_send_request_for(1, 200ms, [&got](echo_result r) { got.set_value(std::move(r)); });
-    } else {
+    } else if (form == 1) {
       caller.async_send_request(
           1, asio::bind_cancellation_slot(signal.slot(),
                                           [&got](echo_result r) { got.set_value(std::move(r)); }));
+    } else if (form == 2) {
+      caller.async_send_request(
+          1, tenorite::cancel_after(200ms, [&got](echo_result r) { got.set_value(std::move(r)); }));
+    } else {
+      caller.async_send_request(
+          1, tenorite::cancel_after(
+                 1h, asio::bind_cancellation_slot(
+                         signal.slot(), [&got](echo_result r) { got.set_value(std::move(r)); })));
     }
     first.wait();
     auto held = h->take();  // the responder now lives here, outside the worker
     caller = {};            // the last caller: the worker ends, and its service with it
     ASSERT_TRUE(task.wait());
-    if (form == 1) {
+    if (by_user) {
       // Emitted where the call's handler would run (a plain thread here: nothing else
       // touches the slot).
       signal.emit(asio::cancellation_type::terminal);
@@ -130,7 +141,8 @@ TEST(ExactlyOnce, AGiveUpAfterTheServiceEndedWithTheResponderHeldElsewhereIsSafe
     auto f = got.get_future();
     auto r = get_or_fail(f, "the give-up");
     ASSERT_FALSE(r);
-    EXPECT_EQ(r.error().kind(), form == 0 ? error_kind::timed_out : error_kind::cancelled);
+    EXPECT_EQ(r.error().kind(), by_user ? error_kind::cancelled : error_kind::timed_out)
+        << "form " << form;
     ASSERT_EQ(held.size(), 1u);
     EXPECT_TRUE(held[0].client.is_closed());
     EXPECT_FALSE(held[0].client.send(2));  // the caller has gone: harmless
