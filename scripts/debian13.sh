@@ -40,6 +40,7 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 if [[ "${1:-}" == "--inside" ]]; then
   cd "$src"
   t0=$SECONDS
+  failed=()  # a failing step does not hide the others: all run, the last line names them
   say "GCC $(g++ -dumpfullversion), $(cmake --version | head -1), Boost $(sed -n \
 's/^#define BOOST_LIB_VERSION "\(.*\)"/\1/p' /usr/include/boost/version.hpp), nats.c \
 $(pkg-config --modversion libnats), $(nats-server --version)"
@@ -51,7 +52,7 @@ $(pkg-config --modversion libnats), $(nats-server --version)"
   grep -q "^Boost_DIR:PATH=.*Boost-1\.88" build/trixie-gcc/CMakeCache.txt ||
     die "build/trixie-gcc did not find Boost 1.88: $(grep '^Boost_DIR' build/trixie-gcc/CMakeCache.txt)"
   cmake --build --preset trixie-gcc
-  ctest --preset trixie-gcc
+  ctest --preset trixie-gcc || failed+=("trixie-gcc tests")
   say "trixie-gcc done at $((SECONDS - t0)) s"
 
   say "consumer test against Boost 1.83's headers ($boost183)"
@@ -59,13 +60,20 @@ $(pkg-config --modversion libnats), $(nats-server --version)"
   cmake -DWAY=find_package -DNATS=1 -DSOURCE_DIR="$src" -DBINARY_DIR="$src/build/trixie-gcc" \
         -DWORK_DIR="$src/build/trixie-gcc/consumer_boost183" -DCXX=g++ -DGENERATOR=Ninja \
         -DPKG_CONFIG=pkg-config -DBOOST_DIR="$boost183_dir" -DEXPECT_BOOST_VERSION=108300 \
-        -P tests/consumer/run.cmake
+        -P tests/consumer/run.cmake || failed+=("consumer on Boost 1.83")
   say "consumer on Boost 1.83 done at $((SECONDS - t0)) s"
 
   say "preset trixie-clang (Clang 19 + libc++: call forms, headers, examples)"
   cmake --preset trixie-clang >/dev/null
-  cmake --build --preset trixie-clang
-  ctest --preset trixie-clang
+  if cmake --build --preset trixie-clang; then
+    ctest --preset trixie-clang || failed+=("trixie-clang tests")
+  else
+    failed+=("trixie-clang build")
+  fi
+  if ((${#failed[@]})); then
+    say "FAILED after $((SECONDS - t0)) s: $(IFS=,; echo "${failed[*]}")"
+    exit 1
+  fi
   say "all passed in $((SECONDS - t0)) s"
   exit 0
 fi
