@@ -591,6 +591,78 @@ TEST(ExactlyOnce, ALazyJoinOutlivingItsHandleStillGetsAPanic) {
   tenorite::set_unhandled_exception_handler(std::move(previous));
 }
 
+// ---- deadlines racing the call's own start ----
+
+// A deadline already past when the call starts: the timer runs on another thread (the
+// blocking form's handler runs inline, its timer on the system executor; a callback's on the
+// runtime's two threads) while the call is still being started. The deadline must reach the
+// call once its cancellation is connected, never be lost.
+TEST(ExactlyOnce, ADeadlineThatPassesWhileTheCallStartsIsNeverLost) {
+  tenorite::runtime r(2);
+  auto go = std::make_shared<gate>(r.executor());  // never opened: the queue stays full
+  auto [task, caller] = stuck_service{}.start_task(r, 1, stuck_config{go});
+  ASSERT_TRUE(caller.try_notify(0));
+  for (int i = 0; i < 300; ++i) {
+    auto past = std::chrono::steady_clock::now() - 1s;
+    auto b = caller.send_request_blocking_until(i, past);
+    ASSERT_FALSE(b);
+    EXPECT_EQ(b.error().kind(), error_kind::timed_out);
+    EXPECT_EQ(b.error().request(), std::optional<int>(i));
+    std::promise<echo_result> got;
+    caller.async_send_request_until(i, past, [&got](echo_result res) { got.set_value(std::move(res)); });
+    auto f = got.get_future();
+    auto c = get_or_fail(f, "a callback with a past deadline");
+    ASSERT_FALSE(c);
+    EXPECT_EQ(c.error().kind(), error_kind::timed_out);
+    EXPECT_EQ(c.error().request(), std::optional<int>(i));
+  }
+  go->open();
+  caller = {};
+  ASSERT_TRUE(task.wait());
+}
+
+// A coroutine of a runtime being destroyed, waiting on a call of any form (plain, _for,
+// cancel_after): it is destroyed with the runtime, as Asio does, and never resumed there.
+TEST(ExactlyOnce, ACoroutineWaitingOnATimedCallIsDestroyedWithItsRuntime) {
+  for (int form = 0; form < 3; ++form) {
+    std::atomic<int> resumed{0};
+    std::atomic<int> destroyed{0};
+    {
+      tenorite::runtime r(2);
+      auto go = std::make_shared<gate>(r.executor());
+      auto [task, caller] = stuck_service{}.start_task(r, 1, stuck_config{go});
+      ASSERT_TRUE(caller.try_notify(0));  // full: the coroutine's call waits for room
+      struct guard {
+        std::atomic<int>* n;
+        ~guard() { ++*n; }
+      };
+      std::promise<void> waiting;
+      asio::co_spawn(
+          r.executor(),
+          [](echo_caller c, int form, std::atomic<int>* resumed, std::atomic<int>* destroyed,
+             std::promise<void>* waiting) -> asio::awaitable<void> {
+            guard g{destroyed};
+            waiting->set_value();
+            int v = 1;
+            if (form == 0) {
+              auto res = co_await c.send_request(std::move(v));
+            } else if (form == 1) {
+              auto res = co_await c.send_request_for(std::move(v), 1h);
+            } else {
+              auto res = co_await c.async_send_request(
+                  std::move(v), tenorite::cancel_after(1h, asio::use_awaitable));
+            }
+            ++*resumed;
+          }(caller, form, &resumed, &destroyed, &waiting),
+          asio::detached);
+      waiting.get_future().wait();
+      caller = {};
+    }  // the runtime goes while the coroutine waits
+    EXPECT_EQ(resumed.load(), 0) << "form " << form;
+    EXPECT_EQ(destroyed.load(), 1) << "form " << form;
+  }
+}
+
 // ---- 8. contracts ----
 
 TEST(ExactlyOnce, ATimedOutCallIsTracedAsTimedOut) {

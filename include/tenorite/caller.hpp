@@ -674,6 +674,26 @@ class caller {
     return clock::now() + std::chrono::duration_cast<clock::duration>(d);
   }
 
+  // A timed call's handler: counts the call with its final outcome. A named type, so that a
+  // coroutine's handler inside is still seen as one (detail::is_coroutine_handler).
+  template <class Handler, class Slot>
+  struct timed_count {
+    using wrapped_handler = Handler;
+    using executor_type = boost::asio::any_io_executor;
+    using cancellation_slot_type = Slot;
+    Handler handler;
+    std::shared_ptr<detail::service_metrics> metrics;
+    detail::service_metrics::call_mark mark;
+    executor_type ex;
+    Slot slot;
+    executor_type get_executor() const noexcept { return ex; }
+    cancellation_slot_type get_cancellation_slot() const noexcept { return slot; }
+    void operator()(result_type r) {
+      if (metrics) metrics->call_completed(mark, state_type::outcome_of(r));
+      std::move(handler)(std::move(r));
+    }
+  };
+
   // The call races its deadline (detail::deadline_race, as cancel_after does): the call's
   // own completion completes the handler, so it runs exactly when, where and as the call
   // ends, also on an execution context being destroyed. The deadline's cancellation
@@ -688,12 +708,8 @@ class caller {
     std::shared_ptr<detail::service_metrics> metrics = st->metrics;
     detail::service_metrics::call_mark mark;
     if (metrics) mark = metrics->call_started();
-    auto counted = boost::asio::bind_cancellation_slot(
-        slot, boost::asio::bind_executor(
-                  ex, [h = std::move(handler), metrics, mark](result_type r) mutable {
-                    if (metrics) metrics->call_completed(mark, state_type::outcome_of(r));
-                    std::move(h)(std::move(r));
-                  }));
+    timed_count<Handler, decltype(slot)> counted{std::move(handler), std::move(metrics), mark,
+                                                 ex, slot};
     // The call's handler runs on `ex`: bound to it, the call is seen as what it is (a
     // worker calling itself through a deadline is refused too).
     auto start_call = [](auto h, caller self, Req r) {

@@ -50,6 +50,7 @@
 #include <cstddef>
 #include <expected>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <tenorite/error.hpp>
 #include <type_traits>
@@ -107,16 +108,28 @@ inline void mark_first_timed_out() noexcept {}
 // One race between an operation and its deadline. The operation's handler owns the user's
 // handler and completes it (so it completes exactly when, where and as the operation does,
 // also while an execution context is being destroyed); the timer's handler only cancels the
-// operation through `op_cancel`. Neither waits for the other.
+// operation through `op_cancel`. Neither waits for the other. The timer is started after the
+// operation (its slot is connected by then), under `m`, which also orders it against the
+// operation's completion cancelling it on another thread.
 struct deadline_block {
   deadline_block(const boost::asio::any_io_executor& ex,
                  std::chrono::steady_clock::time_point t)
       : timer(ex, t) {}
   boost::asio::steady_timer timer;
   boost::asio::cancellation_signal op_cancel;  // the operation's cancellation slot
+  std::mutex m;                      // timer.async_wait against timer.cancel
   std::atomic<bool> done{false};     // the operation completed
   std::atomic<bool> fired{false};    // the deadline cancelled the operation
   std::atomic<bool> by_user{false};  // the user's own slot cancelled it
+
+  void finish() noexcept {
+    std::lock_guard lk(m);
+    done.store(true, std::memory_order_release);
+    try {
+      timer.cancel();
+    } catch (...) {  // cannot fail on Linux; the timer then simply runs out
+    }
+  }
 };
 
 // Installed in the user's slot: the user's cancellation reaches the operation.
@@ -127,6 +140,34 @@ struct deadline_user_cancel {
       b->by_user.store(true, std::memory_order_release);
       b->op_cancel.emit(type);
     }
+  }
+};
+
+// The operation's handler in the race: on the user's handler's executor, with the race's
+// cancellation slot. A named type, so that a coroutine's handler inside is still seen as
+// one (detail::is_coroutine_handler: resumed at once, destroyed with a dying context).
+template <class Handler, class UserSlot, class... Args>
+struct deadline_done {
+  using wrapped_handler = Handler;
+  using executor_type = boost::asio::any_io_executor;
+  using cancellation_slot_type = boost::asio::cancellation_slot;
+  Handler handler;
+  std::shared_ptr<deadline_block> block;
+  UserSlot user_slot;
+  executor_type ex;
+
+  executor_type get_executor() const noexcept { return ex; }
+  cancellation_slot_type get_cancellation_slot() const noexcept {
+    return block->op_cancel.slot();
+  }
+  void operator()(Args... a) {
+    block->finish();
+    if (user_slot.is_connected()) user_slot.clear();
+    if (block->fired.load(std::memory_order_acquire) &&
+        !block->by_user.load(std::memory_order_acquire))
+      mark_first_timed_out(a...);
+    // cppcheck-suppress ignoredReturnValue ; the handler is called, std::move is a cast
+    std::move(handler)(std::move(a)...);
   }
 };
 
@@ -142,44 +183,34 @@ struct deadline_race<R(Args...)> {
     template <class Handler, class... InitArgs>
     void operator()(Handler handler, std::chrono::steady_clock::time_point deadline,
                     InitArgs&&... args) {
-      auto ex = boost::asio::get_associated_executor(handler);
+      boost::asio::any_io_executor ex = boost::asio::get_associated_executor(handler);
       auto slot = boost::asio::get_associated_cancellation_slot(handler);
-      auto block = std::make_shared<deadline_block>(boost::asio::any_io_executor(ex), deadline);
+      auto block = std::make_shared<deadline_block>(ex, deadline);
       if (slot.is_connected()) slot.template emplace<deadline_user_cancel>(block);
-      // The timer's handler runs on `ex`, where the operation's cancellation is emitted
-      // (Asio's cancellation slots are not thread-safe).
-      block->timer.async_wait(
-          boost::asio::bind_executor(ex, [block](boost::system::error_code ec) {
-            if (ec || block->done.load(std::memory_order_acquire)) return;
-            block->fired.store(true, std::memory_order_release);
-            block->op_cancel.emit(boost::asio::cancellation_type::all);
-          }));
-      auto on_done = boost::asio::bind_cancellation_slot(
-          block->op_cancel.slot(),
-          boost::asio::bind_executor(
-              ex, [h = std::move(handler), block, slot](Args... a) mutable {
-                block->done.store(true, std::memory_order_release);
-                if (slot.is_connected()) slot.clear();
-                try {
-                  block->timer.cancel();
-                } catch (...) {  // cannot fail on Linux; the timer then simply runs out
-                }
-                if (block->fired.load(std::memory_order_acquire) &&
-                    !block->by_user.load(std::memory_order_acquire))
-                  mark_first_timed_out(a...);
-                std::move(h)(std::move(a)...);
-              }));
+      using done_type = deadline_done<Handler, decltype(slot), Args...>;
+      done_type done{std::move(handler), block, slot, ex};
       try {
-        boost::asio::async_initiate<decltype(on_done), void(Args...)>(
-            std::move(init), on_done, std::forward<InitArgs>(args)...);
+        // (Asio up to 1.28 takes the token by lvalue reference.)
+        boost::asio::async_initiate<done_type, void(Args...)>(std::move(init), done,
+                                                              std::forward<InitArgs>(args)...);
       } catch (...) {  // the operation did not start: nothing is left to race
         block->done.store(true, std::memory_order_release);
         if (slot.is_connected()) slot.clear();
-        try {
-          block->timer.cancel();
-        } catch (...) {
-        }
         throw;
+      }
+      // The timer's handler runs on `ex`, where the operation's cancellation is emitted
+      // (Asio's cancellation slots are not thread-safe). Not started when the operation
+      // has already completed.
+      std::lock_guard lk(block->m);
+      if (block->done.load(std::memory_order_acquire)) return;
+      try {
+        block->timer.async_wait(
+            boost::asio::bind_executor(ex, [block](boost::system::error_code ec) {
+              if (ec || block->done.load(std::memory_order_acquire)) return;
+              block->fired.store(true, std::memory_order_release);
+              block->op_cancel.emit(boost::asio::cancellation_type::all);
+            }));
+      } catch (...) {  // no memory for the wait: the operation runs on without its deadline
       }
     }
   };

@@ -142,6 +142,11 @@ struct is_coroutine_handler : std::false_type {};
 template <class Executor, class... Ts>
 struct is_coroutine_handler<boost::asio::detail::awaitable_handler<Executor, Ts...>>
     : std::true_type {};
+/// The library's own wrappers of a handler (a deadline race, a counted call) name the handler
+/// they call as `wrapped_handler` and run on its executor: calling them resumes its coroutine.
+template <class H>
+  requires requires { typename H::wrapped_handler; }
+struct is_coroutine_handler<H> : is_coroutine_handler<typename H::wrapped_handler> {};
 
 /// Rethrows `e` from `ex`: it comes out of that executor's run().
 inline void rethrow_from(const boost::asio::any_io_executor& ex,
