@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cmake --preset default -DTENORITE_BUILD_TESTS=OFF -DTENORITE_BUILD_BENCH=OFF >/dev/null
-cmake --build --preset default --target kv_service
-./build/default/examples/kv_service
+# Its own build directory (preset `example`: no tests, no benchmark), so that it never changes
+# what the test presets' build directories build.
+cmake --preset example >/dev/null
+cmake --build --preset example --target kv_service
+./build/example/examples/kv_service
