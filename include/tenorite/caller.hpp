@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/associated_allocator.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -681,6 +682,7 @@ class caller {
     using wrapped_handler = Handler;
     using executor_type = boost::asio::any_io_executor;
     using cancellation_slot_type = Slot;
+    using allocator_type = boost::asio::associated_allocator_t<Handler>;
     Handler handler;
     std::shared_ptr<detail::service_metrics> metrics;
     detail::service_metrics::call_mark mark;
@@ -688,6 +690,9 @@ class caller {
     Slot slot;
     executor_type get_executor() const noexcept { return ex; }
     cancellation_slot_type get_cancellation_slot() const noexcept { return slot; }
+    allocator_type get_allocator() const noexcept {
+      return boost::asio::get_associated_allocator(handler);
+    }
     void operator()(result_type r) {
       if (metrics) metrics->call_completed(mark, state_type::outcome_of(r));
       std::move(handler)(std::move(r));

@@ -39,12 +39,14 @@
 
 #include <atomic>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/associated_allocator.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstddef>
@@ -151,14 +153,17 @@ struct deadline_done {
   using wrapped_handler = Handler;
   using executor_type = boost::asio::any_io_executor;
   using cancellation_slot_type = boost::asio::cancellation_slot;
+  using allocator_type = boost::asio::associated_allocator_t<Handler>;
   Handler handler;
   std::shared_ptr<deadline_block> block;
   UserSlot user_slot;
   executor_type ex;
+  cancellation_slot_type op_slot;  // block->op_cancel's (kept: a moved-from one has no block)
 
   executor_type get_executor() const noexcept { return ex; }
-  cancellation_slot_type get_cancellation_slot() const noexcept {
-    return block->op_cancel.slot();
+  cancellation_slot_type get_cancellation_slot() const noexcept { return op_slot; }
+  allocator_type get_allocator() const noexcept {
+    return boost::asio::get_associated_allocator(handler);
   }
   void operator()(Args... a) {
     block->finish();
@@ -188,7 +193,7 @@ struct deadline_race<R(Args...)> {
       auto block = std::make_shared<deadline_block>(ex, deadline);
       if (slot.is_connected()) slot.template emplace<deadline_user_cancel>(block);
       using done_type = deadline_done<Handler, decltype(slot), Args...>;
-      done_type done{std::move(handler), block, slot, ex};
+      done_type done{std::move(handler), block, slot, ex, block->op_cancel.slot()};
       try {
         // (Asio up to 1.28 takes the token by lvalue reference.)
         boost::asio::async_initiate<done_type, void(Args...)>(std::move(init), done,
@@ -201,16 +206,34 @@ struct deadline_race<R(Args...)> {
       // The timer's handler runs on `ex`, where the operation's cancellation is emitted
       // (Asio's cancellation slots are not thread-safe). Not started when the operation
       // has already completed.
-      std::lock_guard lk(block->m);
-      if (block->done.load(std::memory_order_acquire)) return;
+      bool waiting = false;
+      {
+        std::lock_guard lk(block->m);
+        if (block->done.load(std::memory_order_acquire)) return;
+        try {
+          block->timer.async_wait(
+              boost::asio::bind_executor(ex, [block](boost::system::error_code ec) {
+                if (ec || block->done.load(std::memory_order_acquire)) return;
+                block->fired.store(true, std::memory_order_release);
+                block->op_cancel.emit(boost::asio::cancellation_type::all);
+              }));
+          waiting = true;
+        } catch (...) {  // no memory for the wait: below
+        }
+      }
+      if (waiting) return;
+      // The wait could not start: the deadline is taken as passed now (the operation must
+      // not wait without one), emitted on `ex` if possible (outside `m`: the operation may
+      // complete inside the emit).
+      block->fired.store(true, std::memory_order_release);
       try {
-        block->timer.async_wait(
-            boost::asio::bind_executor(ex, [block](boost::system::error_code ec) {
-              if (ec || block->done.load(std::memory_order_acquire)) return;
-              block->fired.store(true, std::memory_order_release);
-              block->op_cancel.emit(boost::asio::cancellation_type::all);
-            }));
-      } catch (...) {  // no memory for the wait: the operation runs on without its deadline
+        boost::asio::post(ex, [block] {
+          if (!block->done.load(std::memory_order_acquire))
+            block->op_cancel.emit(boost::asio::cancellation_type::all);
+        });
+      } catch (...) {
+        if (!block->done.load(std::memory_order_acquire))
+          block->op_cancel.emit(boost::asio::cancellation_type::all);
       }
     }
   };
