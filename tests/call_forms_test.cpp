@@ -872,14 +872,26 @@ struct counting_worker {  // answers, then returns how many it answered
 };
 using counting_service = tenorite::service<int, int, std::string, counting_worker, int, int>;
 
-// Drops the last caller and races the join against a timer that is already due.
-asio::awaitable<int> join_or_timer(counting_service::started* s) {
+using test_strand = asio::strand<asio::io_context::executor_type>;
+
+// The join's branch of the race; notes whether the join resumed it off its strand.
+[[gnu::noinline]] asio::awaitable<int> join_on(counting_service::started* s, test_strand* strand,
+                                               bool* off_strand) {
+  auto r = co_await s->task.join();
+  if (!strand->running_in_this_thread()) *off_strand = true;
+  co_return r ? 0 : 1;
+}
+
+// Drops the last caller and races the join against a timer that is already due. The call
+// before it is answered at once on this thread, so the join starts inside the call's start.
+asio::awaitable<int> join_or_timer(counting_service::started* s, test_strand* strand,
+                                   bool* off_strand) {
   asio::steady_timer timer(co_await asio::this_coro::executor, 0s);
   int v = 1;
   auto r = co_await s->caller.send_request(std::move(v));
   if (!r) co_return -1;
   s->caller = {};
-  auto got = co_await race(s->task.join(), wait_on(timer));
+  auto got = co_await race(join_on(s, strand, off_strand), wait_on(timer));
   co_return static_cast<int>(got.index());
 }
 
@@ -887,10 +899,15 @@ TEST(CallForms, AJoinCancelledWhileItsOutcomeIsOnTheWayGivesTheOutcomeBack) {
   int timer_won = 0;
   for (int i = 0; i < 300; ++i) {
     auto s = counting_service{}.start_task(rt(), 4, i % 8);
+    auto strand = asio::make_strand(rt().executor());
+    bool off_strand = false;
     auto winner =
-        asio::co_spawn(asio::make_strand(rt().executor()), join_or_timer(&s), asio::use_future);
+        asio::co_spawn(strand, join_or_timer(&s, &strand, &off_strand), asio::use_future);
     const int w = winner.get();
     ASSERT_NE(w, -1);
+    // Off its strand, the join's coroutine would race the timer's branch (and `||` could
+    // then throw the outcome away after the join had delivered it).
+    ASSERT_FALSE(off_strand) << "round " << i << ": the join resumed its coroutine off its strand";
     if (w == 1) {
       ++timer_won;
       auto outcome = s.task.wait();  // still there: the discarded join gave it back

@@ -97,7 +97,46 @@ bool delivered_or_returned(const echo_result& r, int req) {
   }
 }
 
+// The smallest operation: completes its handler when told to.
+template <class Handler>
+struct probe_op final : tenorite::detail::operation<probe_op<Handler>, Handler> {
+  probe_op(Handler&& h, const asio::any_io_executor& ex)
+      : tenorite::detail::operation<probe_op<Handler>, Handler>(std::move(h), ex, false) {}
+  static void on_cancel(void*, asio::cancellation_type, std::unique_lock<std::mutex>&) noexcept {}
+};
+
 }  // namespace
+
+// ---- 0. the marker of an operation being started ----
+
+// An operation that completes inside its own start is freed there; the coroutine it resumes
+// at once goes on inside that start and may make its next operation at the same address.
+// That one must not take itself for starting (it would resume its coroutine inline on
+// whatever thread completes it, off the coroutine's executor: seen as a join's outcome
+// delivered on the worker's thread and then lost by `||`).
+TEST(ExactlyOnce, AnOperationFreedInsideItsOwnStartNoLongerMarksItsAddressAsStarting) {
+  namespace d = tenorite::detail;
+  asio::io_context ctx;
+  int ran = 0;
+  auto handler = [&ran] { ++ran; };
+  auto* op = d::make_op<probe_op<decltype(handler)>>(handler, ctx.get_executor());
+  const void* address = op;
+  {
+    d::initiation_scope scope(op);
+    ASSERT_EQ(d::initiating_op(), address);
+    op->complete();  // freed here; a callback completed inside its start is deferred
+    EXPECT_NE(d::initiating_op(), address);
+    {
+      d::initiation_scope inner(address);  // the next operation at that address, nested
+      EXPECT_EQ(d::initiating_op(), address);
+    }
+    EXPECT_NE(d::initiating_op(), address);  // the outer start is no longer that operation
+  }
+  EXPECT_EQ(d::initiating_op(), nullptr);
+  EXPECT_EQ(ran, 0);
+  ctx.run();
+  EXPECT_EQ(ran, 1);
+}
 
 // ---- 1. a delivered cancellable call outlives its service ----
 

@@ -12,6 +12,8 @@
 // - the handler runs on its associated executor (the operation's fallback when it has none),
 //   which counts as outstanding work while the operation is pending whenever it belongs to
 //   another execution context than the operation's own;
+// - "inside its own initiating function" is a per-thread marker naming the operation being
+//   started; an operation freed while marked clears it (its address may be reused at once);
 // - a handler completed from inside its own initiating function is deferred, except a
 //   coroutine's (it is resumed at once: that is how a caller and a worker on one thread
 //   hand off without the scheduler); inline resumptions nest up to a per-thread bound, then
@@ -289,6 +291,12 @@ class operation {
   /// Frees the operation without running its handler (its execution context is going).
   void destroy() noexcept {
     Derived* self = static_cast<Derived*>(this);
+    // Freed inside its own initiation (it completed at once): its address no longer names a
+    // starting operation. Left set, the marker would outlive the memory, and an operation
+    // made later at the same address within the same initiation (the handler it resumed at
+    // once starts another one) would take itself for starting and resume its coroutine here,
+    // on whatever thread completes it, off the coroutine's executor.
+    if (initiating_op() == self) initiating_op() = nullptr;
     cancel_ctl* c = std::exchange(ctl, nullptr);
     using traits =
         typename std::allocator_traits<allocator_type>::template rebind_traits<Derived>;
