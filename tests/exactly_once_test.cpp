@@ -7,6 +7,7 @@
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
@@ -280,6 +281,51 @@ TEST(ExactlyOnce, ACallbackRetryingDuringTheRuntimesDestructionEndsWithoutRecurs
   auto f = done.get_future();
   get_or_fail(f, "the retrying callback");
   EXPECT_EQ(attempts, 20000);
+}
+
+// The same with timed calls whose callback runs on the dying runtime: each retry starts a
+// deadline there while the runtime's services are being destroyed. No timer may be made on
+// it (the completion that would cancel it runs after the reactor is gone): the deadline is
+// taken as passed, and every attempt completes once.
+TEST(ExactlyOnce, ATimedCallStartedWhileItsRuntimeIsDestroyedCompletesOnce) {
+  for (const bool by_token : {false, true}) {
+    SCOPED_TRACE(by_token ? "cancel_after" : "async_send_request_for");
+    auto r = std::make_unique<tenorite::runtime>(2);
+    auto go = std::make_shared<gate>(r->executor());
+    auto [task, caller] = stuck_service{}.start_task(*r, 1, stuck_config{go});
+    ASSERT_TRUE(caller.try_notify(0));
+    struct retry {
+      echo_caller c;
+      asio::any_io_executor ex;
+      bool by_token;
+      int* attempts;
+      std::promise<void>* done;
+      void start() const {
+        auto h = asio::bind_executor(ex, *this);
+        if (by_token) {
+          c.async_send_request(1, tenorite::cancel_after(1h, std::move(h)));
+        } else {
+          c.async_send_request_for(1, 1h, std::move(h));
+        }
+      }
+      void operator()(echo_result res) const {
+        const bool failed = !res && (res.error().kind() == error_kind::send_failure ||
+                                     res.error().kind() == error_kind::timed_out);
+        if (++*attempts < 200 && failed) {
+          start();
+        } else {
+          done->set_value();
+        }
+      }
+    };
+    int attempts = 0;
+    std::promise<void> done;
+    retry{caller, r->executor(), by_token, &attempts, &done}.start();
+    r.reset();
+    auto f = done.get_future();
+    get_or_fail(f, "the retrying timed callback");
+    EXPECT_EQ(attempts, 200);
+  }
 }
 
 // ---- 3. a pool drains with a permit used after the drain ----

@@ -34,6 +34,8 @@
 // launched later gets the full duration from its launch). The token works for any Asio
 // operation with one completion signature; a plain callback without an associated executor
 // runs its timer on the system executor: bind one (boost::asio::bind_executor) instead.
+// An operation started while its handler's execution context is being destroyed (from a
+// destructor that destruction runs) gets no timer there: its deadline is taken as passed.
 // Per-operation cancellation of the adapted operation: any type, through the handler's slot.
 #pragma once
 
@@ -54,6 +56,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <tenorite/detail/operation.hpp>
 #include <tenorite/error.hpp>
 #include <type_traits>
 #include <utility>
@@ -114,10 +117,15 @@ inline void mark_first_timed_out() noexcept {}
 // operation (its slot is connected by then), under `m`, which also orders it against the
 // operation's completion cancelling it on another thread.
 struct deadline_block {
+  // No timer on an execution context being destroyed: its services (the reactor) may be
+  // destroyed before the completion that would cancel the timer runs, and the context will
+  // never run a timer again anyway. The deadline is then taken as passed at once.
   deadline_block(const boost::asio::any_io_executor& ex,
-                 std::chrono::steady_clock::time_point t)
-      : timer(ex, t) {}
-  boost::asio::steady_timer timer;
+                 std::chrono::steady_clock::time_point t) {
+    if (dying_context() != &boost::asio::query(ex, boost::asio::execution::context))
+      timer.emplace(ex, t);
+  }
+  std::optional<boost::asio::steady_timer> timer;
   boost::asio::cancellation_signal op_cancel;  // the operation's cancellation slot
   std::mutex m;                      // timer.async_wait against timer.cancel
   std::atomic<bool> done{false};     // the operation completed
@@ -128,7 +136,7 @@ struct deadline_block {
     std::lock_guard lk(m);
     done.store(true, std::memory_order_release);
     try {
-      timer.cancel();
+      if (timer) timer->cancel();
     } catch (...) {  // cannot fail on Linux; the timer then simply runs out
     }
   }
@@ -210,22 +218,29 @@ struct deadline_race<R(Args...)> {
       {
         std::lock_guard lk(block->m);
         if (block->done.load(std::memory_order_acquire)) return;
-        try {
-          block->timer.async_wait(
-              boost::asio::bind_executor(ex, [block](boost::system::error_code ec) {
-                if (ec || block->done.load(std::memory_order_acquire)) return;
-                block->fired.store(true, std::memory_order_release);
-                block->op_cancel.emit(boost::asio::cancellation_type::all);
-              }));
-          waiting = true;
-        } catch (...) {  // no memory for the wait: below
+        if (block->timer) {
+          try {
+            block->timer->async_wait(
+                boost::asio::bind_executor(ex, [block](boost::system::error_code ec) {
+                  if (ec || block->done.load(std::memory_order_acquire)) return;
+                  block->fired.store(true, std::memory_order_release);
+                  block->op_cancel.emit(boost::asio::cancellation_type::all);
+                }));
+            waiting = true;
+          } catch (...) {  // no memory for the wait: below
+          }
         }
       }
       if (waiting) return;
-      // The wait could not start: the deadline is taken as passed now (the operation must
-      // not wait without one), emitted on `ex` if possible (outside `m`: the operation may
-      // complete inside the emit).
+      // The wait could not start (no memory, or `ex`'s context is being destroyed): the
+      // deadline is taken as passed now (the operation must not wait without one), emitted
+      // on `ex` if possible (outside `m`: the operation may complete inside the emit).
       block->fired.store(true, std::memory_order_release);
+      if (!block->timer) {  // a dying context runs nothing more: here
+        if (!block->done.load(std::memory_order_acquire))
+          block->op_cancel.emit(boost::asio::cancellation_type::all);
+        return;
+      }
       try {
         boost::asio::post(ex, [block] {
           if (!block->done.load(std::memory_order_acquire))
