@@ -6,16 +6,20 @@
 //   unhandled-exception hook and the thread goes back to running handlers;
 // - blocking calls (block_on, send_request_blocking, join_handle::wait) made on a thread of
 //   any tenorite runtime throw std::logic_error instead of deadlocking that thread;
+// - a thread with nothing to run looks again for TENORITE_SPIN_MICROSECONDS (default 20)
+//   before it sleeps in the scheduler; a stopped runtime's threads return within that time;
 // - destroying a runtime ends its services as if aborted (see service.hpp); it never joins
 //   the thread it is destroyed on (exit() called from a runtime thread).
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <chrono>
 #include <cstddef>
 #include <exception>
 #include <memory>
@@ -36,6 +40,17 @@ namespace tenorite {
 class runtime;
 
 namespace detail {
+
+/// A pause for a spinning thread (lets the other hyperthread run; no system call).
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#else
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+#endif
+}
 
 inline const runtime*& this_thread_runtime() noexcept {
   thread_local const runtime* rt = nullptr;
@@ -122,6 +137,13 @@ class runtime {
   }
 
  private:
+// How long an idle runtime thread keeps looking for work before it sleeps (0: never).
+#ifndef TENORITE_SPIN_MICROSECONDS
+#define TENORITE_SPIN_MICROSECONDS 20
+#endif
+  static constexpr std::chrono::microseconds spin_time{TENORITE_SPIN_MICROSECONDS};
+  static constexpr int spin_pauses = 64;  // pauses between two looks
+
   static std::size_t checked(std::size_t threads) {
     if (threads == 0)
       throw std::invalid_argument(
@@ -134,11 +156,34 @@ class runtime {
     detail::this_thread_runtime() = this;
     for (;;) {
       try {
-        ioc_->run();
+        run_spinning();
         return;
       } catch (...) {
         detail::report_unhandled(std::current_exception());
       }
+    }
+  }
+
+  // Runs handlers; when none is ready, looks again for a short while before sleeping in the
+  // scheduler. A thread asleep there is woken by the next post from another thread, and on
+  // small VMs that wake-up (a futex and a context switch) costs more than many calls: under
+  // load, the threads stay awake and hand work to each other without the kernel.
+  void run_spinning() {
+    auto& ioc = *ioc_;
+    if constexpr (spin_time.count() == 0) {
+      ioc.run();
+      return;
+    }
+    for (;;) {
+      if (ioc.poll() != 0) continue;
+      bool found = false;
+      const auto until = std::chrono::steady_clock::now() + spin_time;
+      do {
+        for (int i = 0; i < spin_pauses; ++i) detail::cpu_relax();
+        found = ioc.poll_one() != 0;
+      } while (!found && std::chrono::steady_clock::now() < until);
+      if (found) continue;
+      if (ioc.stopped() || ioc.run_one() == 0) return;
     }
   }
 
