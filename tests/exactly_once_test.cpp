@@ -137,6 +137,31 @@ TEST(ExactlyOnce, AnOperationFreedInsideItsOwnStartNoLongerMarksItsAddressAsStar
   EXPECT_EQ(ran, 0);
   ctx.run();
   EXPECT_EQ(ran, 1);
+
+  // Freed inside a nested start (a worker resumed inline starts its own operation, and the
+  // outer operation is answered there): once the inner start ends, the outer one must not
+  // name the freed address either.
+  auto* outer = d::make_op<probe_op<decltype(handler)>>(handler, ctx.get_executor());
+  const void* outer_address = outer;
+  {
+    d::initiation_scope scope(outer);
+    int inner_op = 0;
+    {
+      d::initiation_scope inner(&inner_op);
+      outer->complete();
+    }
+    EXPECT_NE(d::initiating_op(), outer_address);
+  }
+  // A start still naming an address when a new operation is made there names it no more.
+  int stale = 0;
+  {
+    d::initiation_scope scope(&stale);
+    d::initiation_scope::forget(&stale);  // what make_op does for the address it allocates
+    EXPECT_EQ(d::initiating_op(), nullptr);
+  }
+  ctx.restart();
+  ctx.run();
+  EXPECT_EQ(ran, 2);
 }
 
 // ---- 1. a delivered cancellable call outlives its service ----

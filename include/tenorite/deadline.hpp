@@ -236,9 +236,19 @@ struct deadline_race<R(Args...)> {
       // deadline is taken as passed now (the operation must not wait without one), emitted
       // on `ex` if possible (outside `m`: the operation may complete inside the emit).
       block->fired.store(true, std::memory_order_release);
-      if (!block->timer) {  // a dying context runs nothing more: here
-        if (!block->done.load(std::memory_order_acquire))
-          block->op_cancel.emit(boost::asio::cancellation_type::all);
+      if (!block->timer) {
+        // A dying context runs nothing more: the emit waits in the destroying thread's queue
+        // of completions (so the handler does not run inside the user's own call).
+        auto emit = [block] {
+          if (!block->done.load(std::memory_order_acquire))
+            block->op_cancel.emit(boost::asio::cancellation_type::all);
+        };
+        try {
+          dying_queue::local().push(new dying_fn<decltype(emit)>(std::move(emit)));
+        } catch (...) {  // no memory: here, then
+          if (!block->done.load(std::memory_order_acquire))
+            block->op_cancel.emit(boost::asio::cancellation_type::all);
+        }
         return;
       }
       try {

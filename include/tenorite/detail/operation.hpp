@@ -12,8 +12,9 @@
 // - the handler runs on its associated executor (the operation's fallback when it has none),
 //   which counts as outstanding work while the operation is pending whenever it belongs to
 //   another execution context than the operation's own;
-// - "inside its own initiating function" is a per-thread marker naming the operation being
-//   started; an operation freed while marked clears it (its address may be reused at once);
+// - "inside its own initiating function" is a per-thread chain of markers naming the
+//   operations being started; freeing an operation, or making one at a reused address,
+//   blanks every marker naming that address;
 // - a handler completed from inside its own initiating function is deferred, except a
 //   coroutine's (it is resumed at once: that is how a caller and a worker on one thread
 //   hand off without the scheduler); inline resumptions nest up to a per-thread bound, then
@@ -233,23 +234,36 @@ boost::asio::any_io_executor tracked_executor(const Handler& h,
   return ex;
 }
 
-/// The thread-local marker of an operation whose initiating function is running.
-inline const void*& initiating_op() noexcept {
-  thread_local const void* op = nullptr;
-  return op;
-}
-
+/// The operations whose initiating functions are running on this thread, innermost first:
+/// a chain of scopes on the stack. An entry is blanked when its operation is freed on this
+/// thread, and any entry naming an address is blanked when a new operation is made there, so
+/// no entry ever names a later operation at a reused address (whatever the nesting: an
+/// outer start whose operation was freed inside an inner one included).
 struct initiation_scope {
-  explicit initiation_scope(const void* op) noexcept : saved_(initiating_op()) {
-    initiating_op() = op;
-  }
-  ~initiation_scope() { initiating_op() = saved_; }
+  explicit initiation_scope(const void* op) noexcept : op_(op), prev_(top()) { top() = this; }
+  ~initiation_scope() { top() = prev_; }
   initiation_scope(const initiation_scope&) = delete;
   initiation_scope& operator=(const initiation_scope&) = delete;
 
+  /// The operation whose initiating function is innermost on this thread (null if none, or
+  /// if that operation was freed meanwhile).
+  static const void* current() noexcept { return top() ? top()->op_ : nullptr; }
+  /// No running start names `op` any more (it is freed, or a new operation is made there).
+  static void forget(const void* op) noexcept {
+    for (initiation_scope* s = top(); s; s = s->prev_)
+      if (s->op_ == op) s->op_ = nullptr;
+  }
+
  private:
-  const void* saved_;
+  static initiation_scope*& top() noexcept {
+    thread_local initiation_scope* t = nullptr;
+    return t;
+  }
+  const void* op_;
+  initiation_scope* prev_;
 };
+
+inline const void* initiating_op() noexcept { return initiation_scope::current(); }
 
 /// The base of an operation type Derived completing a Handler. Derived is made with
 /// make_op and ends with exactly one of complete_with / complete / destroy.
@@ -296,7 +310,7 @@ class operation {
     // made later at the same address within the same initiation (the handler it resumed at
     // once starts another one) would take itself for starting and resume its coroutine here,
     // on whatever thread completes it, off the coroutine's executor.
-    if (initiating_op() == self) initiating_op() = nullptr;
+    initiation_scope::forget(self);
     cancel_ctl* c = std::exchange(ctl, nullptr);
     using traits =
         typename std::allocator_traits<allocator_type>::template rebind_traits<Derived>;
@@ -342,6 +356,7 @@ Op* make_op(Handler& handler, Args&&... args) {
   using traits = typename std::allocator_traits<decltype(alloc)>::template rebind_traits<Op>;
   typename traits::allocator_type a(alloc);
   Op* p = traits::allocate(a, 1);
+  initiation_scope::forget(p);  // a start still naming this address is an older operation's
   try {
     return ::new (static_cast<void*>(p)) Op(std::move(handler), std::forward<Args>(args)...);
   } catch (...) {
