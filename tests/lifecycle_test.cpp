@@ -317,3 +317,36 @@ TEST(Lifecycle, DestroyingAnIoContextBeforeTheWorkerEverRanEndsTheService) {
   ASSERT_FALSE(j);
   EXPECT_TRUE(j.error().is_cancelled());
 }
+
+namespace {
+// Newer Asio (Boost 1.88) shuts an io_context's services down twice: from io_context's
+// destructor and again from execution_context's. This context does the same on any Boost.
+struct shut_down_twice_context : asio::io_context {
+  ~shut_down_twice_context() { shutdown(); }
+};
+}  // namespace
+
+TEST(Lifecycle, AContextShutDownTwiceLeavesTheThreadWithNoDyingContext) {
+  {
+    shut_down_twice_context ioc;
+    tenorite::channel<int> ch(ioc.get_executor(), 2);
+    // A parked receive: the context's destruction has tenorite handlers to collect.
+    ch.async_receive([](boost::system::error_code, std::optional<int>) {});
+  }
+  // Left set, the next context made at the same address would take itself for dying, and
+  // its callbacks would be queued for a destruction that never comes (they never ran).
+  EXPECT_EQ(tenorite::detail::dying_context(), nullptr);
+  for (int round = 0; round < 4; ++round) {
+    shut_down_twice_context ioc;
+    tenorite::channel<int> ch(ioc.get_executor(), 2);
+    int ran = 0;
+    ch.async_send(round, [&ran](boost::system::error_code ec, std::optional<int>) {
+      EXPECT_FALSE(ec);
+      ++ran;
+    });
+    ioc.poll();
+    EXPECT_EQ(ran, 1) << "round " << round;
+    EXPECT_EQ(ch.try_receive(), std::optional<int>(round));
+  }
+  EXPECT_EQ(tenorite::detail::dying_context(), nullptr);
+}

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstdint>
 #include <optional>
+#include <tenorite/detail/cpu_relax.hpp>
 #include <utility>
 
 namespace tenorite::detail {
@@ -88,7 +89,7 @@ class wake_flag {
   void wait() noexcept {
     for (int i = 0; i < spin_limit; ++i) {
       if (state_.load(std::memory_order_acquire) == done) return;
-      spin_pause();
+      cpu_relax();
     }
     for (;;) {
       std::uint32_t s = state_.load(std::memory_order_acquire);
@@ -96,7 +97,7 @@ class wake_flag {
       if (s == empty) {
         state_.wait(empty, std::memory_order_acquire);
       } else {
-        spin_pause();  // between `notified` and `done`: a few instructions away
+        cpu_relax();  // between `notified` and `done`: a few instructions away
       }
     }
   }
@@ -110,12 +111,6 @@ class wake_flag {
  private:
   static constexpr std::uint32_t empty = 0, notified = 1, done = 2;
   static constexpr int spin_limit = 2000;
-
-  static void spin_pause() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-  }
 
   std::atomic<std::uint32_t> state_{empty};
 };

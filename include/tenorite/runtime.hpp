@@ -27,6 +27,7 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <tenorite/detail/cpu_relax.hpp>
 #include <tenorite/detail/operation.hpp>
 #include <tenorite/oneshot.hpp>
 #include <tenorite/unhandled_exception.hpp>
@@ -40,17 +41,6 @@ namespace tenorite {
 class runtime;
 
 namespace detail {
-
-/// A pause for a spinning thread (lets the other hyperthread run; no system call).
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield" ::: "memory");
-#else
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-#endif
-}
 
 inline const runtime*& this_thread_runtime() noexcept {
   thread_local const runtime* rt = nullptr;

@@ -90,10 +90,16 @@ class context_registry final : public boost::asio::execution_context::service {
     }
   }
 
+  // May run more than once: newer Asio (Boost 1.88) shuts the services down from
+  // io_context's destructor and again from execution_context's. Only the first call saves
+  // what to restore (saving again would save this context itself, left set for ever after:
+  // a later context at the same address would take itself for dying).
   void shutdown() override {
-    dying_saved_ = dying_context();
+    if (!dying_set_) {
+      dying_saved_ = dying_context();
+      dying_set_ = true;
+    }
     dying_context() = &ctx_;
-    dying_set_ = true;
     std::vector<parked_op> doomed;
     {
       std::lock_guard lk(mutex());

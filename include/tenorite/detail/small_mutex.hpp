@@ -19,6 +19,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <tenorite/detail/cpu_relax.hpp>
 
 namespace tenorite::detail {
 
@@ -49,7 +50,7 @@ class small_mutex {
  private:
   [[gnu::noinline]] void lock_contended(std::uint32_t c) noexcept {
     for (int i = 0; i < spin_limit && c != 2; ++i) {
-      pause();
+      cpu_relax();
       c = state_.load(std::memory_order_relaxed);
       if (c == 0 && state_.compare_exchange_weak(c, 1, std::memory_order_acquire,
                                                  std::memory_order_relaxed))
@@ -61,14 +62,6 @@ class small_mutex {
       state_.wait(2, std::memory_order_relaxed);
       c = state_.exchange(2, std::memory_order_acquire);
     }
-  }
-
-  static void pause() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    asm volatile("yield");
-#endif
   }
 
   static constexpr int spin_limit = 100;
