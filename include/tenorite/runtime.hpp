@@ -132,7 +132,11 @@ class runtime {
 #define TENORITE_SPIN_MICROSECONDS 20
 #endif
   static constexpr std::chrono::microseconds spin_time{TENORITE_SPIN_MICROSECONDS};
-  static constexpr int spin_pauses = 64;  // pauses between two looks
+// How many cpu_relax() pauses a looking thread makes between two looks at the queue.
+#ifndef TENORITE_SPIN_PAUSES
+#define TENORITE_SPIN_PAUSES 8
+#endif
+  static constexpr int spin_pauses = TENORITE_SPIN_PAUSES;
 
   static std::size_t checked(std::size_t threads) {
     if (threads == 0)

@@ -41,6 +41,7 @@
 #include <optional>
 #include <stdexcept>
 #include <tenorite/caller.hpp>
+#include <tenorite/detail/config.hpp>
 #include <tenorite/join_handle.hpp>
 #include <tenorite/metrics.hpp>
 #include <tenorite/receiver.hpp>
@@ -179,7 +180,7 @@ class config_source {
   std::function<Config()> factory_;
 };
 
-[[gnu::noinline]] inline boost::asio::awaitable<void> wait_before_restart(
+TENORITE_NOINLINE inline boost::asio::awaitable<void> wait_before_restart(
     std::chrono::steady_clock::duration delay) {
   auto timer = std::make_shared<boost::asio::steady_timer>(co_await boost::asio::this_coro::executor,
                                                            delay);

@@ -44,6 +44,7 @@
 #include <exception>
 #include <memory>
 #include <tenorite/detail/cancellation.hpp>
+#include <tenorite/detail/config.hpp>
 #include <tenorite/unhandled_exception.hpp>
 #include <type_traits>
 #include <utility>
@@ -54,7 +55,7 @@
 // start is inlined into a user's coroutine, the frame can come from another thread's cache
 // and the heap is corrupted. Every tenorite function that starts such an operation is kept
 // out of line, so the thread-local is read afresh on each call.
-#define TENORITE_AWAITABLE_ENTRY [[gnu::noinline]]
+#define TENORITE_AWAITABLE_ENTRY TENORITE_NOINLINE
 
 namespace tenorite::detail {
 

@@ -19,6 +19,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <tenorite/detail/config.hpp>
 #include <tenorite/detail/cpu_relax.hpp>
 
 namespace tenorite::detail {
@@ -48,7 +49,7 @@ class small_mutex {
   }
 
  private:
-  [[gnu::noinline]] void lock_contended(std::uint32_t c) noexcept {
+  TENORITE_NOINLINE void lock_contended(std::uint32_t c) noexcept {
     for (int i = 0; i < spin_limit && c != 2; ++i) {
       cpu_relax();
       c = state_.load(std::memory_order_relaxed);

@@ -20,6 +20,11 @@
 // - destroy the connection, and the servers and remote callers using it, before that context.
 #pragma once
 
+#include <boost/asio/detail/config.hpp>
+#if !defined(BOOST_ASIO_HAS_POSIX_STREAM_DESCRIPTOR)
+#error "tenorite::nats waits on nats.c's socket with a POSIX stream descriptor: it needs a POSIX system (Linux, macOS, the BSDs) and is not available on Windows"
+#endif
+
 #include <nats/nats.h>
 
 #include <boost/asio/any_io_executor.hpp>
