@@ -4,9 +4,12 @@
 // every response, a few measuring helpers, and the interface each implementation exposes.
 #pragma once
 
-#include <malloc.h>
+#if defined(__GLIBC__)
+#include <malloc.h>  // malloc_trim
+#endif
 
 #include <array>
+#include <cmath>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -149,9 +152,11 @@ inline std::uint64_t now_ns() {
                                         .count());
 }
 
-/// VmRSS of this process, in bytes (from /proc/self/status).
+/// VmRSS of this process, in bytes (from /proc/self/status, Linux); NaN where there is no
+/// such file, so the memory figure prints as nan instead of failing the run.
 inline double rss_bytes() {
   std::ifstream in("/proc/self/status");
+  if (!in) return std::nan("");
   std::string line;
   while (std::getline(in, line)) {
     if (line.rfind("VmRSS:", 0) == 0) return std::strtod(line.c_str() + 6, nullptr) * 1024.0;
@@ -162,7 +167,9 @@ inline double rss_bytes() {
 /// VmRSS before an s5 run: first give the heap's free pages back (earlier scenarios freed
 /// memory that the 100k services would otherwise reuse without growing the resident set).
 inline double rss_baseline() {
+#if defined(__GLIBC__)
   malloc_trim(0);
+#endif
   return rss_bytes();
 }
 
