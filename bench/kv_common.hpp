@@ -9,8 +9,8 @@
 #endif
 
 #include <array>
-#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>

@@ -326,20 +326,33 @@ struct shut_down_twice_context : asio::io_context {
 };
 }  // namespace
 
-TEST(Lifecycle, AContextShutDownTwiceLeavesTheThreadWithNoDyingContext) {
+TEST(Lifecycle, AContextShutDownTwiceGivesBackTheThreadsDyingContext) {
+  // Inside another context's destruction (the outer scope), the inner context's end must give
+  // back that outer context, not null and not itself.
+  asio::io_context outer;
+  {
+    tenorite::detail::dying_context_scope destroying_outer(&outer);
+    {
+      shut_down_twice_context ioc;
+      tenorite::channel<int> ch(ioc.get_executor(), 2);
+      // A parked receive: the context's destruction has tenorite handlers to collect.
+      ch.async_receive([](boost::system::error_code, std::optional<int>) {});
+    }
+    EXPECT_EQ(tenorite::detail::dying_context(), &outer);
+  }
+  EXPECT_EQ(tenorite::detail::dying_context(), nullptr);
   {
     shut_down_twice_context ioc;
     tenorite::channel<int> ch(ioc.get_executor(), 2);
-    // A parked receive: the context's destruction has tenorite handlers to collect.
     ch.async_receive([](boost::system::error_code, std::optional<int>) {});
   }
   // Left set, the next context made at the same address would take itself for dying, and
   // its callbacks would be queued for a destruction that never comes (they never ran).
   EXPECT_EQ(tenorite::detail::dying_context(), nullptr);
   for (int round = 0; round < 4; ++round) {
+    int ran = 0;  // declared before the context: a callback run at its end finds it alive
     shut_down_twice_context ioc;
     tenorite::channel<int> ch(ioc.get_executor(), 2);
-    int ran = 0;
     ch.async_send(round, [&ran](boost::system::error_code ec, std::optional<int>) {
       EXPECT_FALSE(ec);
       ++ran;

@@ -13,8 +13,8 @@
 #pragma once
 
 #include <boost/asio/execution_context.hpp>
-#include <tenorite/detail/operation.hpp>
 #include <mutex>
+#include <tenorite/detail/operation.hpp>
 #include <vector>
 
 namespace tenorite::detail {
