@@ -236,29 +236,20 @@ struct deadline_race<R(Args...)> {
       // deadline is taken as passed now (the operation must not wait without one), emitted
       // on `ex` if possible (outside `m`: the operation may complete inside the emit).
       block->fired.store(true, std::memory_order_release);
-      if (!block->timer) {
-        // A dying context runs nothing more: the emit waits in the destroying thread's queue
-        // of completions (so the handler does not run inside the user's own call).
-        auto emit = [block] {
-          if (!block->done.load(std::memory_order_acquire))
-            block->op_cancel.emit(boost::asio::cancellation_type::all);
-        };
-        try {
-          dying_queue::local().push(new dying_fn<decltype(emit)>(std::move(emit)));
-        } catch (...) {  // no memory: here, then
-          if (!block->done.load(std::memory_order_acquire))
-            block->op_cancel.emit(boost::asio::cancellation_type::all);
-        }
-        return;
-      }
-      try {
-        boost::asio::post(ex, [block] {
-          if (!block->done.load(std::memory_order_acquire))
-            block->op_cancel.emit(boost::asio::cancellation_type::all);
-        });
-      } catch (...) {
+      auto emit = [block] {
         if (!block->done.load(std::memory_order_acquire))
           block->op_cancel.emit(boost::asio::cancellation_type::all);
+      };
+      try {
+        if (!block->timer) {
+          // A dying context runs nothing more: the emit waits in the destroying thread's
+          // queue of completions (so the handler does not run inside the user's own call).
+          dying_queue::local().push(new dying_fn<decltype(emit)>(decltype(emit)(emit)));
+        } else {
+          boost::asio::post(ex, emit);
+        }
+      } catch (...) {  // no memory: here, then
+        emit();
       }
     }
   };
