@@ -6,7 +6,8 @@
 #
 #   bash scripts/debian13.sh           build and test this checkout in the trixie root:
 #                                       1. preset trixie-gcc: GCC 14, the whole default suite
-#                                          (NATS tests included), BOOST_ASIO_NO_DEPRECATED
+#                                          at -O0 (NATS tests included, no benchmark),
+#                                          BOOST_ASIO_NO_DEPRECATED
 #                                       2. the consumer test (find_package, both components)
 #                                          compiled and run against Boost 1.83's headers
 #                                       3. preset trixie-clang: Clang 19 + libc++, the tests of
