@@ -6,9 +6,13 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_future.hpp>
 #include <chrono>
+#include <future>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -283,7 +287,9 @@ TEST(Topologies, ShardsOwnTheirKeysAndOneCallerRoutesEveryForm) {
   constexpr std::size_t shards = 4;
   auto [tasks, caller] = tenorite::start_sharded(
       shard_service{}, rt(), shards, tenorite::service_options{},
-      [&](std::size_t i) { return shard_handler{i, m, seen}; },
+      [&](std::size_t i) {
+        return shard_handler{i, m, seen};
+      },
       [](const int& key) { return static_cast<std::size_t>(key); });
   ASSERT_EQ(tasks.size(), shards);
   ASSERT_EQ(caller.shards(), shards);
@@ -297,13 +303,12 @@ TEST(Topologies, ShardsOwnTheirKeysAndOneCallerRoutesEveryForm) {
   EXPECT_EQ(caller.send_request_blocking_for(43, 60s).value(), 433);
   EXPECT_EQ(caller.send_request_blocking_until(45, std::chrono::steady_clock::now() + 60s).value(),
             451);
-  EXPECT_EQ(rt().block_on(caller.send_request_until(46, std::chrono::steady_clock::now() + 60s))
-                .value(),
-            462);
-  EXPECT_EQ(caller.async_send_request(47, tenorite::cancel_after(60s, asio::use_future))
-                .get()
-                .value(),
-            473);
+  EXPECT_EQ(
+      rt().block_on(caller.send_request_until(46, std::chrono::steady_clock::now() + 60s)).value(),
+      462);
+  EXPECT_EQ(
+      caller.async_send_request(47, tenorite::cancel_after(60s, asio::use_future)).get().value(),
+      473);
   EXPECT_TRUE(caller.notify_blocking(44));
   caller = {};
   for (auto& t : tasks) EXPECT_TRUE(t.wait());
@@ -395,8 +400,9 @@ TEST(Topologies, TheSupervisorGivesUpAfterTheLimitAndTheJoinSaysSo) {
   auto c = std::make_shared<crash_counter>();
   tenorite::service_options opts;
   opts.restart = tenorite::restart_policy{.max_restarts = 2, .window = 1h, .backoff = 0s};
-  auto [task, caller] =
-      crashing_service{}.start(rt(), opts, [c] { return crashing_handler{c, 1}; });
+  auto [task, caller] = crashing_service{}.start(rt(), opts, [c] {
+    return crashing_handler{c, 1};
+  });
   for (int i = 0; i < 3; ++i) {
     auto r = caller.send_request_blocking(i);
     ASSERT_FALSE(r);
@@ -420,8 +426,9 @@ TEST(Topologies, AnAbortDuringTheBackOffEndsTheServiceAsCancelled) {
   auto c = std::make_shared<crash_counter>();
   tenorite::service_options opts;
   opts.restart = tenorite::restart_policy{.max_restarts = 5, .window = 1h, .backoff = 24h};
-  auto [task, caller] =
-      crashing_service{}.start(rt(), opts, [c] { return crashing_handler{c, 1}; });
+  auto [task, caller] = crashing_service{}.start(rt(), opts, [c] {
+    return crashing_handler{c, 1};
+  });
   EXPECT_FALSE(caller.send_request_blocking(1));  // the worker crashes; a day's back-off
   task.abort();
   auto j = task.wait();
@@ -431,14 +438,16 @@ TEST(Topologies, AnAbortDuringTheBackOffEndsTheServiceAsCancelled) {
 
 TEST(Topologies, TheRestartPolicyBacksOffAndCountsWithinItsWindow) {
   using clock = std::chrono::steady_clock;
-  tenorite::detail::restart_tracker t(tenorite::restart_policy{
-      .max_restarts = 3, .window = 10s, .backoff = 10ms, .backoff_factor = 2.0,
-      .max_backoff = 30ms});
+  tenorite::detail::restart_tracker t(tenorite::restart_policy{.max_restarts = 3,
+                                                               .window = 10s,
+                                                               .backoff = 10ms,
+                                                               .backoff_factor = 2.0,
+                                                               .max_backoff = 30ms});
   const auto t0 = clock::time_point{} + 1h;
   EXPECT_EQ(t.next(t0), std::optional<clock::duration>(10ms));
   EXPECT_EQ(t.next(t0 + 1s), std::optional<clock::duration>(20ms));
-  EXPECT_EQ(t.next(t0 + 2s), std::optional<clock::duration>(30ms));  // capped
-  EXPECT_EQ(t.next(t0 + 3s), std::nullopt);                          // 3 within 10 s: give up
+  EXPECT_EQ(t.next(t0 + 2s), std::optional<clock::duration>(30ms));   // capped
+  EXPECT_EQ(t.next(t0 + 3s), std::nullopt);                           // 3 within 10 s: give up
   EXPECT_EQ(t.next(t0 + 12s), std::optional<clock::duration>(20ms));  // t0 left the window
   tenorite::detail::restart_tracker unsupervised(std::nullopt);
   EXPECT_EQ(unsupervised.next(t0), std::nullopt);
@@ -496,9 +505,9 @@ TEST(Topologies, MetricsCountACallThatGaveUpAfterDelivery) {
   auto p = std::make_shared<std::promise<void>>();
   auto held = std::make_shared<gate>(rt().executor());
   struct holding_worker {
-    static asio::awaitable<void> task(tenorite::receiver<echo_request> rx,
-                                      std::pair<std::shared_ptr<std::promise<void>>,
-                                                std::shared_ptr<gate>> cfg) {
+    static asio::awaitable<void> task(
+        tenorite::receiver<echo_request> rx,
+        std::pair<std::shared_ptr<std::promise<void>>, std::shared_ptr<gate>> cfg) {
       while (auto r = co_await rx.recv()) {
         cfg.first->set_value();       // delivered
         co_await cfg.second->wait();  // held until the caller gave up
@@ -516,8 +525,8 @@ TEST(Topologies, MetricsCountACallThatGaveUpAfterDelivery) {
   asio::cancellation_signal signal;
   std::promise<echo_result> got;
   asio::post(one.executor(), [&, c = caller] {
-    c.async_send_request(5, asio::bind_cancellation_slot(
-                                signal.slot(), [&](echo_result r) { got.set_value(r); }));
+    c.async_send_request(
+        5, asio::bind_cancellation_slot(signal.slot(), [&](echo_result r) { got.set_value(r); }));
   });
   p->get_future().get();  // the worker holds it
   asio::post(one.executor(), [&] { signal.emit(asio::cancellation_type::terminal); });
@@ -585,6 +594,275 @@ TEST(Topologies, TheLatencyHistogramPlacesValuesInPowerOfTwoBuckets) {
   EXPECT_EQ(hist.percentile(0.5), 16ns);
   EXPECT_EQ(hist.percentile(0.99), 16ns);
   EXPECT_EQ(hist.percentile(1.0), 2048ns);
+}
+
+// ---- handler workers without a coroutine (handler.hpp's handler_machine) ----
+
+struct plain_seen {
+  std::atomic<int> live{0}, starts{0}, stops{0}, handled{0};
+  std::mutex m;
+  std::vector<int> order;  // the requests handle() saw, in order
+};
+
+// handle(), on_start() and on_stop() are plain functions: the service runs the loop without
+// a coroutine. Every instance is counted, so a test can tell that the handler was destroyed
+// (exactly once each) before the join completed.
+struct plain_handler {
+  std::shared_ptr<plain_seen> seen;
+  int throw_on = -1;  // handle() throws for this request
+  bool throw_in_start = false, throw_in_stop = false;
+
+  explicit plain_handler(std::shared_ptr<plain_seen> s, int t = -1, bool in_start = false,
+                         bool in_stop = false)
+      : seen(std::move(s)), throw_on(t), throw_in_start(in_start), throw_in_stop(in_stop) {
+    seen->live++;
+  }
+  plain_handler(const plain_handler& o)
+      : seen(o.seen),
+        throw_on(o.throw_on),
+        throw_in_start(o.throw_in_start),
+        throw_in_stop(o.throw_in_stop) {
+    seen->live++;
+  }
+  plain_handler(plain_handler&& o) noexcept : plain_handler(static_cast<const plain_handler&>(o)) {}
+  plain_handler& operator=(const plain_handler&) = delete;
+  ~plain_handler() { seen->live--; }
+
+  void on_start() {
+    seen->starts++;
+    if (throw_in_start) throw std::runtime_error("on_start failed");
+  }
+  void on_stop() {
+    seen->stops++;
+    if (throw_in_stop) throw std::runtime_error("on_stop failed");
+  }
+  int handle(int v) {
+    seen->handled++;
+    {
+      std::lock_guard lk(seen->m);
+      seen->order.push_back(v);
+    }
+    if (v == throw_on) throw std::runtime_error("handle failed on " + std::to_string(v));
+    return v + 1000;
+  }
+};
+using plain_service = tenorite::handler_service<int, int, std::string, plain_handler>;
+using plain_result = plain_service::caller_type::result_type;
+
+// Which loop a handler gets is decided by its functions' types.
+static_assert(tenorite::detail::handler_loop<plain_handler, int, int, std::string>::plain);
+static_assert(tenorite::detail::handler_loop<kv_handler, int, int, std::string>::plain);
+static_assert(!tenorite::detail::handler_loop<pool_handler, int, int, std::string>::plain);
+
+// Collects callback completions, counting them: each call must complete exactly once.
+struct plain_results {
+  std::vector<std::optional<plain_result>> got;
+  int completions = 0;
+  explicit plain_results(std::size_t n) : got(n) {}
+  auto slot(std::size_t i) {
+    return [this, i](plain_result r) {
+      ++completions;
+      EXPECT_FALSE(got[i]) << "call " << i << " completed twice";
+      got[i].emplace(std::move(r));
+    };
+  }
+};
+
+// More requests queued than one step serves (TENORITE_HANDLER_BATCH, 64) before the worker
+// first runs: all are answered in order, then the end of the queue runs on_stop once, and
+// the handler is gone when the join completes.
+TEST(Topologies, APlainHandlerServesEveryQueuedRequestInOrderAcrossBatches) {
+  constexpr int n = 300;
+  asio::io_context ctx;
+  auto seen = std::make_shared<plain_seen>();
+  auto [task, caller] = plain_service{}.start_task(ctx, n, plain_handler{seen});
+  plain_results res(n);
+  for (int i = 0; i < n; ++i) caller.async_send_request(i, res.slot(static_cast<std::size_t>(i)));
+  caller = {};
+  ctx.run();
+  EXPECT_EQ(res.completions, n);
+  for (int i = 0; i < n; ++i) {
+    ASSERT_TRUE(res.got[static_cast<std::size_t>(i)]);
+    ASSERT_TRUE(*res.got[static_cast<std::size_t>(i)]);
+    EXPECT_EQ(**res.got[static_cast<std::size_t>(i)], i + 1000);
+  }
+  std::vector<int> expected(n);
+  for (int i = 0; i < n; ++i) expected[static_cast<std::size_t>(i)] = i;
+  EXPECT_EQ(seen->order, expected);
+  EXPECT_EQ(seen->starts.load(), 1);
+  EXPECT_EQ(seen->stops.load(), 1);
+  EXPECT_TRUE(task.is_finished());
+  EXPECT_TRUE(task.wait());
+  EXPECT_EQ(seen->live.load(), 0);
+}
+
+// handle() throws on the second request: that call gets fetch_failure, the one queued
+// behind it comes back as a send failure with its request, on_stop does not run, and the
+// join carries the exception.
+TEST(Topologies, APlainHandlerThatThrowsFailsItsCallReturnsTheQueuedOnesAndPanics) {
+  asio::io_context ctx;
+  auto seen = std::make_shared<plain_seen>();
+  auto [task, caller] = plain_service{}.start_task(ctx, 8, plain_handler{seen, 1});
+  plain_results res(3);
+  for (int i = 0; i < 3; ++i) caller.async_send_request(i, res.slot(static_cast<std::size_t>(i)));
+  ctx.run();
+  EXPECT_EQ(res.completions, 3);
+  ASSERT_TRUE(res.got[0] && *res.got[0]);
+  EXPECT_EQ(**res.got[0], 1000);
+  ASSERT_TRUE(res.got[1] && !*res.got[1]);
+  EXPECT_EQ(res.got[1]->error().kind(), error_kind::fetch_failure);
+  ASSERT_TRUE(res.got[2] && !*res.got[2]);
+  EXPECT_EQ(res.got[2]->error().kind(), error_kind::send_failure);
+  EXPECT_EQ(res.got[2]->error().request(), std::optional<int>(2));
+  EXPECT_EQ(seen->stops.load(), 0);
+  EXPECT_EQ(seen->live.load(), 0);
+  auto j = task.wait();
+  ASSERT_FALSE(j);
+  ASSERT_TRUE(j.error().is_panic());
+  EXPECT_THROW(std::rethrow_exception(j.error().exception()), std::runtime_error);
+  auto later = caller.send_request_blocking(5);  // the queue is closed for good
+  ASSERT_FALSE(later);
+  EXPECT_EQ(later.error().kind(), error_kind::send_failure);
+}
+
+TEST(Topologies, APlainHandlerWhoseHooksThrowEndsWithThatPanic) {
+  {  // on_start: nothing is handled, the queued request comes back
+    asio::io_context ctx;
+    auto seen = std::make_shared<plain_seen>();
+    auto [task, caller] = plain_service{}.start_task(ctx, 4, plain_handler{seen, -1, true});
+    plain_results res(1);
+    caller.async_send_request(7, res.slot(0));
+    ctx.run();
+    ASSERT_EQ(res.completions, 1);
+    ASSERT_TRUE(res.got[0] && !*res.got[0]);
+    EXPECT_EQ(res.got[0]->error().kind(), error_kind::send_failure);
+    EXPECT_EQ(res.got[0]->error().request(), std::optional<int>(7));
+    EXPECT_EQ(seen->handled.load(), 0);
+    EXPECT_EQ(seen->live.load(), 0);
+    auto j = task.wait();
+    ASSERT_FALSE(j);
+    EXPECT_TRUE(j.error().is_panic());
+  }
+  {  // on_stop: what was queued was answered; the join reports the failure
+    asio::io_context ctx;
+    auto seen = std::make_shared<plain_seen>();
+    auto [task, caller] = plain_service{}.start_task(ctx, 4, plain_handler{seen, -1, false, true});
+    plain_results res(1);
+    caller.async_send_request(7, res.slot(0));
+    caller = {};
+    ctx.run();
+    ASSERT_EQ(res.completions, 1);
+    ASSERT_TRUE(res.got[0] && *res.got[0]);
+    EXPECT_EQ(seen->stops.load(), 1);
+    EXPECT_EQ(seen->live.load(), 0);
+    auto j = task.wait();
+    ASSERT_FALSE(j);
+    EXPECT_TRUE(j.error().is_panic());
+  }
+}
+
+// The io_context dies (0) before the worker's first step ran, with calls queued, (1) while
+// its receive is parked with nothing to do, (2) with a request handed to the parked receive
+// (its completion still queued) and another queued. Each call completes once, the join says
+// cancelled, the handler is destroyed.
+// The same handler with handle() a coroutine: its loop is the coroutine handler_loop::task.
+struct coro_handler : plain_handler {
+  using plain_handler::plain_handler;
+  asio::awaitable<int> handle(int v) { co_return plain_handler::handle(v); }
+};
+static_assert(!tenorite::detail::handler_loop<coro_handler, int, int, std::string>::plain);
+
+template <class Handler>
+void destroy_the_context_at_every_point() {
+  using service = tenorite::handler_service<int, int, std::string, Handler>;
+  for (int point = 0; point < 3; ++point) {
+    SCOPED_TRACE(point);
+    auto ctx = std::make_unique<asio::io_context>();
+    auto seen = std::make_shared<plain_seen>();
+    auto [task, caller] = service{}.start_task(*ctx, 4, Handler{seen});
+    plain_results res(1);
+    std::optional<std::future<plain_result>> queued;
+    if (point > 0) {
+      ctx->poll();  // started: parked in its receive
+      EXPECT_EQ(seen->starts.load(), 1);
+    }
+    if (point != 1) {
+      caller.async_send_request(1, res.slot(0));  // (2): handed to the parked receive
+      queued.emplace(caller.async_send_request(2, asio::use_future));
+    }
+    ctx.reset();
+    if (point != 1) {
+      EXPECT_EQ(res.completions, 1);
+      ASSERT_TRUE(res.got[0] && !*res.got[0]);
+      if (point == 0) {
+        EXPECT_EQ(res.got[0]->error().kind(), error_kind::send_failure);
+        EXPECT_EQ(res.got[0]->error().request(), std::optional<int>(1));
+      } else {  // delivered to the receive whose completion died with the context
+        EXPECT_EQ(res.got[0]->error().kind(), error_kind::fetch_failure);
+      }
+      auto r = queued->get();
+      ASSERT_FALSE(r);
+      EXPECT_EQ(r.error().kind(), error_kind::send_failure);
+      EXPECT_EQ(r.error().request(), std::optional<int>(2));
+    }
+    EXPECT_EQ(seen->handled.load(), 0);
+    EXPECT_EQ(seen->stops.load(), 0);
+    EXPECT_EQ(seen->live.load(), 0);
+    auto j = task.wait();
+    ASSERT_FALSE(j);
+    EXPECT_TRUE(j.error().is_cancelled());
+    auto later = caller.send_request_blocking(3);
+    ASSERT_FALSE(later);
+    EXPECT_EQ(later.error().kind(), error_kind::send_failure);
+  }
+}
+
+TEST(Topologies, DestroyingTheContextEndsAPlainHandlerOnceAtEveryPoint) {
+  destroy_the_context_at_every_point<plain_handler>();
+}
+TEST(Topologies, DestroyingTheContextEndsACoroutineHandlerOnceAtEveryPoint) {
+  destroy_the_context_at_every_point<coro_handler>();
+}
+
+TEST(Topologies, AbortingAParkedPlainHandlerCancelsItAndSkipsOnStop) {
+  auto seen = std::make_shared<plain_seen>();
+  auto [task, caller] = plain_service{}.start_task(rt(), 4, plain_handler{seen});
+  EXPECT_EQ(caller.send_request_blocking(1).value(), 1001);  // it runs, then parks
+  task.abort();
+  auto j = task.wait();
+  ASSERT_FALSE(j);
+  EXPECT_TRUE(j.error().is_cancelled());
+  EXPECT_EQ(seen->stops.load(), 0);
+  EXPECT_EQ(seen->live.load(), 0);
+  auto later = caller.send_request_blocking(2);
+  ASSERT_FALSE(later);
+  EXPECT_EQ(later.error().kind(), error_kind::send_failure);
+}
+
+// Two plain workers on one queue; a drain lets them serve what is queued, then both end.
+TEST(Topologies, APoolOfPlainHandlersDrainsWhatIsQueuedThenEveryWorkerStops) {
+  asio::io_context ctx;
+  auto seen = std::make_shared<plain_seen>();
+  tenorite::service_options opts;
+  opts.workers = 2;
+  opts.queue_size = 16;
+  auto [task, caller] = plain_service{}.start(ctx, opts, [&] { return plain_handler{seen}; });
+  plain_results res(11);
+  for (int i = 0; i < 10; ++i) caller.async_send_request(i, res.slot(static_cast<std::size_t>(i)));
+  task.drain();
+  caller.async_send_request(10, res.slot(10));  // after the drain: refused
+  ctx.run();
+  EXPECT_EQ(res.completions, 11);
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(res.got[static_cast<std::size_t>(i)] && *res.got[static_cast<std::size_t>(i)]);
+    EXPECT_EQ(**res.got[static_cast<std::size_t>(i)], i + 1000);
+  }
+  ASSERT_TRUE(res.got[10] && !*res.got[10]);
+  EXPECT_EQ(res.got[10]->error().kind(), error_kind::send_failure);
+  EXPECT_EQ(seen->starts.load(), 2);
+  EXPECT_EQ(seen->stops.load(), 2);
+  EXPECT_EQ(seen->live.load(), 0);
+  EXPECT_TRUE(task.wait());
 }
 
 }  // namespace

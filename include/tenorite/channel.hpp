@@ -172,7 +172,7 @@ class channel final : private detail::context_registry::entry {
       throw std::invalid_argument(
           "tenorite::channel: capacity must be at least 1 (it bounds how many items may wait "
           "in the queue)");
-    detail::context_registry::add(boost::asio::query(ex_, boost::asio::execution::context), this);
+    detail::context_registry::add(ex_, this);
   }
   channel(const channel&) = delete;
   channel& operator=(const channel&) = delete;
@@ -359,7 +359,8 @@ class channel final : private detail::context_registry::entry {
       if (closed_) return;
       --reserved_;
       // Receivers may be waiting (the buffer can be empty while reservations fill it).
-// cppcheck-suppress throwInNoexceptFunction ; growing the buffer can only fail for lack of memory here
+      // cppcheck-suppress throwInNoexceptFunction ; growing the buffer can only fail for lack of
+      // memory here
       refill_locked(more);
       if (at_end_locked()) ended = receivers_.take();
     }
@@ -488,6 +489,16 @@ class channel final : private detail::context_registry::entry {
     }
     if (refilled) refilled->on_accepted(refilled);
     return v;
+  }
+
+  /// Receives without waiting whatever a receive would get now: an item, the end of the
+  /// stream (an empty optional) or an error (operation_aborted after abort_receivers()).
+  /// Returns false, leaving `ec` and `v` alone, when a receive would have to wait.
+  bool poll_receive(boost::system::error_code& ec, std::optional<T>& v) {
+    detail::send_waiter<T>* refilled = nullptr;
+    if (!take_if_ready(ec, v, refilled)) return false;
+    if (refilled) refilled->on_accepted(refilled);
+    return true;
   }
 
   /// Takes up to `limit` buffered items at once, appending them to `out`; returns how many.
@@ -691,7 +702,8 @@ class channel final : private detail::context_registry::entry {
       std::shared_ptr<life> alive;
       if (watch.armed()) alive = self->chan->life_;
       channel* ch = self->chan;
-// cppcheck-suppress throwInNoexceptFunction ; growing the buffer can only fail for lack of memory here
+      // cppcheck-suppress throwInNoexceptFunction ; growing the buffer can only fail for lack of
+      // memory here
       self->complete_with([ec, v = std::move(v), watch = std::move(watch), ch,
                            alive = std::move(alive)](Handler&& h) mutable {
         if (watch.requested() && v && alive) {
@@ -720,7 +732,8 @@ class channel final : private detail::context_registry::entry {
       }
       self->ctl->op = nullptr;
       lk.unlock();
-// cppcheck-suppress throwInNoexceptFunction ; growing the buffer can only fail for lack of memory here
+      // cppcheck-suppress throwInNoexceptFunction ; growing the buffer can only fail for lack of
+      // memory here
       on_ready(self, boost::asio::error::operation_aborted, std::nullopt);
     }
     channel* chan;
@@ -935,7 +948,8 @@ class channel final : private detail::context_registry::entry {
     T* fresh = static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(alignof(T))));
     std::size_t k = 0;
     try {
-      for (; k < size_; ++k) ::new (static_cast<void*>(fresh + k)) T(std::move_if_noexcept(slots_[index(k)]));
+      for (; k < size_; ++k)
+        ::new (static_cast<void*>(fresh + k)) T(std::move_if_noexcept(slots_[index(k)]));
     } catch (...) {
       while (k > 0) fresh[--k].~T();
       free_slots(fresh);

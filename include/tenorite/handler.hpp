@@ -18,10 +18,26 @@
 // - handle()'s result answers the call (a plain Response converts); an exception from
 //   handle() ends the worker like any throwing worker: that call gets fetch_failure, and a
 //   supervised service (service_options::restart) starts a fresh handler from its factory.
+//
+// How it runs: when handle() and the hooks are plain functions and the service is not
+// supervised, the loop is no coroutine but a chain of receive operations whose completion
+// handler owns the Handler (handler_machine below): an idle service is then one parked
+// receive, without the coroutine frames of a task (the worker's own, co_spawn's, the
+// receive's). Each step serves every request already queued (up to a batch) before it waits
+// again. Otherwise (an awaitable handle() or hook, or a restart policy) the loop is the
+// coroutine handler_loop::task.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/system/error_code.hpp>
+#include <boost/system/system_error.hpp>
+#include <cstddef>
+#include <exception>
 #include <expected>
+#include <memory>
+#include <optional>
 #include <tenorite/receiver.hpp>
 #include <tenorite/request.hpp>
 #include <tenorite/service.hpp>
@@ -38,9 +54,13 @@ template <class T, class Ex>
 struct is_awaitable<boost::asio::awaitable<T, Ex>> : std::true_type {};
 
 template <class H>
-concept has_on_start = requires(H& h) { h.on_start(); };
+concept has_on_start = requires(H& h) {
+  h.on_start();
+};
 template <class H>
-concept has_on_stop = requires(H& h) { h.on_stop(); };
+concept has_on_stop = requires(H& h) {
+  h.on_stop();
+};
 
 template <class F>
 boost::asio::awaitable<void> run_hook(F& f) {
@@ -53,12 +73,152 @@ boost::asio::awaitable<void> run_hook(F& f) {
   co_return;
 }
 
+// How many requests one step of the machine serves before it lets other work of its
+// executor run (it then waits again, which completes through the executor's queue).
+#ifndef TENORITE_HANDLER_BATCH
+#define TENORITE_HANDLER_BATCH 64
+#endif
+
+/// The loop of a handler worker without a coroutine. The machine is owned by exactly one of:
+/// the start handler posted to the worker's strand, or the one receive operation it has
+/// parked in the queue (its completion handler, `step`), or the step running now. Whatever
+/// destroys that owner unrun (the worker's execution context going away) destroys the
+/// machine, and its worker_guard reports the worker's end (cancelled) exactly once, as the
+/// destroyed frame of a task does.
+template <class Handler, class Req, class Resp, class Err, class Strand>
+class handler_machine {
+ public:
+  using item_type = request<Req, Resp, Err>;
+  using guard_type = worker_guard<void, Req, Resp, Err>;
+  static constexpr std::size_t batch = TENORITE_HANDLER_BATCH;
+
+  handler_machine(Strand strand, config_source<Handler> source, guard_type guard,
+                  std::shared_ptr<boost::asio::cancellation_signal> signal)
+      : strand_(std::move(strand)),
+        signal_(std::move(signal)),
+        guard_(std::move(guard)),
+        source_(std::move(source)) {}
+
+  /// Posts the first step (on_start, then the first receive) to the worker's strand.
+  static void spawn(std::unique_ptr<handler_machine> m) {
+    Strand s = m->strand_;
+    boost::asio::post(s, step{std::move(m)});
+  }
+
+ private:
+  // The completion handler of the machine's receives (and of its start): it runs on the
+  // worker's strand, and abort() cancels it through the worker's signal.
+  struct step {
+    std::unique_ptr<handler_machine> m;
+
+    using executor_type = Strand;
+    executor_type get_executor() const noexcept { return m->strand_; }
+    using cancellation_slot_type = boost::asio::cancellation_slot;
+    cancellation_slot_type get_cancellation_slot() const noexcept { return m->signal_->slot(); }
+
+    void operator()() { handler_machine::start(std::move(m)); }
+    void operator()(boost::system::error_code ec, std::optional<item_type> r) {
+      handler_machine::run(std::move(m), ec, std::move(r));
+    }
+  };
+
+  channel<item_type>& queue() noexcept { return guard_.state()->chan; }
+
+  // Ends the worker: the Handler goes first (as a task's frame does before its end is
+  // reported), then the guard reports `r` and the machine is freed by its owner.
+  void finish(std::expected<void, join_error> r) noexcept {
+    handler_.reset();
+    guard_.finish(std::move(r));
+  }
+  void fail(std::exception_ptr e) noexcept {
+    finish(std::expected<void, join_error>(std::unexpect, join_error::panic(std::move(e))));
+  }
+
+  static void start(std::unique_ptr<handler_machine> m) {
+    try {
+      m->handler_.emplace(m->source_.next());
+      if constexpr (has_on_start<Handler>) m->handler_->on_start();
+    } catch (...) {
+      return m->fail(std::current_exception());
+    }
+    wait(std::move(m));
+  }
+
+  static void wait(std::unique_ptr<handler_machine> m) {
+    auto& q = m->queue();
+    q.async_receive(step{std::move(m)});
+  }
+
+  // One step: serve the request received, then every one queued now (up to `batch`), then
+  // wait for the next. An error ends the worker as a throwing recv() would (after abort(),
+  // the join says cancelled); the end of the queue runs on_stop and ends it cleanly.
+  static void run(std::unique_ptr<handler_machine> m, boost::system::error_code ec,
+                  std::optional<item_type> r) {
+    for (std::size_t served = 0;;) {
+      if (ec) return m->fail(std::make_exception_ptr(boost::system::system_error(ec)));
+      if (!r) return m->stop();
+      if (!m->serve(*r)) return;
+      r.reset();
+      if (++served == batch || !m->queue().poll_receive(ec, r)) break;
+    }
+    wait(std::move(m));
+  }
+
+  // False when handle() threw: the worker has ended (the call got fetch_failure when its
+  // request, with the responder, was destroyed here).
+  bool serve(item_type& it) noexcept {
+    // The caller gave up (a notification has no caller waiting, and is still handled).
+    if (it.client.wants_reply() && it.client.is_closed()) return true;
+    try {
+      it.client.send(handler_->handle(std::move(it.request)));
+      return true;
+    } catch (...) {
+      std::exception_ptr e = std::current_exception();
+      { item_type gone(std::move(it)); }
+      fail(std::move(e));
+      return false;
+    }
+  }
+
+  void stop() noexcept {
+    if constexpr (has_on_stop<Handler>) {
+      try {
+        handler_->on_stop();
+      } catch (...) {
+        return fail(std::current_exception());
+      }
+    }
+    finish({});
+  }
+
+  Strand strand_;
+  std::shared_ptr<boost::asio::cancellation_signal> signal_;
+  guard_type guard_;
+  config_source<Handler> source_;
+  std::optional<Handler> handler_;
+};
+
 template <class Handler, class Req, class Resp, class Err>
 struct handler_loop {
   static_assert(std::is_invocable_v<decltype(&Handler::handle), Handler&, Req&&> ||
                     std::is_invocable_v<decltype(&Handler::handle), Handler&, Req&>,
                 "tenorite::handler_service: Handler needs a member handle(Request) returning "
                 "std::expected<Response, Error>, a Response, or an awaitable of either");
+
+  /// handle() and the hooks are plain functions: the service may run the loop as a
+  /// handler_machine instead of the coroutine below.
+  static constexpr bool plain = [] {
+    using R = decltype(std::declval<Handler&>().handle(std::declval<Req&&>()));
+    bool p = !is_awaitable<R>::value;
+    if constexpr (has_on_start<Handler>)
+      p = p && !is_awaitable<decltype(std::declval<Handler&>().on_start())>::value;
+    if constexpr (has_on_stop<Handler>)
+      p = p && !is_awaitable<decltype(std::declval<Handler&>().on_stop())>::value;
+    return p;
+  }();
+
+  template <class Strand>
+  using machine = handler_machine<Handler, Req, Resp, Err, Strand>;
 
   static boost::asio::awaitable<void> task(receiver<request<Req, Resp, Err>> rx, Handler h) {
     if constexpr (has_on_start<Handler>) {

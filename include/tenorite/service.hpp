@@ -31,8 +31,8 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <cstddef>
 #include <chrono>
+#include <cstddef>
 #include <exception>
 #include <expected>
 #include <functional>
@@ -180,10 +180,17 @@ class config_source {
   std::function<Config()> factory_;
 };
 
+/// A Worker that can run its loop without a coroutine (handler.hpp's handler_loop with plain
+/// handle() and hooks): it names `machine<Strand>`, made and spawned by the service.
+template <class W>
+concept runs_as_machine = requires {
+  requires W::plain;
+};
+
 TENORITE_NOINLINE inline boost::asio::awaitable<void> wait_before_restart(
     std::chrono::steady_clock::duration delay) {
-  auto timer = std::make_shared<boost::asio::steady_timer>(co_await boost::asio::this_coro::executor,
-                                                           delay);
+  auto timer =
+      std::make_shared<boost::asio::steady_timer>(co_await boost::asio::this_coro::executor, delay);
   co_await timer->async_wait(boost::asio::use_awaitable);
 }
 
@@ -313,8 +320,10 @@ class service {
   /// Starts on any Asio executor. Throws std::invalid_argument for a queue_size or workers
   /// of 0, or a pool whose workers return a value (TaskResult must be void for a pool).
   template <class Executor, class ConfigOrFactory>
-  requires boost::asio::execution::executor<Executor> started
-  start(const Executor& ex, service_options opts, ConfigOrFactory&& config) const {
+  requires boost::asio::execution::executor<Executor> started start(const Executor& ex,
+                                                                    service_options opts,
+                                                                    ConfigOrFactory&& config)
+  const {
     auto source = make_source(opts, std::forward<ConfigOrFactory>(config));
     return launch(ex, std::move(opts), std::move(source));
   }
@@ -326,7 +335,8 @@ class service {
   /// Starts on an execution context (e.g. a boost::asio::io_context).
   template <class Context, class ConfigOrFactory>
   requires std::is_convertible_v<Context&, boost::asio::execution_context&> started
-  start(Context& ctx, service_options opts, ConfigOrFactory&& config) const {
+  start(Context& ctx, service_options opts, ConfigOrFactory&& config)
+  const {
     return start(ctx.get_executor(), std::move(opts), std::forward<ConfigOrFactory>(config));
   }
   /// Starts on the default runtime (runtime::global()).
@@ -418,6 +428,15 @@ class service {
                                 return s && s->running_in_this_thread();
                               });
       detail::worker_guard<TaskResult, Req, Resp, Err> guard(group);
+      if constexpr (std::is_void_v<TaskResult> && detail::runs_as_machine<Worker>) {
+        // A handler worker with plain functions, not supervised: no coroutine at all.
+        if (!opts.restart) {
+          using machine = typename Worker::template machine<decltype(strand)>;
+          machine::spawn(
+              std::make_unique<machine>(strand, std::move(sources[i]), std::move(guard), signal));
+          continue;
+        }
+      }
       if constexpr (std::is_void_v<TaskResult>) {
         // The common case (one worker, no supervision, one Config): the worker's own
         // coroutine is spawned directly, its guard in the completion handler. That saves

@@ -12,7 +12,11 @@
 // hands over its parked operations bound to this context, then they are destroyed.
 #pragma once
 
+#include <boost/asio/execution/context.hpp>
 #include <boost/asio/execution_context.hpp>
+#include <boost/asio/query.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <mutex>
 #include <tenorite/detail/operation.hpp>
 #include <vector>
@@ -49,8 +53,12 @@ class context_registry final : public boost::asio::execution_context::service {
   explicit context_registry(boost::asio::execution_context& ctx)
       : boost::asio::execution_context::service(ctx), ctx_(ctx) {}
 
-  /// Registers `e` with the registry of `ctx` (nothing if that context is shutting down).
-  static void add(boost::asio::execution_context& ctx, entry* e) {
+  /// Registers `e` with the registry of `ex`'s context (nothing if that context is shutting
+  /// down).
+  template <class Executor>
+  static void add(const Executor& ex, entry* e) {
+    boost::asio::execution_context& ctx = boost::asio::query(ex, boost::asio::execution::context);
+    if (!boost::asio::has_service<context_registry>(ctx)) make_older_services(ex);
     auto& reg = boost::asio::use_service<context_registry>(ctx);
     std::lock_guard lk(mutex());
     if (reg.shut_down_) return;
@@ -73,6 +81,17 @@ class context_registry final : public boost::asio::execution_context::service {
   }
 
  private:
+  // A context shuts its services down newest first. The strands' and the timers' services
+  // hold handlers whose destruction ends a tenorite worker (its first step, or co_spawn's
+  // entry, queued on its strand) or operation (a deadline's wait), and so completes calls:
+  // made before the registry, they shut down after it, when completions for the dying
+  // context already run at once instead of being queued to a scheduler about to drop them.
+  template <class Executor>
+  static void make_older_services(const Executor& ex) {
+    (void)boost::asio::make_strand(ex);
+    boost::asio::steady_timer timer(ex);
+  }
+
   // One lock for every registry: it also guards each entry's registry_ pointer, which a
   // context's shutdown clears while the entry may be being destroyed on another thread.
   static std::mutex& mutex() {
