@@ -359,8 +359,7 @@ class channel final : private detail::context_registry::entry {
       if (closed_) return;
       --reserved_;
       // Receivers may be waiting (the buffer can be empty while reservations fill it).
-      // cppcheck-suppress throwInNoexceptFunction ; growing the buffer can only fail for lack of
-      // memory here
+// cppcheck-suppress throwInNoexceptFunction ; growing the buffer can only fail for lack of memory here
       refill_locked(more);
       if (at_end_locked()) ended = receivers_.take();
     }
@@ -702,8 +701,7 @@ class channel final : private detail::context_registry::entry {
       std::shared_ptr<life> alive;
       if (watch.armed()) alive = self->chan->life_;
       channel* ch = self->chan;
-      // cppcheck-suppress throwInNoexceptFunction ; growing the buffer can only fail for lack of
-      // memory here
+// cppcheck-suppress throwInNoexceptFunction ; growing the buffer can only fail for lack of memory here
       self->complete_with([ec, v = std::move(v), watch = std::move(watch), ch,
                            alive = std::move(alive)](Handler&& h) mutable {
         if (watch.requested() && v && alive) {
@@ -732,8 +730,7 @@ class channel final : private detail::context_registry::entry {
       }
       self->ctl->op = nullptr;
       lk.unlock();
-      // cppcheck-suppress throwInNoexceptFunction ; growing the buffer can only fail for lack of
-      // memory here
+// cppcheck-suppress throwInNoexceptFunction ; growing the buffer can only fail for lack of memory here
       on_ready(self, boost::asio::error::operation_aborted, std::nullopt);
     }
     channel* chan;
@@ -948,8 +945,7 @@ class channel final : private detail::context_registry::entry {
     T* fresh = static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(alignof(T))));
     std::size_t k = 0;
     try {
-      for (; k < size_; ++k)
-        ::new (static_cast<void*>(fresh + k)) T(std::move_if_noexcept(slots_[index(k)]));
+      for (; k < size_; ++k) ::new (static_cast<void*>(fresh + k)) T(std::move_if_noexcept(slots_[index(k)]));
     } catch (...) {
       while (k > 0) fresh[--k].~T();
       free_slots(fresh);

@@ -183,9 +183,7 @@ class config_source {
 /// A Worker that can run its loop without a coroutine (handler.hpp's handler_loop with plain
 /// handle() and hooks): it names `machine<Strand>`, made and spawned by the service.
 template <class W>
-concept runs_as_machine = requires {
-  requires W::plain;
-};
+concept runs_as_machine = requires { requires W::plain; };
 
 TENORITE_NOINLINE inline boost::asio::awaitable<void> wait_before_restart(
     std::chrono::steady_clock::duration delay) {
@@ -320,10 +318,8 @@ class service {
   /// Starts on any Asio executor. Throws std::invalid_argument for a queue_size or workers
   /// of 0, or a pool whose workers return a value (TaskResult must be void for a pool).
   template <class Executor, class ConfigOrFactory>
-  requires boost::asio::execution::executor<Executor> started start(const Executor& ex,
-                                                                    service_options opts,
-                                                                    ConfigOrFactory&& config)
-  const {
+  requires boost::asio::execution::executor<Executor> started
+  start(const Executor& ex, service_options opts, ConfigOrFactory&& config) const {
     auto source = make_source(opts, std::forward<ConfigOrFactory>(config));
     return launch(ex, std::move(opts), std::move(source));
   }
@@ -335,8 +331,7 @@ class service {
   /// Starts on an execution context (e.g. a boost::asio::io_context).
   template <class Context, class ConfigOrFactory>
   requires std::is_convertible_v<Context&, boost::asio::execution_context&> started
-  start(Context& ctx, service_options opts, ConfigOrFactory&& config)
-  const {
+  start(Context& ctx, service_options opts, ConfigOrFactory&& config) const {
     return start(ctx.get_executor(), std::move(opts), std::forward<ConfigOrFactory>(config));
   }
   /// Starts on the default runtime (runtime::global()).
