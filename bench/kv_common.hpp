@@ -197,6 +197,7 @@ struct impl {
 };
 
 impl tenorite_impl();
+impl tenorite_task_impl();
 impl asio_channel_impl();
 impl asio_floor_impl();
 

@@ -37,8 +37,7 @@ struct results {
   std::map<std::string, std::map<std::string, double>> values;  // [impl][scenario]
 
   void report(const impl& im, const std::string& scenario, double value, const char* unit) {
-    std::printf("impl=%s scenario=%s value=%.1f unit=%s\n", im.name, scenario.c_str(), value,
-                unit);
+    std::printf("impl=%s scenario=%s value=%.1f unit=%s\n", im.name, scenario.c_str(), value, unit);
     std::fflush(stdout);
     if (std::none_of(order.begin(), order.end(),
                      [&](const scenario_info& s) { return s.name == scenario; }))
@@ -158,8 +157,8 @@ void run_topologies(double scale) {
   for (std::size_t workers : {1, 2}) {
     const double v = bench::pool_calls_per_s(workers, callers, per);
     if (workers == 1) one = v;
-    std::printf("impl=tenorite scenario=pool_cpu_%zuworkers value=%.1f unit=calls_per_s\n",
-                workers, v);
+    std::printf("impl=tenorite scenario=pool_cpu_%zuworkers value=%.1f unit=calls_per_s\n", workers,
+                v);
   }
   const double two = bench::pool_calls_per_s(2, callers, per);
   std::printf("# pool scaling, 2 workers / 1 worker: %.2fx\n", two / one);
@@ -184,11 +183,13 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::vector<impl> impls = {bench::tenorite_impl(), bench::asio_channel_impl(),
-                             bench::std_threads_impl(), bench::asio_floor_impl()};
-  // TENORITE_BENCH_ONLY_TENORITE=1 skips the baselines (for profiling; no ratio table).
+  std::vector<impl> impls = {bench::tenorite_impl(), bench::tenorite_task_impl(),
+                             bench::asio_channel_impl(), bench::std_threads_impl(),
+                             bench::asio_floor_impl()};
+  // TENORITE_BENCH_ONLY_TENORITE=1 skips the baselines (for profiling): only the two ways to
+  // write the tenorite worker.
   if (const char* only = std::getenv("TENORITE_BENCH_ONLY_TENORITE"); only && *only == '1')
-    impls.resize(1);
+    impls.resize(2);
   std::printf("# tenorite_bench scale=%g runtime_threads=%zu queue_capacity=%zu\n", scale,
               bench::runtime_threads, bench::queue_capacity);
   std::fflush(stdout);

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: BSL-1.0
 // bench/tenorite_impl.cpp — the scenarios on tenorite: a tenorite::runtime of 2 threads, the
-// worker and the caller coroutines on it.
+// worker and the caller coroutines on it. Two ways to write the kv worker, each an impl:
+// `tenorite` is a handler_service (a handler object with a plain handle(): the library runs
+// its loop, without a coroutine), `tenorite_task` the original's hand-written coroutine loop
+// over a receiver.
 //
 // Requests are built in named variables before co_await (GCC 12 destroys an aggregate
 // temporary inside a co_await expression twice); coroutines are free functions with
@@ -12,6 +15,7 @@
 #include <latch>
 #include <tenorite/tenorite.hpp>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -36,9 +40,24 @@ struct kv_worker {
     }
   }
 };
+using task_service = tenorite::service<kv_request, kv_response, kv_error, kv_worker, kv_config>;
 
-using kv_service = tenorite::service<kv_request, kv_response, kv_error, kv_worker, kv_config>;
-using kv_caller = kv_service::caller_type;
+struct kv_handler {
+  kv_map map;
+  kv_result handle(kv_request req) { return bench::handle(map, std::move(req)); }
+};
+using handler_service = tenorite::handler_service<kv_request, kv_response, kv_error, kv_handler>;
+
+kv_config config_for(task_service, kv_map m) {
+  return kv_config{std::move(m)};
+}
+kv_handler config_for(handler_service, kv_map m) {
+  return kv_handler{std::move(m)};
+}
+
+// Both services have the same caller type.
+using kv_caller = task_service::caller_type;
+static_assert(std::is_same_v<kv_caller, handler_service::caller_type>);
 
 const kv_response& ok_or_fail(const kv_caller::result_type& r) {
   if (!r) fail("tenorite call failed: " + r.error().message());
@@ -64,10 +83,11 @@ asio::awaitable<double> s1_loop(kv_caller caller, std::size_t warmup, std::size_
   co_return static_cast<double>(now_ns() - t0);
 }
 
+template <class Service>
 double s1_echo(std::size_t warmup, std::size_t calls, std::uint64_t* samples) {
   tenorite::runtime rt(runtime_threads);
-  kv_service service;
-  auto [task, caller] = service.start_task(rt, queue_capacity, kv_config{initial_map()});
+  Service service;
+  auto [task, caller] = service.start_task(rt, queue_capacity, config_for(service, initial_map()));
   const double ns = rt.block_on(s1_loop(caller, warmup, calls, samples));
   caller = {};
   if (!task.wait()) fail("tenorite worker did not end cleanly");
@@ -87,10 +107,11 @@ asio::awaitable<void> s2_caller(kv_caller caller, std::uint64_t j, std::size_t p
   }
 }
 
+template <class Service>
 double s2_kv(std::size_t callers, std::size_t per, std::uint64_t* samples) {
   tenorite::runtime rt(runtime_threads);
-  kv_service service;
-  auto [task, caller] = service.start_task(rt, queue_capacity, kv_config{initial_map()});
+  Service service;
+  auto [task, caller] = service.start_task(rt, queue_capacity, config_for(service, initial_map()));
   std::latch done(static_cast<std::ptrdiff_t>(callers));
   const std::uint64_t t0 = now_ns();
   for (std::size_t j = 0; j < callers; ++j) {
@@ -116,10 +137,11 @@ void s3_thread(const kv_caller* caller, std::uint64_t j, std::size_t per) {
   }
 }
 
+template <class Service>
 double s3_blocking(std::size_t threads, std::size_t per) {
   tenorite::runtime rt(runtime_threads);
-  kv_service service;
-  auto [task, caller] = service.start_task(rt, queue_capacity, kv_config{initial_map()});
+  Service service;
+  auto [task, caller] = service.start_task(rt, queue_capacity, config_for(service, initial_map()));
   const std::uint64_t t0 = now_ns();
   {
     std::vector<std::jthread> pool;
@@ -140,9 +162,10 @@ asio::awaitable<void> s5_calls(const std::vector<kv_caller>* callers) {
   }
 }
 
+template <class Service>
 s5_figures s5(std::size_t count) {
   tenorite::runtime rt(runtime_threads);
-  kv_service service;
+  Service service;
   s5_figures f{};
   const double rss0 = rss_baseline();
   const std::uint64_t t0 = now_ns();
@@ -151,7 +174,7 @@ s5_figures s5(std::size_t count) {
   tasks.reserve(count);
   callers.reserve(count);
   for (std::size_t i = 0; i < count; ++i) {
-    auto [task, caller] = service.start_task(rt, queue_capacity, kv_config{});
+    auto [task, caller] = service.start_task(rt, queue_capacity, config_for(service, {}));
     tasks.push_back(std::move(task));
     callers.push_back(std::move(caller));
   }
@@ -172,6 +195,13 @@ s5_figures s5(std::size_t count) {
 
 }  // namespace
 
-impl tenorite_impl() { return impl{"tenorite", &s1_echo, &s2_kv, &s3_blocking, &s5}; }
+impl tenorite_impl() {
+  return impl{"tenorite", &s1_echo<handler_service>, &s2_kv<handler_service>,
+              &s3_blocking<handler_service>, &s5<handler_service>};
+}
+impl tenorite_task_impl() {
+  return impl{"tenorite_task", &s1_echo<task_service>, &s2_kv<task_service>,
+              &s3_blocking<task_service>, &s5<task_service>};
+}
 
 }  // namespace bench
