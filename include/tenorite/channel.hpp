@@ -965,7 +965,7 @@ class channel final : private detail::context_registry::entry {
   // Whether the channel still exists, for completions already on their way (lock order:
   // life::m, then m_). Made on the first cancellable receive: most channels never need it.
   struct life {
-    std::mutex m;
+    detail::small_mutex m;
     bool alive = true;
   };
   std::shared_ptr<life> life_;

@@ -43,6 +43,7 @@
 #include <tenorite/service.hpp>
 #include <type_traits>
 #include <utility>
+#include <variant>
 
 namespace tenorite {
 
@@ -97,7 +98,7 @@ class handler_machine {
       : strand_(std::move(strand)),
         signal_(std::move(signal)),
         guard_(std::move(guard)),
-        source_(std::move(source)) {}
+        state_(std::in_place_index<1>, std::move(source)) {}
 
   /// Posts the first step (on_start, then the first receive) to the worker's strand.
   static void spawn(std::unique_ptr<handler_machine> m) {
@@ -127,17 +128,18 @@ class handler_machine {
   // Ends the worker: the Handler goes first (as a task's frame does before its end is
   // reported), then the guard reports `r` and the machine is freed by its owner.
   void finish(std::expected<void, join_error> r) noexcept {
-    handler_.reset();
+    state_.template emplace<0>();
     guard_.finish(std::move(r));
   }
-  void fail(std::exception_ptr e) noexcept {
-    finish(std::expected<void, join_error>(std::unexpect, join_error::panic(std::move(e))));
+  void fail(const std::exception_ptr& e) noexcept {
+    finish(std::expected<void, join_error>(std::unexpect, join_error::panic(e)));
   }
 
   static void start(std::unique_ptr<handler_machine> m) {
     try {
-      m->handler_.emplace(m->source_.next());
-      if constexpr (has_on_start<Handler>) m->handler_->on_start();
+      Handler h = std::get<1>(m->state_).next();
+      m->state_.template emplace<2>(std::move(h));
+      if constexpr (has_on_start<Handler>) m->handler().on_start();
     } catch (...) {
       return m->fail(std::current_exception());
     }
@@ -170,12 +172,12 @@ class handler_machine {
     // The caller gave up (a notification has no caller waiting, and is still handled).
     if (it.client.wants_reply() && it.client.is_closed()) return true;
     try {
-      it.client.send(handler_->handle(std::move(it.request)));
+      it.client.send(handler().handle(std::move(it.request)));
       return true;
     } catch (...) {
-      std::exception_ptr e = std::current_exception();
+      const std::exception_ptr e = std::current_exception();
       { item_type gone(std::move(it)); }
-      fail(std::move(e));
+      fail(e);
       return false;
     }
   }
@@ -183,7 +185,7 @@ class handler_machine {
   void stop() noexcept {
     if constexpr (has_on_stop<Handler>) {
       try {
-        handler_->on_stop();
+        handler().on_stop();
       } catch (...) {
         return fail(std::current_exception());
       }
@@ -194,8 +196,11 @@ class handler_machine {
   Strand strand_;
   std::shared_ptr<boost::asio::cancellation_signal> signal_;
   guard_type guard_;
-  config_source<Handler> source_;
-  std::optional<Handler> handler_;
+  Handler& handler() noexcept { return *std::get_if<2>(&state_); }
+
+  // Nothing (ended), where the Handler comes from (before the start), or the Handler: one
+  // of the two at a time, so an idle service does not keep its spent Config source.
+  std::variant<std::monostate, config_source<Handler>, Handler> state_;
 };
 
 template <class Handler, class Req, class Resp, class Err>

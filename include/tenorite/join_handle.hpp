@@ -24,6 +24,7 @@
 #include <stdexcept>
 #include <tenorite/detail/cancellation.hpp>
 #include <tenorite/detail/operation.hpp>
+#include <tenorite/detail/small_mutex.hpp>
 #include <tenorite/error.hpp>
 #include <tenorite/oneshot.hpp>
 #include <tenorite/runtime.hpp>
@@ -126,7 +127,7 @@ class task_control {
     boost::asio::any_io_executor executor;
     std::shared_ptr<boost::asio::cancellation_signal> signal;
   };
-  mutable std::mutex m_;
+  mutable small_mutex m_;  // cold paths only: 4 bytes instead of 40 in every service
   bool finished_ = false;
   bool aborted_ = false;
   worker_entry first_;              // the one worker of a plain service (no allocation)

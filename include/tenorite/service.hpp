@@ -42,6 +42,7 @@
 #include <stdexcept>
 #include <tenorite/caller.hpp>
 #include <tenorite/detail/config.hpp>
+#include <tenorite/detail/small_mutex.hpp>
 #include <tenorite/join_handle.hpp>
 #include <tenorite/metrics.hpp>
 #include <tenorite/receiver.hpp>
@@ -114,7 +115,7 @@ class worker_group {
   std::shared_ptr<service_state<Req, Resp, Err>> st_;
   std::shared_ptr<task_state<T>> ts_;
   boost::asio::any_io_executor work_;  // outstanding work on the user's executor
-  std::mutex m_;
+  small_mutex m_;  // taken once per worker end: 4 bytes instead of 40 in every service
   std::size_t live_;
   std::optional<result_type> outcome_;
 };
