@@ -824,6 +824,43 @@ TEST(Topologies, DestroyingTheContextEndsACoroutineHandlerOnceAtEveryPoint) {
   destroy_the_context_at_every_point<coro_handler>();
 }
 
+// While its io_context is being destroyed on this thread, a completion runs at once there
+// (off the strand), so a plain handler's step must not serve, run on_stop or wait again:
+// the request handed to it (0) or the end of its queue (1) ends the worker as cancelled,
+// the call gets fetch_failure, the handler is destroyed, and nothing is left parked.
+TEST(Topologies, APlainHandlerCompletedWhileItsContextDiesEndsCancelledWithoutRunning) {
+  for (int point = 0; point < 2; ++point) {
+    SCOPED_TRACE(point);
+    asio::io_context ctx;
+    auto seen = std::make_shared<plain_seen>();
+    auto [task, caller] = plain_service{}.start_task(ctx, 4, plain_handler{seen});
+    ctx.poll();  // started: parked in its receive
+    ASSERT_EQ(seen->starts.load(), 1);
+    plain_results res(1);
+    {
+      tenorite::detail::dying_context_scope dying(&ctx);
+      if (point == 0) {
+        caller.async_send_request(1, res.slot(0));
+      } else {
+        caller = {};  // the last caller: the queue ends
+      }
+    }
+    if (point == 0) {
+      ASSERT_EQ(res.completions, 1);
+      ASSERT_TRUE(res.got[0] && !*res.got[0]);
+      EXPECT_EQ(res.got[0]->error().kind(), error_kind::fetch_failure);
+    }
+    EXPECT_EQ(seen->handled.load(), 0);
+    EXPECT_EQ(seen->stops.load(), 0);
+    EXPECT_EQ(seen->live.load(), 0);
+    EXPECT_TRUE(task.is_finished());
+    auto j = task.wait();
+    ASSERT_FALSE(j);
+    EXPECT_TRUE(j.error().is_cancelled());
+    EXPECT_EQ(ctx.poll(), 0u);  // nothing was left queued or parked for it
+  }
+}
+
 TEST(Topologies, AbortingAParkedPlainHandlerCancelsItAndSkipsOnStop) {
   auto seen = std::make_shared<plain_seen>();
   auto [task, caller] = plain_service{}.start_task(rt(), 4, plain_handler{seen});

@@ -778,12 +778,20 @@ class channel final : private detail::context_registry::entry {
     }
     auto* op = detail::make_op<recv_op<Handler>>(handler, ex_, track_work_, this);
     detail::initiation_scope scope(op);
-    receive_or_wait(op, [](detail::recv_waiter<T>* n) {
-      auto* self = static_cast<recv_op<Handler>*>(n);
-      self->arm_cancellation();
-      // Under the lock: a cancellable receive makes the life block its completion may need.
-      if (self->ctl && !self->chan->life_) self->chan->life_ = std::make_shared<life>();
-    });
+    try {
+      receive_or_wait(op, [](detail::recv_waiter<T>* n) {
+        auto* self = static_cast<recv_op<Handler>*>(n);
+        self->arm_cancellation();
+        // Under the lock: a cancellable receive makes the life block its completion may need.
+        if (self->ctl && !self->chan->life_) self->chan->life_ = std::make_shared<life>();
+      });
+    } catch (...) {
+      // Out of memory before the receive parked: nothing else knows the operation. A plain
+      // handler is dropped with it (what it owns ends as when its context dies); a
+      // coroutine's is not, since its frames are still running this very initiation.
+      if constexpr (!detail::is_coroutine_handler<Handler>::value) op->destroy();
+      throw;
+    }
   }
 
   template <class Handler>

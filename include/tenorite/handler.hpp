@@ -30,6 +30,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/execution.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/system/error_code.hpp>
 #include <boost/system/system_error.hpp>
@@ -38,6 +39,7 @@
 #include <expected>
 #include <memory>
 #include <optional>
+#include <tenorite/detail/operation.hpp>
 #include <tenorite/receiver.hpp>
 #include <tenorite/request.hpp>
 #include <tenorite/service.hpp>
@@ -117,11 +119,25 @@ class handler_machine {
     using cancellation_slot_type = boost::asio::cancellation_slot;
     cancellation_slot_type get_cancellation_slot() const noexcept { return m->signal_->slot(); }
 
-    void operator()() { handler_machine::start(std::move(m)); }
+    void operator()() {
+      if (m->dying()) return;
+      handler_machine::start(std::move(m));
+    }
     void operator()(boost::system::error_code ec, std::optional<item_type> r) {
+      if (m->dying()) return;  // `r` (its responder) and the machine go unrun, as below
       handler_machine::run(std::move(m), ec, std::move(r));
     }
   };
+
+  // True while the worker's execution context is being destroyed on this thread. A step is
+  // no coroutine, so a completion then runs it at once, on the destroying thread and off the
+  // strand (detail::complete_on): it must not serve, run on_stop or park a new receive that
+  // nobody would collect. Returning drops the machine instead, and its guard reports the
+  // worker cancelled, exactly as when the context destroys a parked step unrun.
+  bool dying() const noexcept {
+    const auto* d = dying_context();
+    return d && d == &boost::asio::query(strand_, boost::asio::execution::context);
+  }
 
   channel<item_type>& queue() noexcept { return guard_.state()->chan; }
 

@@ -331,7 +331,12 @@ class operation {
     ctl = cancel_ctl::make();
     ctl->op = static_cast<Derived*>(this);
     ctl->cancel = &Derived::on_cancel;
-    slot.template emplace<cancel_slot_handler>(ctl);
+    try {
+      slot.template emplace<cancel_slot_handler>(ctl);
+    } catch (...) {  // out of memory: the slot never took its reference
+      ctl->release();
+      throw;
+    }
   }
 
  protected:
