@@ -861,6 +861,49 @@ TEST(Topologies, APlainHandlerCompletedWhileItsContextDiesEndsCancelledWithoutRu
   }
 }
 
+// A step that served a full batch (64) leaves its continuation queued on the executor. The
+// io_context destroyed (0) or the service aborted (1) at that moment: the 64 served calls
+// were answered, the 6 still queued come back with their requests, on_stop does not run,
+// the join says cancelled and the handler is gone.
+TEST(Topologies, APlainHandlerBetweenTwoBatchesEndsCancelledAndReturnsWhatIsQueued) {
+  constexpr int n = 70;
+  for (int point = 0; point < 2; ++point) {
+    SCOPED_TRACE(point);
+    auto ctx = std::make_unique<asio::io_context>();
+    auto seen = std::make_shared<plain_seen>();
+    auto [task, caller] = plain_service{}.start_task(*ctx, n, plain_handler{seen});
+    plain_results res(n);
+    for (int i = 0; i < n; ++i) caller.async_send_request(i, res.slot(static_cast<std::size_t>(i)));
+    while (seen->handled.load() == 0) ASSERT_EQ(ctx->poll_one(), 1u);
+    ASSERT_EQ(seen->handled.load(), 64);  // one step, one batch
+    if (point == 0) {
+      ctx.reset();
+    } else {
+      task.abort();
+      ctx->run();
+    }
+    EXPECT_EQ(res.completions, n);
+    for (int i = 0; i < n; ++i) {
+      const auto& got = res.got[static_cast<std::size_t>(i)];
+      ASSERT_TRUE(got) << i;
+      if (i < 64) {
+        ASSERT_TRUE(*got) << i;
+        EXPECT_EQ(**got, i + 1000);
+      } else {
+        ASSERT_FALSE(*got) << i;
+        EXPECT_EQ(got->error().kind(), error_kind::send_failure);
+        EXPECT_EQ(got->error().request(), std::optional<int>(i));
+      }
+    }
+    EXPECT_EQ(seen->handled.load(), 64);
+    EXPECT_EQ(seen->stops.load(), 0);
+    EXPECT_EQ(seen->live.load(), 0);
+    auto j = task.wait();
+    ASSERT_FALSE(j);
+    EXPECT_TRUE(j.error().is_cancelled());
+  }
+}
+
 TEST(Topologies, AbortingAParkedPlainHandlerCancelsItAndSkipsOnStop) {
   auto seen = std::make_shared<plain_seen>();
   auto [task, caller] = plain_service{}.start_task(rt(), 4, plain_handler{seen});

@@ -30,6 +30,8 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/defer.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/execution.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/system/error_code.hpp>
@@ -177,9 +179,34 @@ class handler_machine {
       if (!r) return m->stop();
       if (!m->serve(*r)) return;
       r.reset();
-      if (++served == batch || !m->queue().poll_receive(ec, r)) break;
+      if (++served == batch) return yield(std::move(m));
+      if (!m->queue().poll_receive(ec, r)) break;
     }
     wait(std::move(m));
+  }
+
+  // A full batch served: let the other work of this thread run, then go on. Not through
+  // the strand's own queue: Asio's strand re-posts itself without the continuation hint,
+  // which wakes the other thread (a cross-core wake-up, microseconds). Deferred to the
+  // strand's inner executor, the continuation stays in this thread's queue, and it enters
+  // the strand again (free by then) without a hop. Destroyed unrun, it drops the machine.
+  struct resume {
+    std::unique_ptr<handler_machine> m;
+    void operator()() {
+      Strand s = m->strand_;
+      boost::asio::dispatch(s, again{std::move(m)});
+    }
+  };
+  struct again {
+    std::unique_ptr<handler_machine> m;
+    void operator()() {
+      if (m->dying()) return;
+      wait(std::move(m));
+    }
+  };
+  static void yield(std::unique_ptr<handler_machine> m) {
+    auto inner = m->strand_.get_inner_executor();
+    boost::asio::defer(inner, resume{std::move(m)});
   }
 
   // False when handle() threw: the worker has ended (the call got fetch_failure when its
