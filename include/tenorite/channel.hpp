@@ -786,9 +786,12 @@ class channel final : private detail::context_registry::entry {
         if (self->ctl && !self->chan->life_) self->chan->life_ = std::make_shared<life>();
       });
     } catch (...) {
-      // Out of memory before the receive parked: nothing else knows the operation. A plain
-      // handler is dropped with it (what it owns ends as when its context dies); a
-      // coroutine's is not, since its frames are still running this very initiation.
+      // Out of memory before the receive parked: only its cancellation slot (if armed)
+      // knows the operation, and is told first that it is gone. A plain handler is then
+      // dropped with it (what it owns ends as when its context dies); a coroutine's is left
+      // (destroying an awaitable's handler posts its frames' teardown, which may need the
+      // memory we lack, from a destructor).
+      detail::settle(op->ctl);
       if constexpr (!detail::is_coroutine_handler<Handler>::value) op->destroy();
       throw;
     }

@@ -11,8 +11,9 @@
 //   auto [task, caller] = kv{}.start_task(rt, 32, kv_handler{});
 //
 // Invariants:
-// - requests are handled one at a time, in the order the queue accepted them, on the
-//   worker's strand (the handler needs no locking for its own state);
+// - requests are handled one at a time, in the order the queue accepted them, never two
+//   at once (the handler needs no locking for its own state): on the worker's strand, or
+//   for the coroutine-free loop below on the executor itself, one step after the other;
 // - a request whose caller already gave up (deadline, terminal cancellation) is skipped:
 //   handle() is not called for it;
 // - handle()'s result answers the call (a plain Response converts); an exception from
@@ -29,9 +30,7 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/defer.hpp>
-#include <boost/asio/dispatch.hpp>
 #include <boost/asio/execution.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/system/error_code.hpp>
@@ -85,41 +84,37 @@ boost::asio::awaitable<void> run_hook(F& f) {
 #endif
 
 /// The loop of a handler worker without a coroutine. The machine is owned by exactly one of:
-/// the start handler posted to the worker's strand, or the one receive operation it has
+/// the start handler posted to the worker's executor, or the one receive operation it has
 /// parked in the queue (its completion handler, `step`), or the step running now. Whatever
 /// destroys that owner unrun (the worker's execution context going away) destroys the
 /// machine, and its worker_guard reports the worker's end (cancelled) exactly once, as the
 /// destroyed frame of a task does.
-template <class Handler, class Req, class Resp, class Err, class Strand>
+template <class Handler, class Req, class Resp, class Err, class Executor>
 class handler_machine {
  public:
   using item_type = request<Req, Resp, Err>;
   using guard_type = worker_guard<void, Req, Resp, Err>;
   static constexpr std::size_t batch = TENORITE_HANDLER_BATCH;
 
-  handler_machine(Strand strand, config_source<Handler> source, guard_type guard,
-                  std::shared_ptr<boost::asio::cancellation_signal> signal)
-      : strand_(std::move(strand)),
-        signal_(std::move(signal)),
-        guard_(std::move(guard)),
-        state_(std::in_place_index<1>, std::move(source)) {}
+  handler_machine(Executor ex, config_source<Handler> source, guard_type guard)
+      : ex_(std::move(ex)), guard_(std::move(guard)), state_(std::in_place_index<1>, std::move(source)) {}
 
-  /// Posts the first step (on_start, then the first receive) to the worker's strand.
+  /// Posts the first step (on_start, then the first receive) to the worker's executor.
   static void spawn(std::unique_ptr<handler_machine> m) {
-    Strand s = m->strand_;
-    boost::asio::post(s, step{std::move(m)});
+    Executor ex = m->ex_;
+    boost::asio::post(ex, step{std::move(m)});
   }
 
  private:
-  // The completion handler of the machine's receives (and of its start): it runs on the
-  // worker's strand, and abort() cancels it through the worker's signal.
+  // The completion handler of the machine's receives (and of its start), run on the
+  // worker's executor. It has no cancellation slot: abort() ends a parked receive through
+  // the queue itself (channel::abort_receivers, thread-safe), which is all a machine waits
+  // on, so the worker needs neither a cancellation signal nor a strand to emit it on.
   struct step {
     std::unique_ptr<handler_machine> m;
 
-    using executor_type = Strand;
-    executor_type get_executor() const noexcept { return m->strand_; }
-    using cancellation_slot_type = boost::asio::cancellation_slot;
-    cancellation_slot_type get_cancellation_slot() const noexcept { return m->signal_->slot(); }
+    using executor_type = Executor;
+    executor_type get_executor() const noexcept { return m->ex_; }
 
     void operator()() {
       if (m->dying()) return;
@@ -132,13 +127,13 @@ class handler_machine {
   };
 
   // True while the worker's execution context is being destroyed on this thread. A step is
-  // no coroutine, so a completion then runs it at once, on the destroying thread and off the
-  // strand (detail::complete_on): it must not serve, run on_stop or park a new receive that
+  // no coroutine, so a completion then runs it at once, on the destroying thread
+  // (detail::complete_on): it must not serve, run on_stop or park a new receive that
   // nobody would collect. Returning drops the machine instead, and its guard reports the
   // worker cancelled, exactly as when the context destroys a parked step unrun.
   bool dying() const noexcept {
     const auto* d = dying_context();
-    return d && d == &boost::asio::query(strand_, boost::asio::execution::context);
+    return d && d == &boost::asio::query(ex_, boost::asio::execution::context);
   }
 
   channel<item_type>& queue() noexcept { return guard_.state()->chan; }
@@ -185,18 +180,9 @@ class handler_machine {
     wait(std::move(m));
   }
 
-  // A full batch served: let the other work of this thread run, then go on. Not through
-  // the strand's own queue: Asio's strand re-posts itself without the continuation hint,
-  // which wakes the other thread (a cross-core wake-up, microseconds). Deferred to the
-  // strand's inner executor, the continuation stays in this thread's queue, and it enters
-  // the strand again (free by then) without a hop. Destroyed unrun, it drops the machine.
-  struct resume {
-    std::unique_ptr<handler_machine> m;
-    void operator()() {
-      Strand s = m->strand_;
-      boost::asio::dispatch(s, again{std::move(m)});
-    }
-  };
+  // A full batch served: let the other work of this thread run, then go on. Deferred (a
+  // continuation), it stays in this thread's queue instead of waking the other thread (a
+  // cross-core wake-up costs microseconds). Destroyed unrun, it drops the machine.
   struct again {
     std::unique_ptr<handler_machine> m;
     void operator()() {
@@ -205,8 +191,8 @@ class handler_machine {
     }
   };
   static void yield(std::unique_ptr<handler_machine> m) {
-    auto inner = m->strand_.get_inner_executor();
-    boost::asio::defer(inner, resume{std::move(m)});
+    Executor ex = m->ex_;
+    boost::asio::defer(ex, again{std::move(m)});
   }
 
   // False when handle() threw: the worker has ended (the call got fetch_failure when its
@@ -236,8 +222,7 @@ class handler_machine {
     finish({});
   }
 
-  Strand strand_;
-  std::shared_ptr<boost::asio::cancellation_signal> signal_;
+  Executor ex_;
   guard_type guard_;
   Handler& handler() noexcept { return *std::get_if<2>(&state_); }
 
@@ -265,8 +250,8 @@ struct handler_loop {
     return p;
   }();
 
-  template <class Strand>
-  using machine = handler_machine<Handler, Req, Resp, Err, Strand>;
+  template <class Executor>
+  using machine = handler_machine<Handler, Req, Resp, Err, Executor>;
 
   static boost::asio::awaitable<void> task(receiver<request<Req, Resp, Err>> rx, Handler h) {
     if constexpr (has_on_start<Handler>) {

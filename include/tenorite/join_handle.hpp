@@ -48,18 +48,21 @@ struct abortable {
 /// flag on the way.
 class task_control {
  public:
-  /// Called once per worker before it starts: where to post its cancellation.
+  /// Called once per worker before it starts: where to post its cancellation. A worker
+  /// without a signal (a handler machine: it waits only on the queue) is ended by the
+  /// service's abort_receivers alone.
   void arm(boost::asio::any_io_executor worker_executor,
            std::shared_ptr<boost::asio::cancellation_signal> signal,
            std::shared_ptr<abortable> service) {
     std::lock_guard lk(m_);
+    service_ = std::move(service);
+    if (!signal) return;
     worker_entry w{std::move(worker_executor), std::move(signal)};
     if (!first_.signal) {
       first_ = std::move(w);
     } else {
       more_.push_back(std::move(w));
     }
-    service_ = std::move(service);
   }
 
   /// Requests cancellation; returns false when the workers had already finished.

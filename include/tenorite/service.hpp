@@ -182,7 +182,7 @@ class config_source {
 };
 
 /// A Worker that can run its loop without a coroutine (handler.hpp's handler_loop with plain
-/// handle() and hooks): it names `machine<Strand>`, made and spawned by the service.
+/// handle() and hooks): it names `machine<Executor>`, made and spawned by the service.
 template <class W>
 concept runs_as_machine = requires { requires W::plain; };
 
@@ -412,6 +412,18 @@ class service {
     }
 
     for (std::size_t i = 0; i < opts.workers; ++i) {
+      if constexpr (std::is_void_v<TaskResult> && detail::runs_as_machine<Worker>) {
+        // A handler worker with plain functions, not supervised: no coroutine, and no strand
+        // or cancellation signal either. Its steps follow one another by construction (one
+        // owner at a time), and abort() ends its parked receive through the queue.
+        if (!opts.restart) {
+          ts->arm({}, nullptr, st);
+          detail::worker_guard<TaskResult, Req, Resp, Err> guard(group);
+          using machine = typename Worker::template machine<Executor>;
+          machine::spawn(std::make_unique<machine>(ex, std::move(sources[i]), std::move(guard)));
+          continue;
+        }
+      }
       auto strand = boost::asio::make_strand(ex);
       auto signal = std::make_shared<boost::asio::cancellation_signal>();
       ts->arm(boost::asio::any_io_executor(strand), signal, st);
@@ -424,15 +436,6 @@ class service {
                                 return s && s->running_in_this_thread();
                               });
       detail::worker_guard<TaskResult, Req, Resp, Err> guard(group);
-      if constexpr (std::is_void_v<TaskResult> && detail::runs_as_machine<Worker>) {
-        // A handler worker with plain functions, not supervised: no coroutine at all.
-        if (!opts.restart) {
-          using machine = typename Worker::template machine<decltype(strand)>;
-          machine::spawn(
-              std::make_unique<machine>(strand, std::move(sources[i]), std::move(guard), signal));
-          continue;
-        }
-      }
       if constexpr (std::is_void_v<TaskResult>) {
         // The common case (one worker, no supervision, one Config): the worker's own
         // coroutine is spawned directly, its guard in the completion handler. That saves
