@@ -904,6 +904,89 @@ TEST(Topologies, APlainHandlerBetweenTwoBatchesEndsCancelledAndReturnsWhatIsQueu
   }
 }
 
+// A plain handler runs without a strand: its steps must still never overlap. Each handler
+// counts in a plain int (ThreadSanitizer sees any step that is not ordered after the last)
+// and checks an in-flight flag; blocking callers on plain threads and coroutine callers on
+// the 2-thread runtime hit one worker, then a pool of two. Counts in = counts out.
+struct exclusive_handler {
+  std::shared_ptr<std::atomic<long>> total, overlaps;
+  std::unique_ptr<std::atomic<int>> inside = std::make_unique<std::atomic<int>>(0);
+  long handled = 0;  // this handler's own state: no lock, no atomic
+  int handle(int v) {
+    if (inside->fetch_add(1) != 0) overlaps->fetch_add(1);
+    ++handled;
+    inside->fetch_sub(1);
+    return v + 1;
+  }
+  void on_stop() { total->fetch_add(handled); }
+};
+using exclusive_service = tenorite::handler_service<int, int, std::string, exclusive_handler>;
+static_assert(tenorite::detail::handler_loop<exclusive_handler, int, int, std::string>::plain);
+
+asio::awaitable<long> exclusive_calls(exclusive_service::caller_type c, int n) {
+  long ok = 0;
+  for (int i = 0; i < n; ++i) {
+    int v = i;
+    auto r = co_await c.send_request(std::move(v));
+    ok += r && *r == i + 1;
+  }
+  co_return ok;
+}
+
+TEST(Topologies, APlainHandlerWithoutAStrandNeverServesTwoRequestsAtOnce) {
+  for (std::size_t workers : {1u, 2u}) {
+    SCOPED_TRACE(workers);
+    auto total = std::make_shared<std::atomic<long>>(0);
+    auto overlaps = std::make_shared<std::atomic<long>>(0);
+    tenorite::service_options opts;
+    opts.workers = workers;
+    opts.queue_size = 8;
+    auto [task, caller] = exclusive_service{}.start(
+        rt(), opts, [&] { return exclusive_handler{total, overlaps}; });
+    constexpr int threads = 3, coroutines = 8, per = 2000;
+    std::atomic<long> ok{0};
+    std::vector<std::future<long>> spawned;
+    for (int k = 0; k < coroutines; ++k)
+      spawned.push_back(asio::co_spawn(rt().executor(), exclusive_calls(caller, per), asio::use_future));
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t)
+      pool.emplace_back([&, c = caller] {
+        for (int i = 0; i < per; ++i) {
+          auto r = c.send_request_blocking(i);
+          ok += r && *r == i + 1;
+        }
+      });
+    for (auto& t : pool) t.join();
+    for (auto& f : spawned) ok += f.get();
+    caller = {};
+    ASSERT_TRUE(task.wait());
+    EXPECT_EQ(ok.load(), long{threads + coroutines} * per);
+    EXPECT_EQ(total->load(), long{threads + coroutines} * per);
+    EXPECT_EQ(overlaps->load(), 0);
+  }
+}
+
+// abort() reaches plain workers through their queue alone (they have no cancellation
+// signal): every parked worker of a pool ends, on_stop does not run, the join says cancelled.
+TEST(Topologies, AbortingAPoolOfParkedPlainHandlersCancelsEveryWorker) {
+  asio::io_context ctx;
+  auto seen = std::make_shared<plain_seen>();
+  tenorite::service_options opts;
+  opts.workers = 3;
+  auto [task, caller] = plain_service{}.start(ctx, opts, [&] { return plain_handler{seen}; });
+  ctx.poll();
+  ASSERT_EQ(seen->starts.load(), 3);
+  ASSERT_EQ(seen->live.load(), 3);
+  task.abort();
+  ctx.run();  // returns: nothing is left waiting
+  EXPECT_EQ(seen->stops.load(), 0);
+  EXPECT_EQ(seen->live.load(), 0);
+  EXPECT_TRUE(task.is_finished());
+  auto j = task.wait();
+  ASSERT_FALSE(j);
+  EXPECT_TRUE(j.error().is_cancelled());
+}
+
 TEST(Topologies, AbortingAParkedPlainHandlerCancelsItAndSkipsOnStop) {
   auto seen = std::make_shared<plain_seen>();
   auto [task, caller] = plain_service{}.start_task(rt(), 4, plain_handler{seen});
