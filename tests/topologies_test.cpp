@@ -947,7 +947,8 @@ TEST(Topologies, APlainHandlerWithoutAStrandNeverServesTwoRequestsAtOnce) {
     std::atomic<long> ok{0};
     std::vector<std::future<long>> spawned;
     for (int k = 0; k < coroutines; ++k)
-      spawned.push_back(asio::co_spawn(rt().executor(), exclusive_calls(caller, per), asio::use_future));
+      spawned.push_back(
+          asio::co_spawn(rt().executor(), exclusive_calls(caller, per), asio::use_future));
     std::vector<std::thread> pool;
     for (int t = 0; t < threads; ++t)
       pool.emplace_back([&, c = caller] {

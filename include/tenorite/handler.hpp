@@ -97,7 +97,9 @@ class handler_machine {
   static constexpr std::size_t batch = TENORITE_HANDLER_BATCH;
 
   handler_machine(Executor ex, config_source<Handler> source, guard_type guard)
-      : ex_(std::move(ex)), guard_(std::move(guard)), state_(std::in_place_index<1>, std::move(source)) {}
+      : ex_(std::move(ex)),
+        guard_(std::move(guard)),
+        state_(std::in_place_index<1>, std::move(source)) {}
 
   /// Posts the first step (on_start, then the first receive) to the worker's executor.
   static void spawn(std::unique_ptr<handler_machine> m) {
