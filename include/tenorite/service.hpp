@@ -11,8 +11,9 @@
 //   auto [task, caller] = kv_service{}.start_task(32, kv_config{});
 //
 // Lifecycle invariants:
-// - the worker runs on a strand of the given executor and counts as outstanding work there
-//   until it ends;
+// - the worker runs on a strand of the given executor (a plain handler worker, see
+//   handler.hpp: on the executor itself, one step at a time) and counts as outstanding work
+//   there until it ends;
 // - when it ends — returns, throws, is aborted, or its execution context is destroyed — the
 //   queue is closed first (every still-queued request goes back to its caller as a send
 //   failure, every later call fails at once), then the join outcome is set;
@@ -298,7 +299,8 @@ class service {
   start_task(Context& ctx, std::size_t queue_size, Config config)
   const { return start_task(ctx.get_executor(), queue_size, std::move(config)); }
 
-  /// Starts the worker on any Asio executor; it runs on a strand of that executor.
+  /// Starts the worker on any Asio executor; it runs on a strand of that executor (a plain
+  /// handler worker on the executor itself, one step at a time).
   /// Throws std::invalid_argument when queue_size is 0.
   template <class Executor>
   requires boost::asio::execution::executor<Executor> started start_task(const Executor& ex,
