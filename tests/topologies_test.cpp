@@ -668,6 +668,16 @@ struct plain_results {
   }
 };
 
+// The worker ended cancelled: the join says so, on_stop did not run, and every handler
+// instance is destroyed (by the time the join completes).
+void expect_ended_cancelled(tenorite::join_handle<void>& task, const plain_seen& seen) {
+  auto j = task.wait();
+  ASSERT_FALSE(j);
+  EXPECT_TRUE(j.error().is_cancelled());
+  EXPECT_EQ(seen.stops.load(), 0);
+  EXPECT_EQ(seen.live.load(), 0);
+}
+
 // More requests queued than one step serves (TENORITE_HANDLER_BATCH, 64) before the worker
 // first runs: all are answered in order, then the end of the queue runs on_stop once, and
 // the handler is gone when the join completes.
@@ -806,11 +816,7 @@ void destroy_the_context_at_every_point() {
       EXPECT_EQ(r.error().request(), std::optional<int>(2));
     }
     EXPECT_EQ(seen->handled.load(), 0);
-    EXPECT_EQ(seen->stops.load(), 0);
-    EXPECT_EQ(seen->live.load(), 0);
-    auto j = task.wait();
-    ASSERT_FALSE(j);
-    EXPECT_TRUE(j.error().is_cancelled());
+    expect_ended_cancelled(task, *seen);
     auto later = caller.send_request_blocking(3);
     ASSERT_FALSE(later);
     EXPECT_EQ(later.error().kind(), error_kind::send_failure);
@@ -851,12 +857,9 @@ TEST(Topologies, APlainHandlerCompletedWhileItsContextDiesEndsCancelledWithoutRu
       EXPECT_EQ(res.got[0]->error().kind(), error_kind::fetch_failure);
     }
     EXPECT_EQ(seen->handled.load(), 0);
-    EXPECT_EQ(seen->stops.load(), 0);
-    EXPECT_EQ(seen->live.load(), 0);
+    EXPECT_EQ(seen->live.load(), 0);  // gone before anything else ran
     EXPECT_TRUE(task.is_finished());
-    auto j = task.wait();
-    ASSERT_FALSE(j);
-    EXPECT_TRUE(j.error().is_cancelled());
+    expect_ended_cancelled(task, *seen);
     EXPECT_EQ(ctx.poll(), 0u);  // nothing was left queued or parked for it
   }
 }
@@ -896,11 +899,7 @@ TEST(Topologies, APlainHandlerBetweenTwoBatchesEndsCancelledAndReturnsWhatIsQueu
       }
     }
     EXPECT_EQ(seen->handled.load(), 64);
-    EXPECT_EQ(seen->stops.load(), 0);
-    EXPECT_EQ(seen->live.load(), 0);
-    auto j = task.wait();
-    ASSERT_FALSE(j);
-    EXPECT_TRUE(j.error().is_cancelled());
+    expect_ended_cancelled(task, *seen);
   }
 }
 
@@ -980,12 +979,8 @@ TEST(Topologies, AbortingAPoolOfParkedPlainHandlersCancelsEveryWorker) {
   ASSERT_EQ(seen->live.load(), 3);
   task.abort();
   ctx.run();  // returns: nothing is left waiting
-  EXPECT_EQ(seen->stops.load(), 0);
-  EXPECT_EQ(seen->live.load(), 0);
   EXPECT_TRUE(task.is_finished());
-  auto j = task.wait();
-  ASSERT_FALSE(j);
-  EXPECT_TRUE(j.error().is_cancelled());
+  expect_ended_cancelled(task, *seen);
 }
 
 TEST(Topologies, AbortingAParkedPlainHandlerCancelsItAndSkipsOnStop) {
@@ -993,11 +988,7 @@ TEST(Topologies, AbortingAParkedPlainHandlerCancelsItAndSkipsOnStop) {
   auto [task, caller] = plain_service{}.start_task(rt(), 4, plain_handler{seen});
   EXPECT_EQ(caller.send_request_blocking(1).value(), 1001);  // it runs, then parks
   task.abort();
-  auto j = task.wait();
-  ASSERT_FALSE(j);
-  EXPECT_TRUE(j.error().is_cancelled());
-  EXPECT_EQ(seen->stops.load(), 0);
-  EXPECT_EQ(seen->live.load(), 0);
+  expect_ended_cancelled(task, *seen);
   auto later = caller.send_request_blocking(2);
   ASSERT_FALSE(later);
   EXPECT_EQ(later.error().kind(), error_kind::send_failure);

@@ -85,7 +85,8 @@ boost::asio::awaitable<void> run_hook(F& f) {
 
 /// The loop of a handler worker without a coroutine. The machine is owned by exactly one of:
 /// the start handler posted to the worker's executor, or the one receive operation it has
-/// parked in the queue (its completion handler, `step`), or the step running now. Whatever
+/// parked in the queue (its completion handler, `step`), or the step running now, or the
+/// continuation (`again`) deferred after a full batch. Whatever
 /// destroys that owner unrun (the worker's execution context going away) destroys the
 /// machine, and its worker_guard reports the worker's end (cancelled) exactly once, as the
 /// destroyed frame of a task does.
