@@ -2,11 +2,13 @@
 // Worker topologies: handler workers, pools, sharding, supervision, metrics and tracing.
 #include <atomic>
 #include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_future.hpp>
 #include <chrono>
 #include <future>
+#include <latch>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -821,6 +823,83 @@ void destroy_the_context_at_every_point() {
     ASSERT_FALSE(later);
     EXPECT_EQ(later.error().kind(), error_kind::send_failure);
   }
+}
+
+// Every form and token of a call pending when the io_context dies, the worker never
+// started (0) or parked with the first request handed to it (1): a callback (also through
+// _for), use_future (also through _until and cancel_after), deferred launched late, deferred
+// never launched, blocking calls from plain threads, and the join. Each completes once: with
+// its request back, or (delivered) fetch_failure; the join says cancelled.
+template <class Handler>
+void every_form_pending_when_the_context_dies() {
+  using service = tenorite::handler_service<int, int, std::string, Handler>;
+  auto ended_once = [](const plain_result& r, int req) {
+    if (r) return false;
+    if (r.error().kind() == error_kind::fetch_failure) return true;
+    return r.error().kind() == error_kind::send_failure &&
+           r.error().request() == std::optional<int>(req);
+  };
+  for (int point = 0; point < 2; ++point) {
+    SCOPED_TRACE(point);
+    auto ctx = std::make_unique<asio::io_context>();
+    auto seen = std::make_shared<plain_seen>();
+    auto [task, caller] = service{}.start_task(*ctx, 16, Handler{seen});
+    if (point == 1) ctx->poll();  // started: parked in its receive
+    plain_results res(3);
+    caller.async_send_request(1, res.slot(0));
+    caller.async_send_request_for(2, 1h, res.slot(1));
+    auto fut = caller.async_send_request(3, asio::use_future);
+    auto until_fut =
+        caller.async_send_request_until(4, std::chrono::steady_clock::now() + 1h, asio::use_future);
+    auto after_fut = caller.async_send_request(5, tenorite::cancel_after(1h, asio::use_future));
+    auto late = caller.async_send_request(6, asio::deferred);
+    auto never = caller.async_send_request(7, asio::deferred);
+    std::move(late)(res.slot(2));
+    std::promise<plain_result> blocking;
+    std::promise<bool> notified;  // accepted, or refused with its request back
+    std::latch started(2);
+    std::vector<std::thread> threads;
+    threads.emplace_back([&, c = caller] {
+      started.count_down();
+      blocking.set_value(c.send_request_blocking_for(8, 1h));
+    });
+    threads.emplace_back([&, c = caller] {
+      started.count_down();
+      auto n = c.notify_blocking(9);
+      notified.set_value(n || n.error().kind() == error_kind::send_failure);
+    });
+    started.wait();
+    auto joined = task.async_join(asio::use_future);
+
+    ctx.reset();
+
+    EXPECT_EQ(res.completions, 3);
+    for (int i = 0; i < 3; ++i) {
+      const auto& got = res.got[static_cast<std::size_t>(i)];
+      ASSERT_TRUE(got) << i;
+      EXPECT_TRUE(ended_once(*got, i == 2 ? 6 : i + 1)) << i;
+    }
+    EXPECT_TRUE(ended_once(fut.get(), 3));
+    EXPECT_TRUE(ended_once(until_fut.get(), 4));
+    EXPECT_TRUE(ended_once(after_fut.get(), 5));
+    for (auto& t : threads) t.join();
+    EXPECT_TRUE(ended_once(blocking.get_future().get(), 8));
+    // Accepted into the queue before the end (then dropped with it), or refused after it.
+    EXPECT_TRUE(notified.get_future().get());
+    auto j = joined.get();
+    ASSERT_FALSE(j);
+    EXPECT_TRUE(j.error().is_cancelled());
+    EXPECT_EQ(seen->handled.load(), 0);
+    EXPECT_EQ(seen->live.load(), 0);
+    { auto dropped = std::move(never); }  // never launched: dropped after the context
+  }
+}
+
+TEST(Topologies, EveryFormPendingWhenTheContextDiesEndsOnceForAPlainHandler) {
+  every_form_pending_when_the_context_dies<plain_handler>();
+}
+TEST(Topologies, EveryFormPendingWhenTheContextDiesEndsOnceForACoroutineHandler) {
+  every_form_pending_when_the_context_dies<coro_handler>();
 }
 
 TEST(Topologies, DestroyingTheContextEndsAPlainHandlerOnceAtEveryPoint) {
