@@ -318,6 +318,85 @@ TEST(Lifecycle, DestroyingAnIoContextBeforeTheWorkerEverRanEndsTheService) {
   EXPECT_TRUE(j.error().is_cancelled());
 }
 
+// ---- a worker whose result holds one of its own service's callers ----
+
+namespace {
+struct holds_caller {
+  echo_caller caller;
+  std::shared_ptr<std::atomic<int>> destroyed;  // null once moved from
+  holds_caller(echo_caller c, std::shared_ptr<std::atomic<int>> d)
+      : caller(std::move(c)), destroyed(std::move(d)) {}
+  holds_caller(holds_caller&& o) noexcept
+      : caller(std::move(o.caller)), destroyed(std::move(o.destroyed)) {}
+  ~holds_caller() {
+    if (destroyed) destroyed->fetch_add(1);
+  }
+};
+struct returning_config {
+  std::shared_ptr<std::optional<echo_caller>> own;  // the service's own caller, set at start
+  std::shared_ptr<std::atomic<int>> destroyed;
+};
+struct returning_worker {
+  static asio::awaitable<holds_caller> task(tenorite::receiver<echo_request> rx,
+                                            returning_config cfg) {
+    auto r = co_await rx.recv();
+    int v = r->request;
+    r->client.send(v);
+    holds_caller out(std::move(**cfg.own), cfg.destroyed);
+    cfg.own->reset();
+    co_return out;
+  }
+};
+using returning_service =
+    tenorite::service<int, int, std::string, returning_worker, returning_config, holds_caller>;
+}  // namespace
+
+// The outcome lives with the service's queue: a value holding one of the service's callers
+// must not keep it alive once nobody can join any more (the handle dropped unjoined).
+TEST(Lifecycle, AnUnjoinedResultHoldingTheServicesOwnCallerIsFreedWithTheHandle) {
+  asio::io_context ioc;
+  returning_config cfg{std::make_shared<std::optional<echo_caller>>(),
+                       std::make_shared<std::atomic<int>>(0)};
+  auto [task, caller] = returning_service{}.start_task(ioc, 2, cfg);
+  cfg.own->emplace(caller);
+  auto weak = caller.weak();
+  std::optional<echo_result> answer;
+  caller.async_send_request(5, [&](echo_result r) { answer.emplace(std::move(r)); });
+  caller = {};
+  ioc.run();  // the worker answers, returns its result (holding the caller) and ends
+  ASSERT_TRUE(answer);
+  ASSERT_TRUE(*answer);
+  EXPECT_EQ(**answer, 5);
+  EXPECT_TRUE(task.is_finished());
+  EXPECT_EQ(cfg.destroyed->load(), 0);  // kept for a join
+  EXPECT_FALSE(weak.expired());
+  task = {};
+  EXPECT_EQ(cfg.destroyed->load(), 1);
+  EXPECT_TRUE(weak.expired());  // the last caller went with the result
+}
+
+TEST(Lifecycle, AJoinedResultHoldingTheServicesOwnCallerIsTheJoinersToKeep) {
+  asio::io_context ioc;
+  returning_config cfg{std::make_shared<std::optional<echo_caller>>(),
+                       std::make_shared<std::atomic<int>>(0)};
+  auto [task, caller] = returning_service{}.start_task(ioc, 2, cfg);
+  cfg.own->emplace(caller);
+  auto weak = caller.weak();
+  caller.async_send_request(5, [](echo_result) {});
+  caller = {};
+  std::optional<tenorite::join_handle<holds_caller>::result_type> joined;
+  task.async_join([&](auto r) { joined.emplace(std::move(r)); });
+  ioc.run();
+  ASSERT_TRUE(joined);
+  ASSERT_TRUE(*joined);
+  task = {};
+  EXPECT_EQ(cfg.destroyed->load(), 0);
+  EXPECT_FALSE(weak.expired());
+  joined.reset();
+  EXPECT_EQ(cfg.destroyed->load(), 1);
+  EXPECT_TRUE(weak.expired());
+}
+
 namespace {
 // Newer Asio (Boost 1.88) shuts an io_context's services down twice: from io_context's
 // destructor and again from execution_context's. This context does the same on any Boost.

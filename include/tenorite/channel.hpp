@@ -375,8 +375,10 @@ class channel final : private detail::context_registry::entry {
   /// The consumer's executor (a strand), and how to tell that the calling thread runs it.
   /// An operation started from the consumer's strand whose handler would run on that strand
   /// would wait for the consumer itself: it is refused with `self_call` (calls always; sends
-  /// and reservations only when they would wait for room).
-  void set_consumer(executor_type ex, bool (*running_in_this_thread)(const executor_type&)) {
+  /// and reservations only when they would wait for room). Shared, not copied: the
+  /// executor lives in the worker's own block, and an idle channel stays small.
+  void set_consumer(std::shared_ptr<const executor_type> ex,
+                    bool (*running_in_this_thread)(const executor_type&)) {
     std::lock_guard lk(m_);
     consumer_ = std::move(ex);
     consumer_running_ = running_in_this_thread;
@@ -582,11 +584,12 @@ class channel final : private detail::context_registry::entry {
     std::size_t head, size, alloc;
     detail::fifo<detail::send_waiter<T>> senders;
     detail::fifo<detail::recv_waiter<T>> receivers;
+    std::shared_ptr<const executor_type> consumer;  // let go after the lock
     {
       std::lock_guard lk(m_);
       closed_ = true;
       reserved_ = 0;
-      consumer_ = {};
+      consumer = std::move(consumer_);
       consumer_running_ = nullptr;
       slots = std::exchange(slots_, nullptr);
       head = std::exchange(head_, 0);
@@ -852,8 +855,8 @@ class channel final : private detail::context_registry::entry {
   bool has_room_locked() const noexcept { return size_ + reserved_ < capacity_; }
 
   bool is_self_locked(const executor_type* caller) const noexcept {
-    return caller && consumer_running_ && consumer_ && consumer_running_(consumer_) &&
-           *caller == consumer_;
+    return caller && consumer_running_ && consumer_ && consumer_running_(*consumer_) &&
+           *caller == *consumer_;
   }
 
   bool at_end_locked() const noexcept {
@@ -993,7 +996,7 @@ class channel final : private detail::context_registry::entry {
   bool closed_ = false;
   bool send_closed_ = false;
   bool no_senders_ = false;
-  executor_type consumer_;
+  std::shared_ptr<const executor_type> consumer_;
   bool (*consumer_running_)(const executor_type&) = nullptr;
   bool track_work_ = true;
   boost::system::error_code receive_error_;

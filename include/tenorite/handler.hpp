@@ -139,7 +139,7 @@ class handler_machine {
     return d && d == &boost::asio::query(ex_, boost::asio::execution::context);
   }
 
-  channel<item_type>& queue() noexcept { return guard_.state()->chan; }
+  channel<item_type>& queue() noexcept { return guard_.state().chan; }
 
   // Ends the worker: the Handler goes first (as a task's frame does before its end is
   // reported), then the guard reports `r` and the machine is freed by its owner.

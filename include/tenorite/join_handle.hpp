@@ -48,42 +48,52 @@ struct abortable {
 /// flag on the way.
 class task_control {
  public:
-  /// Called once per worker before it starts: where to post its cancellation. A worker
-  /// without a signal (a handler machine: it waits only on the queue) is ended by the
-  /// service's abort_receivers alone.
-  void arm(boost::asio::any_io_executor worker_executor,
-           std::shared_ptr<boost::asio::cancellation_signal> signal,
-           std::shared_ptr<abortable> service) {
+  /// Where abort() emits a coroutine worker's cancellation: the signal and the worker's
+  /// strand, in one block (cancellation slots are not thread-safe: emit where it runs).
+  struct worker_signal {
+    explicit worker_signal(boost::asio::any_io_executor ex) noexcept : executor(std::move(ex)) {}
+    boost::asio::cancellation_signal signal;
+    boost::asio::any_io_executor executor;
+  };
+
+  /// Called once per service before its workers start: what abort() and drain() reach.
+  /// The service lives in the same block as this object (service.hpp's service_block).
+  void set_service(abortable* service) noexcept {
     std::lock_guard lk(m_);
-    service_ = std::move(service);
-    if (!signal) return;
-    worker_entry w{std::move(worker_executor), std::move(signal)};
-    if (!first_.signal) {
-      first_ = std::move(w);
+    service_ = service;
+  }
+
+  /// Called once per coroutine worker before it starts: where to post its cancellation. A
+  /// worker without a signal (a handler machine: it waits only on the queue) is ended by
+  /// the service's abort_receivers alone.
+  void arm(std::shared_ptr<worker_signal> signal) {
+    std::lock_guard lk(m_);
+    if (!first_) {
+      first_ = std::move(signal);
     } else {
-      more_.push_back(std::move(w));
+      more_.push_back(std::move(signal));
     }
   }
 
   /// Requests cancellation; returns false when the workers had already finished.
   bool abort() {
-    std::vector<worker_entry> workers;
-    std::shared_ptr<abortable> svc;
+    std::vector<std::shared_ptr<worker_signal>> workers;
+    abortable* svc = nullptr;
     {
       std::lock_guard lk(m_);
       if (finished_) return false;
       aborted_ = true;
-      if (first_.signal) workers.push_back(first_);
+      if (first_) workers.push_back(first_);
       workers.insert(workers.end(), more_.begin(), more_.end());
       svc = service_;
     }
+    // The caller holds a share of the block that holds the service: it outlives this call.
     if (svc) svc->abort_receivers();
     for (auto& w : workers) {
-      // Cancellation slots are not thread-safe: emit where the worker runs (its strand).
       // Emitted without the lock: the emission may resume the worker inline, which may end
       // it (finish() takes the lock). On the strand, the worker cannot end meanwhile.
-      boost::asio::post(w.executor, [ctl = this->shared_from_this_(), sig = w.signal] {
-        if (!ctl->is_finished()) sig->emit(boost::asio::cancellation_type::terminal);
+      boost::asio::post(w->executor, [ctl = self_.lock(), w] {
+        if (!ctl->is_finished()) w->signal.emit(boost::asio::cancellation_type::terminal);
       });
     }
     return true;
@@ -94,14 +104,14 @@ class task_control {
     return aborted_;
   }
 
-  /// Marks the worker finished; returns whether it had been aborted. Drops the executor so
+  /// Marks the worker finished; returns whether it had been aborted. Drops the executors so
   /// nothing of the worker's execution context is kept past the worker.
   bool finish() noexcept {
     std::lock_guard lk(m_);
     finished_ = true;
-    first_ = {};
+    first_.reset();
     more_.clear();
-    service_.reset();
+    service_ = nullptr;
     return aborted_;
   }
 
@@ -112,7 +122,7 @@ class task_control {
 
   /// Stops new calls; the worker serves what is queued, then its recv() sees the end.
   void drain() {
-    std::shared_ptr<abortable> svc;
+    abortable* svc = nullptr;
     {
       std::lock_guard lk(m_);
       svc = service_;
@@ -120,41 +130,33 @@ class task_control {
     if (svc) svc->drain();
   }
 
-  virtual ~task_control() = default;
-
- protected:
-  virtual std::shared_ptr<task_control> shared_from_this_() = 0;
+  /// The share abort() gives the emissions it posts (set once, by whoever made the block).
+  void set_self(const std::shared_ptr<task_control>& self) noexcept { self_ = self; }
 
  private:
-  struct worker_entry {
-    boost::asio::any_io_executor executor;
-    std::shared_ptr<boost::asio::cancellation_signal> signal;
-  };
   mutable small_mutex m_;  // cold paths only: 4 bytes instead of 40 in every service
   bool finished_ = false;
   bool aborted_ = false;
-  worker_entry first_;              // the one worker of a plain service (no allocation)
-  std::vector<worker_entry> more_;  // the others of a pool
-  std::shared_ptr<abortable> service_;
+  abortable* service_ = nullptr;
+  std::shared_ptr<worker_signal> first_;  // the one worker of a plain service (no allocation)
+  std::vector<std::shared_ptr<worker_signal>> more_;  // the others of a pool
+  std::weak_ptr<task_control> self_;
 };
 
 /// The outcome of a worker and the one party waiting for it.
 template <class T>
-class task_state final : public task_control, public std::enable_shared_from_this<task_state<T>> {
+class task_state final : public task_control {
  public:
   using result_type = std::expected<T, join_error>;
 
   /// Sets the outcome once, waking the waiting join if any.
   void set_result(result_type r) noexcept {
     reply_slot<result_type>* w = nullptr;
-    std::exception_ptr unobserved;
     {
       std::lock_guard lk(m_);
       if (waiter_) {
         w = std::exchange(waiter_, nullptr);
-      } else if (!handle_alive_ && lazy_joins_ == 0 && !r && r.error().is_panic()) {
-        unobserved = r.error().exception();  // nobody will ever join: report it instead
-      } else {
+      } else if (joinable_locked()) {
         result_.emplace(std::move(r));
         return;
       }
@@ -162,7 +164,7 @@ class task_state final : public task_control, public std::enable_shared_from_thi
     if (w) {
       w->complete(std::move(r));
     } else {
-      report_unhandled(unobserved);
+      unjoinable(std::move(r));  // nobody will ever join
     }
   }
 
@@ -204,28 +206,26 @@ class task_state final : public task_control, public std::enable_shared_from_thi
 
   /// A join whose handler was cancelled before the outcome reached it gives it back.
   void put_back(result_type r) noexcept {
-    std::exception_ptr unobserved;
     {
       std::lock_guard lk(m_);
       taken_ = false;
-      if (handle_alive_ || lazy_joins_ > 0 || r || !r.error().is_panic()) {
+      if (joinable_locked()) {
         result_.emplace(std::move(r));
         return;
       }
-      unobserved = r.error().exception();  // the handle is gone: nobody can join again
     }
-    report_unhandled(unobserved);
+    unjoinable(std::move(r));  // the handle is gone: nobody can join again
   }
 
   /// The join handle went away without taking the outcome (or after taking it).
   void handle_dropped() noexcept {
-    std::exception_ptr unobserved;
+    std::optional<result_type> r;
     {
       std::lock_guard lk(m_);
       handle_alive_ = false;
-      unobserved = take_unobserved_locked();
+      take_unjoinable_locked(r);
     }
-    if (unobserved) report_unhandled(unobserved);
+    if (r) unjoinable(std::move(*r));
   }
 
   /// A lazy join (deferred, an awaitable not awaited yet) exists: it may still take the
@@ -236,42 +236,48 @@ class task_state final : public task_control, public std::enable_shared_from_thi
   }
   /// The lazy join started (it has taken its place) or was dropped unlaunched.
   void lazy_join_gone() noexcept {
-    std::exception_ptr unobserved;
+    std::optional<result_type> r;
     {
       std::lock_guard lk(m_);
       --lazy_joins_;
-      unobserved = take_unobserved_locked();
+      take_unjoinable_locked(r);
     }
-    if (unobserved) report_unhandled(unobserved);
+    if (r) unjoinable(std::move(*r));
   }
-
- protected:
-  std::shared_ptr<task_control> shared_from_this_() override { return this->shared_from_this(); }
 
  private:
-  // A stored panic that nobody can join any more (no handle, no lazy join).
-  std::exception_ptr take_unobserved_locked() noexcept {
-    if (handle_alive_ || lazy_joins_ > 0 || !result_ || *result_ ||
-        !result_->error().is_panic())
-      return nullptr;
-    std::exception_ptr e = result_->error().exception();
+  bool joinable_locked() const noexcept { return handle_alive_ || lazy_joins_ > 0; }
+
+  // A stored outcome that nobody can join any more (no handle, no lazy join) is taken out:
+  // it lives in the service's block, and a value holding one of the service's callers
+  // would otherwise keep that block alive for ever.
+  // (Into `out`: T need not be assignable.)
+  void take_unjoinable_locked(std::optional<result_type>& out) noexcept {
+    if (joinable_locked() || !result_) return;
+    out.emplace(std::move(*result_));
     result_.reset();
-    return e;
   }
 
-  mutable std::mutex m_;
+  // Run without the lock: a panic goes to the hook, a value is destroyed (a user's
+  // destructor).
+  static void unjoinable(result_type r) noexcept {
+    if (!r && r.error().is_panic()) report_unhandled(r.error().exception());
+  }
+
+  mutable small_mutex m_;
   std::size_t lazy_joins_ = 0;
   std::optional<result_type> result_;
   reply_slot<result_type>* waiter_ = nullptr;
   bool handle_alive_ = true;
   bool taken_ = false;
-  boost::asio::any_io_executor default_executor_;
+  const boost::asio::any_io_executor* default_executor_;
 
  public:
-  /// Runs join handlers that have no executor of their own (the service's executor).
-  explicit task_state(boost::asio::any_io_executor ex) : default_executor_(std::move(ex)) {}
+  /// Runs join handlers that have no executor of their own (the service's executor, which
+  /// lives in the same block as this object).
+  explicit task_state(const boost::asio::any_io_executor& ex) noexcept : default_executor_(&ex) {}
   const boost::asio::any_io_executor& default_executor() const noexcept {
-    return default_executor_;
+    return *default_executor_;
   }
 };
 
@@ -382,9 +388,10 @@ class join_handle {
       auto st = std::move(self->state);
       self->complete_with([r = std::move(r), watch = std::move(watch),
                            st = std::move(st)](Handler&& h) mutable {
-        if (watch.requested()) {
+        if (watch.requested()) {  // (no assignment: T need not be assignable)
           st->put_back(std::move(r));
-          r = result_type(std::unexpect, join_error::wait_cancelled());
+          std::move(h)(result_type(std::unexpect, join_error::wait_cancelled()));
+          return;
         }
         std::move(h)(std::move(r));
       });

@@ -83,18 +83,19 @@ namespace detail {
 
 /// The workers of one service (one, or a pool): the last to end closes the queue (every
 /// still-queued request goes back to its caller) and then sets the join outcome — the
-/// first failure if any worker failed, else the (last) worker's result.
+/// first failure if any worker failed, else the (last) worker's result. It lives in the
+/// service's block beside the state and the task it names.
 template <class T, class Req, class Resp, class Err>
 class worker_group {
  public:
   using result_type = std::expected<T, join_error>;
 
-  worker_group(std::shared_ptr<service_state<Req, Resp, Err>> st, std::shared_ptr<task_state<T>> ts,
+  worker_group(service_state<Req, Resp, Err>& st, task_state<T>& ts,
                boost::asio::any_io_executor work, std::size_t workers)
-      : st_(std::move(st)), ts_(std::move(ts)), work_(std::move(work)), live_(workers) {}
+      : st_(st), ts_(ts), work_(std::move(work)), live_(workers) {}
 
-  const std::shared_ptr<service_state<Req, Resp, Err>>& state() const noexcept { return st_; }
-  bool aborted() const { return ts_->is_aborted(); }
+  service_state<Req, Resp, Err>& state() const noexcept { return st_; }
+  bool aborted() const { return ts_.is_aborted(); }
 
   void worker_done(result_type r) noexcept {
     std::optional<result_type> out;
@@ -105,20 +106,42 @@ class worker_group {
       out.emplace(std::move(*outcome_));
       outcome_.reset();
     }
-    st_->close_and_return_queued();
-    const bool aborted = ts_->finish();
+    st_.close_and_return_queued();
+    const bool aborted = ts_.finish();
     if (aborted) out.emplace(std::unexpect, join_error::cancelled());
     work_ = {};
-    ts_->set_result(std::move(*out));
+    ts_.set_result(std::move(*out));
   }
 
  private:
-  std::shared_ptr<service_state<Req, Resp, Err>> st_;
-  std::shared_ptr<task_state<T>> ts_;
+  service_state<Req, Resp, Err>& st_;
+  task_state<T>& ts_;
   boost::asio::any_io_executor work_;  // outstanding work on the user's executor
   small_mutex m_;  // taken once per worker end: 4 bytes instead of 40 in every service
   std::size_t live_;
   std::optional<result_type> outcome_;
+};
+
+/// One allocation for what a started service shares: the queue and its metrics (what
+/// callers, receivers and cancellable calls hold), the join outcome (what the join handle
+/// holds) and the worker group (what the workers hold). Each holder has an aliasing
+/// shared_ptr to its part; the block is freed when the last of them goes. Only the
+/// destructions that mean something have their own count: the last caller (caller_core).
+template <class T, class Req, class Resp, class Err>
+struct service_block {
+  service_block(const boost::asio::any_io_executor& ex, std::size_t queue_size,
+                std::size_t workers)
+      : state(ex, queue_size),
+        task(state.chan.get_executor()),
+        group(state, task,
+              boost::asio::any_io_executor(
+                  boost::asio::prefer(ex, boost::asio::execution::outstanding_work.tracked)),
+              workers) {
+    task.set_service(&state);
+  }
+  service_state<Req, Resp, Err> state;
+  task_state<T> task;
+  worker_group<T, Req, Resp, Err> group;
 };
 
 /// Lives in a worker's coroutine frame — as a parameter, so it exists from the frame's
@@ -140,8 +163,10 @@ class worker_guard {
     if (!done_) finish(result_type(std::unexpect, join_error::cancelled()));
   }
 
-  const std::shared_ptr<service_state<Req, Resp, Err>>& state() const noexcept {
-    return group_->state();
+  service_state<Req, Resp, Err>& state() const noexcept { return group_->state(); }
+  /// A share of the state for a receiver (it keeps the whole block alive).
+  std::shared_ptr<service_state<Req, Resp, Err>> state_ptr() const noexcept {
+    return std::shared_ptr<service_state<Req, Resp, Err>>(group_, &group_->state());
   }
   bool aborted() const { return group_->aborted(); }
 
@@ -220,8 +245,9 @@ boost::asio::awaitable<void> run_worker(worker_guard<T, Req, Resp, Err> guard,
   for (;;) {
     std::exception_ptr failure;
     try {
+      using queue_type = channel<request<Req, Resp, Err>>;
       receiver<request<Req, Resp, Err>> rx(
-          std::shared_ptr<channel<request<Req, Resp, Err>>>(guard.state(), &guard.state()->chan));
+          std::shared_ptr<queue_type>(guard.state_ptr(), &guard.state().chan));
       auto task = Worker::task(std::move(rx), configs.next());
       if constexpr (std::is_void_v<T>) {
         co_await std::move(task);
@@ -243,7 +269,7 @@ boost::asio::awaitable<void> run_worker(worker_guard<T, Req, Resp, Err> guard,
       guard.finish(result_type(std::unexpect, join_error::panic(failure)));
       co_return;
     }
-    if (guard.state()->metrics) guard.state()->metrics->restarted();
+    if (guard.state().metrics) guard.state().metrics->restarted();
     if (delay->count() > 0) {
       bool cancelled = false;
       try {
@@ -384,15 +410,16 @@ class service {
           "tenorite::service::start: a pool (workers > 1) needs a Worker whose task returns "
           "void; there is one join outcome for the whole pool");
 
-    auto st = std::make_shared<detail::service_state<Req, Resp, Err>>(base, opts.queue_size);
+    auto block = std::make_shared<detail::service_block<TaskResult, Req, Resp, Err>>(
+        base, opts.queue_size, opts.workers);
+    std::shared_ptr<detail::service_state<Req, Resp, Err>> st(block, &block->state);
+    std::shared_ptr<detail::task_state<TaskResult>> ts(block, &block->task);
+    std::shared_ptr<detail::worker_group<TaskResult, Req, Resp, Err>> group(block, &block->group);
+    ts->set_self(ts);
     if (opts.metrics || opts.trace)
       st->metrics = std::make_shared<detail::service_metrics>(std::move(opts.trace));
-    auto ts = std::make_shared<detail::task_state<TaskResult>>(base);
-    boost::asio::any_io_executor work(
-        boost::asio::prefer(base, boost::asio::execution::outstanding_work.tracked));
-    auto group = std::make_shared<detail::worker_group<TaskResult, Req, Resp, Err>>(
-        st, ts, std::move(work), opts.workers);
     auto core = std::make_shared<detail::caller_core<Req, Resp, Err>>(st);
+    block.reset();
 
     // Each worker pulls its Config (for its start and each restart) from the one source;
     // pool workers run on different strands, so they share it under a lock.
@@ -419,7 +446,6 @@ class service {
         // or cancellation signal either. Its steps follow one another by construction (one
         // owner at a time), and abort() ends its parked receive through the queue.
         if (!opts.restart) {
-          ts->arm({}, nullptr, st);
           detail::worker_guard<TaskResult, Req, Resp, Err> guard(group);
           using machine = typename Worker::template machine<Executor>;
           machine::spawn(std::make_unique<machine>(ex, std::move(sources[i]), std::move(guard)));
@@ -427,16 +453,19 @@ class service {
         }
       }
       auto strand = boost::asio::make_strand(ex);
-      auto signal = std::make_shared<boost::asio::cancellation_signal>();
-      ts->arm(boost::asio::any_io_executor(strand), signal, st);
+      auto ws = std::make_shared<detail::task_control::worker_signal>(
+          boost::asio::any_io_executor(strand));
+      std::shared_ptr<boost::asio::cancellation_signal> signal(ws, &ws->signal);
       // One worker: a call from the worker's own strand would wait for itself. In a pool
       // another worker may serve it, so there is nothing to refuse.
       if (opts.workers == 1)
-        st->chan.set_consumer(boost::asio::any_io_executor(strand),
-                              [](const boost::asio::any_io_executor& e) {
-                                const auto* s = e.target<decltype(strand)>();
-                                return s && s->running_in_this_thread();
-                              });
+        st->chan.set_consumer(
+            std::shared_ptr<const boost::asio::any_io_executor>(ws, &ws->executor),
+            [](const boost::asio::any_io_executor& e) {
+              const auto* s = e.target<decltype(strand)>();
+              return s && s->running_in_this_thread();
+            });
+      ts->arm(std::move(ws));
       detail::worker_guard<TaskResult, Req, Resp, Err> guard(group);
       if constexpr (std::is_void_v<TaskResult>) {
         // The common case (one worker, no supervision, one Config): the worker's own
