@@ -97,13 +97,38 @@ class handler_machine {
   using guard_type = worker_guard<void, Req, Resp, Err>;
   static constexpr std::size_t batch = TENORITE_HANDLER_BATCH;
 
-  handler_machine(Executor ex, config_source<Handler> source, guard_type guard)
+  // Frees a machine made on the heap; destroys one made in its service's block in place.
+  // The guard holds a share of that block: it is moved out first and let go last, so the
+  // block (and the machine's storage with it) outlives the machine's destruction.
+  struct deleter {
+    void operator()(handler_machine* m) const noexcept {
+      if (!m->in_block_) {
+        delete m;
+        return;
+      }
+      guard_type keep(std::move(m->guard_));
+      m->~handler_machine();
+    }
+  };
+  using owner = std::unique_ptr<handler_machine, deleter>;
+
+  handler_machine(Executor ex, config_source<Handler> source, guard_type guard, bool in_block)
       : ex_(std::move(ex)),
         guard_(std::move(guard)),
-        state_(std::in_place_index<1>, std::move(source)) {}
+        state_(std::in_place_index<1>, std::move(source)),
+        in_block_(in_block) {}
+
+  /// A machine in `storage` (room for one, in the block `guard` shares), or on the heap.
+  static owner make(void* storage, Executor ex, config_source<Handler> source,
+                    guard_type guard) {
+    if (!storage) return owner(new handler_machine(std::move(ex), std::move(source),
+                                                   std::move(guard), false));
+    return owner(::new (storage) handler_machine(std::move(ex), std::move(source),
+                                                 std::move(guard), true));
+  }
 
   /// Posts the first step (on_start, then the first receive) to the worker's executor.
-  static void spawn(std::unique_ptr<handler_machine> m) {
+  static void spawn(owner m) {
     Executor ex = m->ex_;
     boost::asio::post(ex, step{std::move(m)});
   }
@@ -114,7 +139,7 @@ class handler_machine {
   // the queue itself (channel::abort_receivers, thread-safe), which is all a machine waits
   // on, so the worker needs neither a cancellation signal nor a strand to emit it on.
   struct step {
-    std::unique_ptr<handler_machine> m;
+    owner m;
 
     using executor_type = Executor;
     executor_type get_executor() const noexcept { return m->ex_; }
@@ -151,7 +176,7 @@ class handler_machine {
     finish(std::expected<void, join_error>(std::unexpect, join_error::panic(e)));
   }
 
-  static void start(std::unique_ptr<handler_machine> m) {
+  static void start(owner m) {
     try {
       Handler h = std::get<1>(m->state_).next();
       m->state_.template emplace<2>(std::move(h));
@@ -162,7 +187,7 @@ class handler_machine {
     wait(std::move(m));
   }
 
-  static void wait(std::unique_ptr<handler_machine> m) {
+  static void wait(owner m) {
     auto& q = m->queue();
     q.async_receive(step{std::move(m)});
   }
@@ -170,7 +195,7 @@ class handler_machine {
   // One step: serve the request received, then every one queued now (up to `batch`), then
   // wait for the next. An error ends the worker as a throwing recv() would (after abort(),
   // the join says cancelled); the end of the queue runs on_stop and ends it cleanly.
-  static void run(std::unique_ptr<handler_machine> m, boost::system::error_code ec,
+  static void run(owner m, boost::system::error_code ec,
                   std::optional<item_type> r) {
     for (std::size_t served = 0;;) {
       if (ec) return m->fail(std::make_exception_ptr(boost::system::system_error(ec)));
@@ -187,13 +212,13 @@ class handler_machine {
   // continuation), it stays in this thread's queue instead of waking the other thread (a
   // cross-core wake-up costs microseconds). Destroyed unrun, it drops the machine.
   struct again {
-    std::unique_ptr<handler_machine> m;
+    owner m;
     void operator()() {
       if (m->dying()) return;
       wait(std::move(m));
     }
   };
-  static void yield(std::unique_ptr<handler_machine> m) {
+  static void yield(owner m) {
     Executor ex = m->ex_;
     boost::asio::defer(ex, again{std::move(m)});
   }
@@ -232,6 +257,7 @@ class handler_machine {
   // Nothing (ended), where the Handler comes from (before the start), or the Handler: one
   // of the two at a time, so an idle service does not keep its spent Config source.
   std::variant<std::monostate, config_source<Handler>, Handler> state_;
+  bool in_block_;
 };
 
 template <class Handler, class Req, class Resp, class Err>

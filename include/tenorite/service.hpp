@@ -122,6 +122,14 @@ class worker_group {
   std::optional<result_type> outcome_;
 };
 
+/// A service block with room for the one machine of a single handler worker (handler.hpp):
+/// an idle service is then one allocation, and its end frees nothing on the worker's thread.
+template <class Block, class Machine>
+struct block_with_machine : Block {
+  using Block::Block;
+  alignas(Machine) unsigned char machine_storage[sizeof(Machine)];
+};
+
 /// One allocation for what a started service shares: the queue and its metrics (what
 /// callers, receivers and cancellable calls hold), the join outcome (what the join handle
 /// holds) and the worker group (what the workers hold). Each holder has an aliasing
@@ -410,8 +418,19 @@ class service {
           "tenorite::service::start: a pool (workers > 1) needs a Worker whose task returns "
           "void; there is one join outcome for the whole pool");
 
-    auto block = std::make_shared<detail::service_block<TaskResult, Req, Resp, Err>>(
-        base, opts.queue_size, opts.workers);
+    using block_type = detail::service_block<TaskResult, Req, Resp, Err>;
+    std::shared_ptr<block_type> block;
+    void* machine_storage = nullptr;  // room for the machine of a single handler worker
+    if constexpr (std::is_void_v<TaskResult> && detail::runs_as_machine<Worker>) {
+      if (!opts.restart && opts.workers == 1) {
+        using machine = typename Worker::template machine<Executor>;
+        auto b = std::make_shared<detail::block_with_machine<block_type, machine>>(
+            base, opts.queue_size, opts.workers);
+        machine_storage = b->machine_storage;
+        block = std::move(b);
+      }
+    }
+    if (!block) block = std::make_shared<block_type>(base, opts.queue_size, opts.workers);
     std::shared_ptr<detail::service_state<Req, Resp, Err>> st(block, &block->state);
     std::shared_ptr<detail::task_state<TaskResult>> ts(block, &block->task);
     std::shared_ptr<detail::worker_group<TaskResult, Req, Resp, Err>> group(block, &block->group);
@@ -448,7 +467,8 @@ class service {
         if (!opts.restart) {
           detail::worker_guard<TaskResult, Req, Resp, Err> guard(group);
           using machine = typename Worker::template machine<Executor>;
-          machine::spawn(std::make_unique<machine>(ex, std::move(sources[i]), std::move(guard)));
+          machine::spawn(
+              machine::make(machine_storage, ex, std::move(sources[i]), std::move(guard)));
           continue;
         }
       }
