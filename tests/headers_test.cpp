@@ -3,6 +3,7 @@
 // and the umbrella header brings every public name.
 #include <gtest/gtest.h>
 
+#include <tenorite/call_forms.hpp>
 #include <tenorite/caller.hpp>
 #include <tenorite/channel.hpp>
 #include <tenorite/error.hpp>

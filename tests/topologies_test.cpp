@@ -322,7 +322,35 @@ TEST(Topologies, ShardsOwnTheirKeysAndOneCallerRoutesEveryForm) {
 
 TEST(Topologies, AnEmptyShardedCallerOrZeroShardsIsAClearError) {
   tenorite::sharded_caller<int, int, std::string> empty;
-  EXPECT_THROW(empty.send_request_blocking(1), std::logic_error);
+  // Every form (written once in call_forms) checks the handle before starting anything.
+  auto names_it = [](const std::logic_error& e) {
+    return std::string(e.what()).find("tenorite::sharded_caller::") != std::string::npos;
+  };
+  auto expect_refused = [&](auto&& f) {
+    try {
+      f();
+      ADD_FAILURE() << "an empty sharded_caller was used without an error";
+    } catch (const std::logic_error& e) {
+      EXPECT_TRUE(names_it(e)) << e.what();
+    }
+  };
+  expect_refused([&] { empty.send_request_blocking(1); });
+  expect_refused([&] { empty.try_send_request_blocking(1); });
+  expect_refused([&] { empty.send_request_blocking_for(1, 1s); });
+  expect_refused([&] { empty.send_request_blocking_until(1, std::chrono::steady_clock::now()); });
+  expect_refused([&] { empty.notify_blocking(1); });
+  expect_refused([&] { empty.try_notify(1); });
+  expect_refused([&] { empty.async_send_request(1, asio::use_future); });
+  expect_refused([&] { empty.async_try_send_request(1, asio::use_future); });
+  expect_refused([&] { empty.async_send_request_for(1, 1s, asio::use_future); });
+  expect_refused([&] { empty.async_notify(1, asio::use_future); });
+  expect_refused([&] { (void)empty.send_request(1); });
+  expect_refused([&] { (void)empty.send_request_until(1, std::chrono::steady_clock::now()); });
+  expect_refused([&] { (void)empty.notify(1); });
+  std::vector<tenorite::caller<int, int, std::string>> with_an_empty_one(2);
+  EXPECT_THROW((tenorite::sharded_caller<int, int, std::string>(
+                   std::move(with_an_empty_one), [](const int&) { return std::size_t{0}; })),
+               std::invalid_argument);
   EXPECT_THROW(tenorite::start_sharded(shard_service{}, rt(), 0, tenorite::service_options{},
                                        shard_handler{}, [](const int&) { return std::size_t{0}; }),
                std::invalid_argument);

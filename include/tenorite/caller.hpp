@@ -29,6 +29,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <tenorite/call_forms.hpp>
 #include <tenorite/channel.hpp>
 #include <tenorite/deadline.hpp>
 #include <tenorite/detail/cancellation.hpp>
@@ -44,13 +45,6 @@
 namespace tenorite {
 
 namespace detail {
-
-/// How a call enters the queue.
-enum class call_mode {
-  wait,      ///< wait for room (backpressure)
-  try_only,  ///< fail at once with queue_full when there is no room
-  reserved,  ///< use a slot reserved earlier (permit): never waits, never full
-};
 
 /// Everything one service shares between its callers and its worker.
 template <class Req, class Resp, class Err>
@@ -438,13 +432,16 @@ class weak_caller;
 template <class Req, class Resp, class Err>
 class permit;
 
+template <class Req, class Resp, class Err>
+class sharded_caller;
+
 /// A handle for calling a service: `co_await caller.send_request(req)`.
 ///
 /// Req, Resp and Err must be move-constructible (they may be move-only). The request is
 /// taken by value and comes back inside the error whenever it was not delivered.
 ///
-/// Call forms, each as an awaitable (`x`), a blocking call (`x_blocking`) and an Asio async
-/// operation with any completion token (`async_x`):
+/// Call forms (call_forms.hpp), each as an awaitable (`x`), a blocking call (`x_blocking`)
+/// and an Asio async operation with any completion token (`async_x`):
 /// - send_request: wait for room in the queue, then for the reply;
 /// - try_send_request: fail at once with queue_full if the queue is full;
 /// - send_request_for / _until: give up at a deadline with timed_out;
@@ -452,7 +449,9 @@ class permit;
 /// - reserve: wait for a free slot now, send later through the returned permit.
 /// Every async form honours per-operation cancellation (see the guide for the exact rule).
 template <class Req, class Resp, class Err>
-class caller {
+class caller : public call_forms<caller<Req, Resp, Err>, Req, Resp, Err> {
+  using forms = call_forms<caller<Req, Resp, Err>, Req, Resp, Err>;
+
  public:
   using request_type = Req;
   using response_type = Resp;
@@ -476,32 +475,6 @@ class caller {
     return *this;
   }
 
-  // ---- send_request: the seed's call ----
-
-  /// Sends a request and waits for the reply, with any completion token (use_awaitable,
-  /// a callback, use_future, deferred...). Completes once with result_type.
-  template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
-  TENORITE_AWAITABLE_ENTRY auto async_send_request(Req req, Token&& token = {}) const {
-    return initiate_call(checked_copy("async_send_request"), std::move(req),
-                         detail::call_mode::wait, std::forward<Token>(token));
-  }
-
-  /// co_await caller.send_request(req) inside a boost::asio::awaitable coroutine.
-  ///
-  /// GCC 12 destroys an aggregate temporary built inside a co_await expression twice: build
-  /// the request in a named variable first, then `co_await caller.send_request(std::move(r))`.
-  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> send_request(Req req) const {
-    return async_send_request(std::move(req), boost::asio::use_awaitable);
-  }
-
-  /// Sends and blocks the calling thread until the reply. Throws std::logic_error on a thread
-  /// of a tenorite runtime (it would stall the runtime); use send_request there.
-  result_type send_request_blocking(Req req) const {
-    auto* st = checked("send_request_blocking");
-    detail::check_blocking_allowed("tenorite::caller::send_request_blocking");
-    return st->call_blocking(std::move(req), detail::call_mode::wait);
-  }
-
   /// A snapshot of the service's counters, or an empty optional when the service was
   /// started without metrics (service_options::metrics). Safe from any thread.
   std::optional<metrics_snapshot> metrics() const {
@@ -509,94 +482,6 @@ class caller {
     if (!st->metrics) return std::nullopt;
     auto [depth, accepted] = st->chan.counts();
     return st->metrics->snapshot(depth, accepted);
-  }
-
-  // ---- try_send_request: queue_full instead of waiting for room ----
-
-  template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
-  TENORITE_AWAITABLE_ENTRY auto async_try_send_request(Req req, Token&& token = {}) const {
-    return initiate_call(checked_copy("async_try_send_request"), std::move(req),
-                         detail::call_mode::try_only, std::forward<Token>(token));
-  }
-  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> try_send_request(Req req) const {
-    return async_try_send_request(std::move(req), boost::asio::use_awaitable);
-  }
-  result_type try_send_request_blocking(Req req) const {
-    auto* st = checked("try_send_request_blocking");
-    detail::check_blocking_allowed("tenorite::caller::try_send_request_blocking");
-    return st->call_blocking(std::move(req), detail::call_mode::try_only);
-  }
-
-  // ---- deadlines: timed_out ----
-
-  /// Like async_send_request, but gives up at `deadline` with error_kind::timed_out: a
-  /// request still queued then is withdrawn (never delivered; it comes back in the error);
-  /// one the worker already took is abandoned (the worker sees client.is_closed()).
-  template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
-  TENORITE_AWAITABLE_ENTRY auto async_send_request_until(Req req, clock::time_point deadline,
-                                                         Token&& token = {}) const {
-    caller self = checked_copy("async_send_request_until");
-    return boost::asio::async_initiate<Token, signature>(
-        [](auto handler, caller self, Req r, clock::time_point deadline) {
-          self.start_timed(std::move(handler), std::move(r), deadline);
-        },
-        token, std::move(self), std::move(req), deadline);
-  }
-  template <class Rep, class Period,
-            class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
-  TENORITE_AWAITABLE_ENTRY auto async_send_request_for(Req req,
-                                                       std::chrono::duration<Rep, Period> timeout,
-                                                       Token&& token = {}) const {
-    return async_send_request_until(std::move(req), deadline_after(timeout),
-                                    std::forward<Token>(token));
-  }
-  template <class Rep, class Period>
-  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> send_request_for(
-      Req req, std::chrono::duration<Rep, Period> timeout) const {
-    return async_send_request_until(std::move(req), deadline_after(timeout),
-                                    boost::asio::use_awaitable);
-  }
-  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> send_request_until(
-      Req req, clock::time_point deadline) const {
-    return async_send_request_until(std::move(req), deadline, boost::asio::use_awaitable);
-  }
-  template <class Rep, class Period>
-  result_type send_request_blocking_for(Req req, std::chrono::duration<Rep, Period> timeout) const {
-    return send_request_blocking_until(std::move(req), deadline_after(timeout));
-  }
-  result_type send_request_blocking_until(Req req, clock::time_point deadline) const {
-    checked("send_request_blocking_until");
-    detail::check_blocking_allowed("tenorite::caller::send_request_blocking_until");
-    detail::blocking_reply<result_type> reply;
-    async_send_request_until(std::move(req), deadline, blocking_handler<result_type>{&reply});
-    return reply.wait();
-  }
-
-  // ---- notify: fire-and-forget ----
-
-  /// Delivers a request that wants no reply (the worker sees client.wants_reply() == false),
-  /// waiting for room like a call. Completes with notify_result once the request is queued.
-  template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
-  TENORITE_AWAITABLE_ENTRY auto async_notify(Req req, Token&& token = {}) const {
-    caller self = checked_copy("async_notify");
-    return boost::asio::async_initiate<Token, void(notify_result)>(
-        [](auto handler, caller self, Req r) {
-          auto& st = self.core_->state;
-          st->initiate_notify(std::move(handler), st, std::move(r));
-        },
-        token, std::move(self), std::move(req));
-  }
-  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<notify_result> notify(Req req) const {
-    return async_notify(std::move(req), boost::asio::use_awaitable);
-  }
-  notify_result notify_blocking(Req req) const {
-    auto* st = checked("notify_blocking");
-    detail::check_blocking_allowed("tenorite::caller::notify_blocking");
-    return st->notify_now(std::move(req), false);
-  }
-  /// Never waits (usable anywhere): queue_full when there is no room.
-  notify_result try_notify(Req req) const {
-    return checked("try_notify")->notify_now(std::move(req), true);
   }
 
   // ---- reserve: a slot now, the request later ----
@@ -615,9 +500,9 @@ class caller {
   }
   reserve_result reserve_blocking() const {
     checked("reserve_blocking");
-    detail::check_blocking_allowed("tenorite::caller::reserve_blocking");
+    detail::check_blocking_allowed(name, "reserve_blocking");
     detail::blocking_reply<reserve_result> reply;
-    async_reserve(blocking_handler<reserve_result>{&reply});
+    async_reserve(detail::blocking_handler<reserve_result>{&reply});
     return reply.wait();
   }
   /// Never waits: queue_full when there is no free slot.
@@ -650,6 +535,8 @@ class caller {
   friend class service;
   friend class weak_caller<Req, Resp, Err>;
   friend class permit<Req, Resp, Err>;
+  friend class sharded_caller<Req, Resp, Err>;
+  friend forms;
 
   using state_type = detail::service_state<Req, Resp, Err>;
   using item_type = typename state_type::item_type;
@@ -657,22 +544,50 @@ class caller {
   explicit caller(std::shared_ptr<detail::caller_core<Req, Resp, Err>> core) noexcept
       : core_(std::move(core)) {}
 
+  // ---- the primitives of call_forms (each form checked the handle first) ----
+
+  static constexpr const char* name = "tenorite::caller";
+  void check(const char* what) const { checked(what); }
+
   // The operation holds a caller until it starts: a lazy token (deferred, an awaitable not
   // awaited yet) keeps the service open like any caller copy, and dropping it unlaunched
   // lets go.
   template <class Token>
-  static auto initiate_call(caller self, Req req, detail::call_mode mode, Token&& token) {
+  auto initiate_call(Req req, detail::call_mode mode, Token&& token) const {
     return boost::asio::async_initiate<Token, signature>(
         [mode](auto handler, caller self, Req r) {
           auto& st = self.core_->state;
           st->initiate_call(std::move(handler), st, std::move(r), mode);
         },
-        token, std::move(self), std::move(req));
+        token, *this, std::move(req));
   }
-
-  template <class Rep, class Period>
-  static clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) {
-    return clock::now() + std::chrono::duration_cast<clock::duration>(d);
+  template <class Token>
+  auto initiate_call_until(Req req, clock::time_point deadline, Token&& token) const {
+    return boost::asio::async_initiate<Token, signature>(
+        [](auto handler, caller self, Req r, clock::time_point deadline) {
+          self.start_timed(std::move(handler), std::move(r), deadline);
+        },
+        token, *this, std::move(req), deadline);
+  }
+  template <class Token>
+  auto initiate_notify(Req req, Token&& token) const {
+    return boost::asio::async_initiate<Token, void(notify_result)>(
+        [](auto handler, caller self, Req r) {
+          auto& st = self.core_->state;
+          st->initiate_notify(std::move(handler), st, std::move(r));
+        },
+        token, *this, std::move(req));
+  }
+  result_type call_blocking(Req req, detail::call_mode mode) const {
+    return core_->state->call_blocking(std::move(req), mode);
+  }
+  result_type call_blocking_until(Req req, clock::time_point deadline) const {
+    detail::blocking_reply<result_type> reply;
+    start_timed(detail::blocking_handler<result_type>{&reply}, std::move(req), deadline);
+    return reply.wait();
+  }
+  notify_result notify_now(Req req, bool try_only) const {
+    return core_->state->notify_now(std::move(req), try_only);
   }
 
   // A timed call's handler: counts the call with its final outcome. A named type, so that a
@@ -780,17 +695,6 @@ class caller {
       detail::tell_outcome<request<Req, Resp, Err>>(op, status);
     }
   }
-
-  // The completion handler that wakes a plain thread (the blocking deadline and reserve
-  // forms). It runs wherever the operation completes (inline_executor), so a blocking
-  // call completes even when the service's execution context is being destroyed.
-  template <class R>
-  struct blocking_handler {
-    detail::blocking_reply<R>* reply;
-    using executor_type = boost::asio::any_io_executor;
-    executor_type get_executor() const noexcept { return detail::inline_executor(); }
-    void operator()(R r) const { reply->complete(std::move(r)); }
-  };
 
   state_type* checked(const char* what) const {
     if (!core_)

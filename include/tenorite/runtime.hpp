@@ -56,6 +56,11 @@ inline void check_blocking_allowed(const char* what) {
                            "(co_await) or a completion token instead, or call from a plain "
                            "thread");
 }
+/// The same for `cls::what` (the name is only built when the call is refused).
+inline void check_blocking_allowed(const char* cls, const char* what) {
+  if (this_thread_runtime() != nullptr)
+    check_blocking_allowed((std::string(cls) + "::" + what).c_str());
+}
 
 }  // namespace detail
 

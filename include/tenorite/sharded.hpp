@@ -16,10 +16,12 @@
 // - sharded_caller has the call forms of caller with the same outcomes.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
 #include <stdexcept>
+#include <tenorite/call_forms.hpp>
 #include <tenorite/caller.hpp>
 #include <tenorite/service.hpp>
 #include <type_traits>
@@ -28,8 +30,13 @@
 
 namespace tenorite {
 
+/// One caller for N shards: every call form of caller (call_forms.hpp), each routed to the
+/// shard key(request) % shards(). Reservations belong to one queue: reserve through
+/// shard_for(request).
 template <class Req, class Resp, class Err>
-class sharded_caller {
+class sharded_caller : public call_forms<sharded_caller<Req, Resp, Err>, Req, Resp, Err> {
+  using forms = call_forms<sharded_caller<Req, Resp, Err>, Req, Resp, Err>;
+
  public:
   using caller_type = caller<Req, Resp, Err>;
   using result_type = typename caller_type::result_type;
@@ -43,6 +50,11 @@ class sharded_caller {
     if (shards_->empty())
       throw std::invalid_argument("tenorite::sharded_caller: at least one shard is needed");
     if (!*key_) throw std::invalid_argument("tenorite::sharded_caller: empty key function");
+    for (const caller_type& c : *shards_)
+      if (!c)
+        throw std::invalid_argument(
+            "tenorite::sharded_caller: a shard's caller is empty (moved-from or "
+            "default-constructed); pass the callers of started services");
   }
 
   /// The caller of the shard that serves `req`.
@@ -53,81 +65,48 @@ class sharded_caller {
   std::size_t shards() const noexcept { return shards_ ? shards_->size() : 0; }
   explicit operator bool() const noexcept { return static_cast<bool>(shards_); }
 
-  template <class... Args>
-  auto async_send_request(Req req, Args&&... args) const {
-    const auto& c = shard_for(req);
-    return c.async_send_request(std::move(req), std::forward<Args>(args)...);
+ private:
+  friend forms;
+
+  // ---- the primitives of call_forms: the shard's own, so outcomes are the shard's ----
+
+  static constexpr const char* name = "tenorite::sharded_caller";
+  void check(const char* what) const { checked(what); }
+
+  template <class Token>
+  auto initiate_call(Req req, detail::call_mode mode, Token&& token) const {
+    const caller_type& c = route(req);
+    return c.initiate_call(std::move(req), mode, std::forward<Token>(token));
   }
-  auto send_request(Req req) const {
-    const auto& c = shard_for(req);
-    return c.send_request(std::move(req));
+  template <class Token>
+  auto initiate_call_until(Req req, std::chrono::steady_clock::time_point deadline,
+                           Token&& token) const {
+    const caller_type& c = route(req);
+    return c.initiate_call_until(std::move(req), deadline, std::forward<Token>(token));
   }
-  result_type send_request_blocking(Req req) const {
-    const auto& c = shard_for(req);
-    return c.send_request_blocking(std::move(req));
+  template <class Token>
+  auto initiate_notify(Req req, Token&& token) const {
+    const caller_type& c = route(req);
+    return c.initiate_notify(std::move(req), std::forward<Token>(token));
   }
-  template <class... Args>
-  auto async_try_send_request(Req req, Args&&... args) const {
-    const auto& c = shard_for(req);
-    return c.async_try_send_request(std::move(req), std::forward<Args>(args)...);
+  result_type call_blocking(Req req, detail::call_mode mode) const {
+    const caller_type& c = route(req);
+    return c.call_blocking(std::move(req), mode);
   }
-  auto try_send_request(Req req) const {
-    const auto& c = shard_for(req);
-    return c.try_send_request(std::move(req));
+  result_type call_blocking_until(Req req, std::chrono::steady_clock::time_point deadline) const {
+    const caller_type& c = route(req);
+    return c.call_blocking_until(std::move(req), deadline);
   }
-  result_type try_send_request_blocking(Req req) const {
-    const auto& c = shard_for(req);
-    return c.try_send_request_blocking(std::move(req));
-  }
-  template <class... Args>
-  auto async_send_request_for(Req req, Args&&... args) const {
-    const auto& c = shard_for(req);
-    return c.async_send_request_for(std::move(req), std::forward<Args>(args)...);
-  }
-  template <class... Args>
-  auto async_send_request_until(Req req, Args&&... args) const {
-    const auto& c = shard_for(req);
-    return c.async_send_request_until(std::move(req), std::forward<Args>(args)...);
-  }
-  template <class Duration>
-  auto send_request_for(Req req, Duration timeout) const {
-    const auto& c = shard_for(req);
-    return c.send_request_for(std::move(req), timeout);
-  }
-  template <class Duration>
-  result_type send_request_blocking_for(Req req, Duration timeout) const {
-    const auto& c = shard_for(req);
-    return c.send_request_blocking_for(std::move(req), timeout);
-  }
-  template <class TimePoint>
-  auto send_request_until(Req req, TimePoint deadline) const {
-    const auto& c = shard_for(req);
-    return c.send_request_until(std::move(req), deadline);
-  }
-  template <class TimePoint>
-  result_type send_request_blocking_until(Req req, TimePoint deadline) const {
-    const auto& c = shard_for(req);
-    return c.send_request_blocking_until(std::move(req), deadline);
-  }
-  template <class... Args>
-  auto async_notify(Req req, Args&&... args) const {
-    const auto& c = shard_for(req);
-    return c.async_notify(std::move(req), std::forward<Args>(args)...);
-  }
-  auto notify(Req req) const {
-    const auto& c = shard_for(req);
-    return c.notify(std::move(req));
-  }
-  notify_result notify_blocking(Req req) const {
-    const auto& c = shard_for(req);
-    return c.notify_blocking(std::move(req));
-  }
-  notify_result try_notify(Req req) const {
-    const auto& c = shard_for(req);
-    return c.try_notify(std::move(req));
+  notify_result notify_now(Req req, bool try_only) const {
+    const caller_type& c = route(req);
+    return c.notify_now(std::move(req), try_only);
   }
 
- private:
+  // (The handle was checked by the form.)
+  const caller_type& route(const Req& req) const {
+    return (*shards_)[(*key_)(req) % shards_->size()];
+  }
+
   const std::vector<caller_type>* checked(const char* what) const {
     if (!shards_)
       throw std::logic_error(std::string("tenorite::sharded_caller::") + what +

@@ -151,6 +151,21 @@ TEST_P(NatsRemote, AwaitableAndTokenForms) {
   EXPECT_EQ(calls, 1);
   ASSERT_FALSE(cr);
   EXPECT_EQ(cr.error().service_error(), "cb");
+
+  // The try_ forms (call_forms.hpp): a remote call never waits for room, so they answer as
+  // the plain ones do.
+  auto tb = f.caller.try_send_request_blocking(probe::echo{"try"});
+  ASSERT_TRUE(tb);
+  EXPECT_EQ(*tb, "try");
+  auto tf = f.caller.async_try_send_request(probe::echo{"try-fut"}, asio::use_future).get();
+  ASSERT_TRUE(tf);
+  EXPECT_EQ(*tf, "try-fut");
+  auto ta = f.rt.block_on([&]() -> asio::awaitable<remote::result_type> {
+    probe::request req = probe::echo{"try-co"};
+    co_return co_await f.caller.try_send_request(std::move(req));
+  }());
+  ASSERT_TRUE(ta);
+  EXPECT_EQ(*ta, "try-co");
 }
 
 TEST_P(NatsRemote, ManyConcurrentCallsAllComplete) {

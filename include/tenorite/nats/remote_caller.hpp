@@ -5,9 +5,11 @@
 //   tenorite::nats::remote_caller<kv::request, kv::response, kv::error> caller(conn, "kv");
 //   auto r = co_await caller.send_request(std::move(req));   // as with tenorite::caller
 //
-// Same member functions and result type as tenorite::caller (send_request,
-// async_send_request(token), send_request_blocking, the _for/_until deadline forms), so code
-// written against one works with the other. How each outcome maps:
+// Same call forms and result type as tenorite::caller (call_forms.hpp: send_request,
+// async_send_request(token), send_request_blocking, the try_ forms (a remote call never waits
+// for room: they are the plain ones) and the _for/_until deadline forms), so code written
+// against one works with the other; there are no notify forms (a compile-time error says
+// so). How each outcome maps:
 // - a reply: the response, or error_kind::service_error with the service's Err;
 // - nobody serves the subject (NATS no-responders) or the publish fails (connection
 //   closed): send_failure, request returned;
@@ -72,6 +74,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tenorite/call_forms.hpp>
 #include <tenorite/detail/operation.hpp>
 #include <tenorite/error.hpp>
 #include <tenorite/nats/codec.hpp>
@@ -584,7 +587,8 @@ struct remote_handle {
 
 /// A caller of a service served on NATS (see the header comment). Copyable handle.
 template <class Req, class Resp, class Err, class Codec = binary_codec>
-class remote_caller {
+class remote_caller
+    : public call_forms<remote_caller<Req, Resp, Err, Codec>, Req, Resp, Err> {
   static_assert(service_codec<Codec, Req, Resp, Err>,
                 "tenorite::nats::remote_caller: the codec must encode and decode Req, Resp "
                 "and Err");
@@ -618,60 +622,50 @@ class remote_caller {
 
   explicit operator bool() const noexcept { return static_cast<bool>(handle_); }
 
-  // ---- send_request ----
+ private:
+  using handle_ptr = std::shared_ptr<detail::remote_handle<state_type>>;
+  friend call_forms<remote_caller, Req, Resp, Err>;
 
-  template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
-  TENORITE_AWAITABLE_ENTRY auto async_send_request(Req req, Token&& token = {}) const {
-    return async_send_request_until(std::move(req), default_deadline(),
-                                    std::forward<Token>(token));
-  }
-  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> send_request(Req req) const {
-    return async_send_request_until(std::move(req), default_deadline(),
-                                    boost::asio::use_awaitable);
-  }
-  /// Blocks the calling thread (never a tenorite runtime thread: that throws logic_error).
-  result_type send_request_blocking(Req req) const {
-    return send_request_blocking_until(std::move(req), default_deadline());
-  }
+  // ---- the primitives of call_forms (each form checked the handle first) ----
+  // A remote call has no local queue to wait for room in: the try_ forms are the plain ones.
+  // Calls made without a deadline get the caller's default (remote_caller_options::timeout).
 
-  // ---- deadlines ----
+  static constexpr const char* name = "tenorite::nats::remote_caller";
+  void check(const char* what) const { checked(what); }
 
-  template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
-  TENORITE_AWAITABLE_ENTRY auto async_send_request_until(Req req, clock::time_point deadline,
-                                                         Token&& token = {}) const {
-    auto h = checked("async_send_request_until");
+  template <class Token>
+  auto initiate_call(Req req, tenorite::detail::call_mode, Token&& token) const {
+    return initiate_call_until(std::move(req), default_deadline(), std::forward<Token>(token));
+  }
+  template <class Token>
+  auto initiate_call_until(Req req, clock::time_point deadline, Token&& token) const {
     return boost::asio::async_initiate<Token, signature>(
-        [](auto handler, std::shared_ptr<detail::remote_handle<state_type>> h, Req r,
-           clock::time_point deadline) {
+        [](auto handler, handle_ptr h, Req r, clock::time_point deadline) {
           start_async(std::move(handler), std::move(h), std::move(r), deadline);
         },
-        token, std::move(h), std::move(req), deadline);
+        token, handle_, std::move(req), deadline);
   }
-  template <class Rep, class Period,
-            class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
-  TENORITE_AWAITABLE_ENTRY auto async_send_request_for(Req req,
-                                                       std::chrono::duration<Rep, Period> timeout,
-                                                       Token&& token = {}) const {
-    return async_send_request_until(std::move(req), deadline_after(timeout),
-                                    std::forward<Token>(token));
+  // A notification has no reply to wait for, and the serving side ignores a message
+  // without a reply subject: there is nothing for notify to hand the request to yet.
+  template <class Token>
+  auto initiate_notify(Req, Token&&) const {
+    static_assert(sizeof(Token) == 0,
+                  "tenorite::nats::remote_caller has no notify forms: a served service answers "
+                  "only requests with a reply subject; use send_request");
   }
-  template <class Rep, class Period>
-  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> send_request_for(
-      Req req, std::chrono::duration<Rep, Period> timeout) const {
-    return async_send_request_until(std::move(req), deadline_after(timeout),
-                                    boost::asio::use_awaitable);
+  template <class R = Req>
+  typename remote_caller::notify_result notify_now(R, bool) const {
+    static_assert(sizeof(R) == 0,
+                  "tenorite::nats::remote_caller has no notify forms: a served service answers "
+                  "only requests with a reply subject; use send_request");
+    return {};
   }
-  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> send_request_until(
-      Req req, clock::time_point deadline) const {
-    return async_send_request_until(std::move(req), deadline, boost::asio::use_awaitable);
+
+  result_type call_blocking(Req req, tenorite::detail::call_mode) const {
+    return call_blocking_until(std::move(req), default_deadline());
   }
-  template <class Rep, class Period>
-  result_type send_request_blocking_for(Req req, std::chrono::duration<Rep, Period> timeout) const {
-    return send_request_blocking_until(std::move(req), deadline_after(timeout));
-  }
-  result_type send_request_blocking_until(Req req, clock::time_point deadline) const {
-    auto h = checked("send_request_blocking_until");
-    tenorite::detail::check_blocking_allowed("tenorite::nats::remote_caller::send_request_blocking");
+  result_type call_blocking_until(Req req, clock::time_point deadline) const {
+    const handle_ptr& h = handle_;
     if (h->state->loop)  // the reply is read on that context: waiting there waits for ourselves
       h->state->loop->refuse_blocking_wait("remote_caller::send_request_blocking");
     blocking_call call;
@@ -685,9 +679,6 @@ class remote_caller {
     h->state->start(h->state->new_id(), &call, payload, deadline);
     return call.reply.wait();
   }
-
- private:
-  using handle_ptr = std::shared_ptr<detail::remote_handle<state_type>>;
 
   struct blocking_call final : pending {
     blocking_call() noexcept : pending(&deliver_blocking) {}
@@ -749,12 +740,8 @@ class remote_caller {
   }
 
   clock::time_point default_deadline() const {
-    return clock::now() + std::chrono::duration_cast<clock::duration>(
-                              checked("send_request")->state->opts.timeout);
-  }
-  template <class Rep, class Period>
-  static clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) {
-    return clock::now() + std::chrono::duration_cast<clock::duration>(d);
+    return clock::now() +
+           std::chrono::duration_cast<clock::duration>(handle_->state->opts.timeout);
   }
 
   const handle_ptr& checked(const char* what) const {
