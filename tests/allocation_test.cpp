@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: BSL-1.0
 // No heap allocation per call in the steady state: a counting global operator new watches
 // a stream of calls from a coroutine (the awaitable form) and from a plain thread (the
-// blocking form) after a warm-up.
+// blocking form) after a warm-up. The same operator new can fail the n-th allocation, to
+// start services that run out of memory part-way.
 #include <atomic>
 #include <cstdlib>
 #include <new>
@@ -16,10 +17,13 @@
 namespace {
 std::atomic<long> allocations{0};
 std::atomic<bool> counting{false};
+std::atomic<long> fail_in{0};  // > 0: the allocation that brings it to 0 throws
 }  // namespace
 
 void* operator new(std::size_t n) {
   if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1, std::memory_order_relaxed);
+  if (fail_in.load(std::memory_order_relaxed) > 0 && fail_in.fetch_sub(1) == 1)
+    throw std::bad_alloc();
   if (void* p = std::malloc(n ? n : 1)) return p;
   throw std::bad_alloc();
 }
@@ -70,4 +74,52 @@ TEST(Allocation, BlockingCallsAllocateNothingInTheSteadyState) {
   // not happen is an allocation per call: 5000 calls, at most 16 allocations.
   EXPECT_LE(allocations.load() - before, tenorite::detail::cancel_ctl_cache::capacity)
       << "heap allocations during 5000 blocking calls";
+}
+
+// A pool whose start runs out of memory at any allocation, after some of its workers were
+// started: bad_alloc comes out of start, the started workers still end, the queue is closed
+// and the work they held on the context is given back (a group waiting for workers that were
+// never started would keep the context's run() from returning and never free the block).
+// A pool of plain handlers: Asio 1.26's own strand creation is not safe when its allocation
+// fails (~strand_impl locks a mutex it has not set yet), so coroutine workers (one strand
+// each) cannot be failed at every allocation, and the context's services are made before
+// the failures start.
+namespace {
+struct doubling_handler {
+  int handle(int v) { return 2 * v; }
+};
+using doubling_service = tenorite::handler_service<int, int, std::string, doubling_handler>;
+}  // namespace
+
+TEST(Allocation, APoolThatRunsOutOfMemoryAtAnyPointOfItsStartStillEndsWhatItStarted) {
+  int failed_starts = 0;
+  bool started = false;
+  for (long n = 1; n < 400 && !started; ++n) {
+    asio::io_context ioc;
+    {
+      auto [warm_task, warm_caller] = doubling_service{}.start_task(ioc, 4, doubling_handler{});
+    }
+    while (ioc.poll() > 0) {
+    }
+    ASSERT_TRUE(ioc.stopped());
+    ioc.restart();
+    tenorite::service_options opts;
+    opts.queue_size = 4;
+    opts.workers = 3;
+    try {
+      fail_in = n;
+      auto [task, caller] = doubling_service{}.start(ioc, opts, doubling_handler{});
+      fail_in = 0;
+      started = true;
+    } catch (const std::bad_alloc&) {
+      fail_in = 0;
+      ++failed_starts;
+    }
+    while (ioc.poll() > 0) {
+    }
+    EXPECT_TRUE(ioc.stopped()) << "start failing at allocation " << n
+                               << " left work outstanding on the context";
+  }
+  EXPECT_TRUE(started);
+  EXPECT_GT(failed_starts, 3);  // the later failures are past the first worker's start
 }

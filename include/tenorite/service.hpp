@@ -472,6 +472,9 @@ class service {
           continue;
         }
       }
+      // The guard first: whatever throws below (no memory) reports this worker ended, so the
+      // group still counts every worker it was made for and closes the queue after the last.
+      detail::worker_guard<TaskResult, Req, Resp, Err> guard(group);
       auto strand = boost::asio::make_strand(ex);
       auto ws = std::make_shared<detail::task_control::worker_signal>(
           boost::asio::any_io_executor(strand));
@@ -486,7 +489,6 @@ class service {
               return s && s->running_in_this_thread();
             });
       ts->arm(std::move(ws));
-      detail::worker_guard<TaskResult, Req, Resp, Err> guard(group);
       if constexpr (std::is_void_v<TaskResult>) {
         // The common case (one worker, no supervision, one Config): the worker's own
         // coroutine is spawned directly, its guard in the completion handler. That saves
