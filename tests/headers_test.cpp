@@ -10,7 +10,6 @@
 #include <tenorite/handler.hpp>
 #include <tenorite/join_handle.hpp>
 #include <tenorite/metrics.hpp>
-#include <tenorite/oneshot.hpp>
 #include <tenorite/receiver.hpp>
 #include <tenorite/request.hpp>
 #include <tenorite/runtime.hpp>

@@ -32,7 +32,7 @@
 #include <tenorite/detail/config.hpp>
 #include <tenorite/detail/operation.hpp>
 #include <tenorite/error.hpp>
-#include <tenorite/oneshot.hpp>
+#include <tenorite/detail/reply_slot.hpp>
 #include <tenorite/runtime.hpp>
 #include <utility>
 

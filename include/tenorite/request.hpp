@@ -22,7 +22,7 @@
 #include <stdexcept>
 #include <tenorite/detail/operation.hpp>
 #include <tenorite/error.hpp>
-#include <tenorite/oneshot.hpp>
+#include <tenorite/detail/reply_slot.hpp>
 #include <type_traits>
 #include <utility>
 

@@ -29,7 +29,7 @@
 #include <system_error>
 #include <tenorite/detail/cpu_relax.hpp>
 #include <tenorite/detail/operation.hpp>
-#include <tenorite/oneshot.hpp>
+#include <tenorite/detail/reply_slot.hpp>
 #include <tenorite/unhandled_exception.hpp>
 #include <thread>
 #include <type_traits>

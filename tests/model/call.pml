@@ -3,7 +3,8 @@
  * call.pml -- a service call racing its worker, its own cancellation and the end of the
  * service (Promela model of tenorite's call path; check with spin, see check.sh).
  *
- * Source of truth: include/tenorite/caller.hpp (service_state::initiate_call, call_op),
+ * Source of truth: include/tenorite/detail/service_state.hpp (service_state::initiate_call,
+ * call_op),
  * include/tenorite/channel.hpp (send_or_wait, receive_or_wait, withdraw, withdraw_buffered
  * (the overload that returns the accepted sender), accept_one_locked, is_closed, close,
  * close_for_send, mark_no_senders, fifo::take/drain),

@@ -3,7 +3,7 @@
  * join.pml -- a cancellable join racing the worker's end and the join handle's drop
  * (Promela model of tenorite's join path; check with spin, see check.sh).
  *
- * Source of truth: include/tenorite/join_handle.hpp (task_state::set_result, take,
+ * Source of truth: include/tenorite/detail/task_state.hpp (task_state::set_result, take,
  * mark_taken, withdraw, put_back, handle_dropped; join_handle::async_join, take_state,
  * release; join_op::on_complete / finish / on_cancel) and
  * include/tenorite/detail/cancellation.hpp (cancel_ctl, cancel_slot_handler,

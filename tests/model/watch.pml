@@ -4,10 +4,11 @@
  * terminal cancellation (the caller gives up), the worker's reply and the cancellation of the
  * wait itself (Promela model; check with spin, see check.sh).
  *
- * Source of truth: include/tenorite/caller.hpp (call_op::on_complete, on_watch, on_cancel's
+ * Source of truth: include/tenorite/detail/service_state.hpp (call_op::on_complete, on_watch,
+ * on_cancel's
  * give-up path, destroy, the firing / answered_while_firing flags), include/tenorite/request.hpp
  * (responder::send, async_wait_closed, start_wait_closed, closed_wait::finish / on_fire /
- * cancel / release, closed_wait_cancel, wait_op::complete), include/tenorite/oneshot.hpp
+ * cancel / release, closed_wait_cancel, wait_op::complete), include/tenorite/detail/reply_slot.hpp
  * (reply_slot::watch / unwatch / waiter_gone) and include/tenorite/detail/cancellation.hpp.
  * Follows the headers as of commit 7e5786a (the fixes for the races this model found).
  *

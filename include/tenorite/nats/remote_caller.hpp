@@ -80,7 +80,7 @@
 #include <tenorite/nats/codec.hpp>
 #include <tenorite/nats/connection.hpp>
 #include <tenorite/nats/wire.hpp>
-#include <tenorite/oneshot.hpp>
+#include <tenorite/detail/reply_slot.hpp>
 #include <tenorite/runtime.hpp>
 #include <unordered_map>
 #include <utility>

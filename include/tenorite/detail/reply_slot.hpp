@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: BSL-1.0
-// tenorite/oneshot.hpp — the reply slot: one value, one waiter.
+// tenorite/detail/reply_slot.hpp — the reply slot: one value, one waiter.
 //
 // Invariants:
 // - a reply_slot is completed exactly once: by a response, by a service error, or by the

@@ -1,0 +1,420 @@
+// SPDX-License-Identifier: BSL-1.0
+// tenorite/detail/service_state.hpp — what one service shares between its callers and its
+// workers: the queue and the metrics (service_state), the operations a caller starts on it
+// (call_op, notify_op), and the count of live callers (caller_core).
+//
+// Invariants: see caller.hpp (every call completes exactly once) and docs/ARCHITECTURE.md
+// (the walk of one call, the lock order, who owns and frees what).
+#pragma once
+
+#include <atomic>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/associated_allocator.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/cancellation_type.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <chrono>
+#include <expected>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <tenorite/channel.hpp>
+#include <tenorite/detail/cancellation.hpp>
+#include <tenorite/detail/operation.hpp>
+#include <tenorite/error.hpp>
+#include <tenorite/detail/task_state.hpp>
+#include <tenorite/metrics.hpp>
+#include <tenorite/detail/reply_slot.hpp>
+#include <tenorite/request.hpp>
+#include <tenorite/runtime.hpp>
+#include <utility>
+#include <tenorite/call_forms.hpp>
+
+namespace tenorite::detail {
+
+/// Everything one service shares between its callers and its worker.
+template <class Req, class Resp, class Err>
+class service_state final : public abortable {
+ public:
+  using item_type = request<Req, Resp, Err>;
+  using error_type = error<Req, Err>;
+  using result_type = std::expected<Resp, error_type>;
+  using notify_result = std::expected<void, error_type>;
+  using responder_type = responder<Req, Resp, Err>;
+
+  service_state(boost::asio::any_io_executor ex, std::size_t queue_size)
+      : chan(std::move(ex), queue_size) {
+    // The live worker holds work on this context; its receives need not count again.
+    chan.set_operations_track_work(false);
+  }
+
+  channel<item_type> chan;
+  // Set before the service starts (never changed after): null when metrics are off.
+  std::shared_ptr<service_metrics> metrics;
+
+  static std::optional<error_kind> outcome_of(const result_type& r) noexcept {
+    if (r) return std::nullopt;
+    return r.error().kind();
+  }
+
+  void abort_receivers() noexcept override {
+    chan.abort_receivers(boost::asio::error::operation_aborted);
+  }
+  void drain() noexcept override { chan.close_for_send(); }
+
+  /// Closes the queue for good; every request still queued goes back to its caller.
+  void close_and_return_queued() noexcept {
+    chan.close(
+        [](item_type&& it) {
+          responder_access::fail_undelivered(it.client, std::move(it.request));
+        },
+        [](item_type& it) { responder_access::mark_returning(it.client); });
+  }
+
+  /// Starts a call. `self` is the caller's share of the state: a cancellable call keeps it
+  /// (its give-up withdraws from the queue, which must still exist then). `measured`: the
+  /// call counts itself in the metrics (a timed call is counted by its deadline instead).
+  template <class Handler>
+  void initiate_call(Handler handler, const std::shared_ptr<service_state>& self, Req req,
+                     call_mode mode, bool measured = true) {
+    auto* op = make_op<call_op<Handler>>(handler, chan.get_executor());
+    if (metrics && measured) {
+      op->metrics = metrics;
+      op->mark = metrics->call_started();
+    }
+    op->value.emplace(item_type{std::move(req), responder_type(op)});
+    initiation_scope scope(op);
+    if (boost::asio::get_associated_cancellation_slot(op->handler()).is_connected()) {
+      op->state = self;
+      op->arm_cancellation();
+    }
+    // A call whose reply would resume the worker's own strand waits for itself.
+    const boost::asio::any_io_executor* caller_ex = &op->executor();
+    send_status status;
+    if (mode == call_mode::reserved) {
+      // Take the item out first: once handed over, the reply may free `op` at any moment.
+      item_type item(std::move(*op->value));
+      op->value.reset();
+      status = chan.send_reserved(item, caller_ex);
+      if (status == send_status::closed) {
+        responder_access::fail_undelivered(item.client, std::move(item.request));
+      } else if (status == send_status::self_call) {
+        // Settle first: giving the slot back may resume others inline, and one of them may
+        // cancel this call.
+        op->value.emplace(std::move(item));
+        op->fail_before_delivery(error_kind::deadlock);
+        chan.release_reservation();
+      }
+      return;
+    }
+    status = chan.send_or_wait(op, caller_ex, mode == call_mode::try_only);
+    switch (status) {
+      case send_status::closed:
+        op->on_closed(op);
+        break;
+      case send_status::full:
+        op->fail_before_delivery(error_kind::queue_full);
+        break;
+      case send_status::self_call:
+        op->fail_before_delivery(error_kind::deadlock);
+        break;
+      default:
+        break;
+    }
+  }
+
+  result_type call_blocking(Req req, call_mode mode) {
+    if (!metrics) return call_blocking_unmeasured(std::move(req), mode);
+    auto mark = metrics->call_started();
+    result_type r = call_blocking_unmeasured(std::move(req), mode);
+    metrics->call_completed(mark, outcome_of(r));
+    return r;
+  }
+
+  result_type call_blocking_unmeasured(Req req, call_mode mode) {
+    struct node final : send_waiter<item_type> {
+      node() : send_waiter<item_type>(nullptr, &return_request) {}
+    } n;
+    blocking_reply<result_type> reply;
+    n.value.emplace(item_type{std::move(req), responder_type(&reply)});
+    send_status status;
+    if (mode == call_mode::reserved) {
+      status = chan.send_reserved(*n.value);
+    } else {
+      status = chan.send_or_wait(&n, nullptr, mode == call_mode::try_only);
+    }
+    if (status == send_status::closed) return_request(&n);
+    if (status == send_status::full) {
+      item_type item(std::move(*n.value));
+      responder_access::release(item.client);
+      return result_type(std::unexpect,
+                         error_type::of_kind(error_kind::queue_full, std::move(item.request)));
+    }
+    return reply.wait();
+  }
+
+  // ---- notifications: delivered with backpressure, no reply ----
+
+  template <class Handler>
+  void initiate_notify(Handler handler, std::shared_ptr<service_state> self, Req req) {
+    auto* op = make_op<notify_op<Handler>>(handler, chan.get_executor(), this);
+    op->value.emplace(item_type{std::move(req), responder_type::for_notification()});
+    initiation_scope scope(op);
+    if (boost::asio::get_associated_cancellation_slot(op->handler()).is_connected()) {
+      op->state = std::move(self);
+      op->arm_cancellation();
+    }
+    // Waiting for room from the worker's own strand would wait for the worker itself.
+    const send_status status = chan.send_or_wait(op, &op->executor(), false, true);
+    if (status == send_status::self_call) {
+      settle(op->ctl);
+      op->give_back(error_kind::deadlock);
+    } else {
+      tell_outcome<item_type>(op, status);
+    }
+  }
+
+  notify_result notify_now(Req req, bool try_only) {
+    struct node final : send_waiter<item_type> {
+      node() : send_waiter<item_type>(&on_accept, &on_close) {}
+      static void on_accept(send_waiter<item_type>* n) noexcept {
+        static_cast<node*>(n)->accepted = true;
+        static_cast<node*>(n)->flag.set();
+      }
+      static void on_close(send_waiter<item_type>* n) noexcept {
+        static_cast<node*>(n)->flag.set();
+      }
+      bool accepted = false;
+      wake_flag flag;
+    } n;
+    n.value.emplace(item_type{std::move(req), responder_type::for_notification()});
+    switch (chan.send_or_wait(&n, nullptr, try_only)) {
+      case send_status::sent:
+        if (metrics) metrics->notification_accepted();
+        return {};
+      case send_status::waiting:
+        n.flag.wait();
+        if (n.accepted) {
+          if (metrics) metrics->notification_accepted();
+          return {};
+        }
+        break;
+      case send_status::full:
+        return notify_result(std::unexpect, error_type::of_kind(error_kind::queue_full,
+                                                                std::move(n.value->request)));
+      default:
+        break;
+    }
+    return notify_result(std::unexpect, error_type::send_failure(std::move(n.value->request)));
+  }
+
+ private:
+  // The channel handed the undelivered request back: complete the call with send_failure.
+  static void return_request(send_waiter<item_type>* n) noexcept {
+    item_type item(std::move(*n->value));
+    n->value.reset();
+    responder_access::fail_undelivered(item.client, std::move(item.request));
+  }
+
+  // One in-flight call: its place in the queue (while waiting for room) and its reply slot.
+  //
+  // Completion is arbitrated when the call is cancellable (ctl set): the responder side
+  // (a reply, a dropped responder, the queue handing the request back) and the caller side
+  // (cancellation) both take ctl->m; the first completes the handler. The call's memory is
+  // freed by the responder side, or by the caller side when it withdrew the request (then no
+  // responder side is left). A cancellable call holds the service's state (`state`): its
+  // give-up may come after the last caller and the worker are gone.
+  template <class Handler>
+  struct call_op final : reply_slot<result_type>,
+                         send_waiter<item_type>,
+                         operation<call_op<Handler>, Handler> {
+    using base = operation<call_op<Handler>, Handler>;
+    call_op(Handler&& h, const boost::asio::any_io_executor& fallback)
+        : reply_slot<result_type>(&on_complete),
+          send_waiter<item_type>(nullptr, &return_request),
+          base(std::move(h), fallback, false) {
+      this->set_watch(&on_watch);
+    }
+
+    static bool on_complete(reply_slot<result_type>* s, result_type&& r) noexcept {
+      auto* self = static_cast<call_op*>(s);
+      if (cancel_ctl* ctl = self->ctl) {
+        std::unique_lock lk(ctl->m);
+        closed_watch* w = std::exchange(self->watcher, nullptr);
+        if (self->gave_up) {  // the caller already completed; we are the last party
+          if (self->firing) {  // ...unless its watch is still firing: on_cancel frees it
+            self->answered_while_firing = true;
+            return false;
+          }
+          lk.unlock();
+          self->destroy();
+          return false;
+        }
+        ctl->op = nullptr;
+        lk.unlock();
+        if (w) w->fire(w);  // answered: nobody waits any more; the watch ends too
+      }
+      self->finish(std::move(r));
+      return true;
+    }
+
+    // A worker's async_wait_closed registers here; only a cancellable call can give up.
+    static watch_status on_watch(reply_slot<result_type>* s, closed_watch* w, bool add) noexcept {
+      auto* self = static_cast<call_op*>(s);
+      if (!self->ctl) return watch_status::never;
+      std::lock_guard lk(self->ctl->m);
+      if (add) {
+        if (self->gave_up) return watch_status::already_gone;
+        self->watcher = w;
+        return watch_status::registered;
+      }
+      if (self->watcher != w) return watch_status::never;
+      self->watcher = nullptr;
+      return watch_status::registered;
+    }
+
+    // Completes the handler and frees the call.
+    void finish(result_type&& r) noexcept {
+      if (metrics) metrics->call_completed(mark, outcome_of(r));
+      this->base::complete(std::move(r));
+    }
+
+    // Refused before entering the queue: complete at once with the request back.
+    void fail_before_delivery(error_kind kind) noexcept {
+      item_type item(std::move(*this->value));
+      this->value.reset();
+      responder_access::release(item.client);
+      settle(this->ctl);
+      finish(result_type(std::unexpect, error_type::of_kind(kind, std::move(item.request))));
+    }
+
+    // Runs in the caller's cancellation slot, under ctl->m, while the call is pending.
+    static void on_cancel(void* p, boost::asio::cancellation_type type,
+                          std::unique_lock<std::mutex>& lk) noexcept {
+      auto* self = static_cast<call_op*>(p);
+      cancel_ctl* ctl = self->ctl;
+      channel<item_type>& chan = self->state->chan;
+      // Still queued? Then it is withdrawn: never delivered, the request comes back.
+      std::optional<item_type> item;
+      send_waiter<item_type>* refilled = nullptr;  // took the freed slot: told after unlocking
+      if (chan.withdraw(self)) {
+        item.emplace(std::move(*self->value));
+        self->value.reset();
+      } else {
+        const void* me = static_cast<reply_slot<result_type>*>(self);
+// cppcheck-suppress throwInNoexceptFunction ; growing the buffer can only fail for lack of memory here
+        item = chan.withdraw_buffered(
+            [me](const item_type& it) { return responder_access::slot(it.client) == me; },
+            refilled);
+      }
+      if (item) {
+        responder_access::release(item->client);
+        ctl->op = nullptr;
+        lk.unlock();
+        if (refilled) refilled->on_accepted(refilled);
+        self->finish(result_type(
+            std::unexpect, error_type::of_kind(error_kind::cancelled, std::move(item->request))));
+        return;
+      }
+      // Neither queued nor buffered because the queue's close() took it (the service ended):
+      // close() is handing the request back (send_failure), and giving up here would lose
+      // it. Both flags are set under the queue's lock, which withdraw just took.
+      if (self->returned || self->returning()) return;
+      // Delivered: only terminal cancellation abandons the wait; the worker sees it.
+      if (!(type & boost::asio::cancellation_type::terminal)) return;
+      self->gave_up = true;
+      self->mark_waiter_gone();
+      ctl->op = nullptr;
+      closed_watch* w = std::exchange(self->watcher, nullptr);
+      // While the watch fires, the worker's wait may still reach this call: an answer that
+      // comes meanwhile must not free it (it is freed here after the fire instead).
+      if (w) self->firing = true;
+      Handler h(std::move(self->handler()));
+      boost::asio::any_io_executor ex = self->executor();
+      // The call completes here (the responder side will only free it): count it now.
+      std::shared_ptr<service_metrics> metrics = self->metrics;
+      const service_metrics::call_mark mark = self->mark;
+      lk.unlock();
+      if (metrics) metrics->call_completed(mark, error_kind::cancelled);
+      if (w) {
+        w->fire(w);
+        lk.lock();
+        self->firing = false;
+        const bool answered = self->answered_while_firing;
+        lk.unlock();
+        if (answered) self->destroy();
+      }
+      complete_on<Handler>(
+          ex,
+          [h = std::move(h)]() mutable {
+            std::move(h)(result_type(std::unexpect, error_type::of_kind(error_kind::cancelled)));
+          },
+          false);
+    }
+
+    std::shared_ptr<service_state> state;      // set when cancellable
+    std::shared_ptr<service_metrics> metrics;  // set when the service counts its calls
+    service_metrics::call_mark mark;
+    bool gave_up = false;                // guarded by ctl->m
+    bool firing = false;                 // guarded by ctl->m: on_cancel is firing the watch
+    bool answered_while_firing = false;  // guarded by ctl->m
+    closed_watch* watcher = nullptr;     // guarded by ctl->m
+  };
+
+  template <class Handler>
+  struct notify_op final : send_waiter<item_type>, operation<notify_op<Handler>, Handler> {
+    using base = operation<notify_op<Handler>, Handler>;
+    notify_op(Handler&& h, const boost::asio::any_io_executor& fallback, service_state* s)
+        : send_waiter<item_type>(&on_accept, &on_close),
+          base(std::move(h), fallback, false),
+          metrics(s->metrics) {}
+    static void on_accept(send_waiter<item_type>* n) noexcept {
+      auto* self = static_cast<notify_op*>(n);
+      if (self->metrics) self->metrics->notification_accepted();
+      settle(self->ctl);
+      self->base::complete(notify_result());
+    }
+    static void on_close(send_waiter<item_type>* n) noexcept {
+      auto* self = static_cast<notify_op*>(n);
+      settle(self->ctl);
+      self->give_back(error_kind::send_failure);
+    }
+    // Cancelled while waiting for room: withdrawn, the request comes back.
+    static void on_cancel(void* p, boost::asio::cancellation_type,
+                          std::unique_lock<std::mutex>& lk) noexcept {
+      auto* self = static_cast<notify_op*>(p);
+      if (!self->state->chan.withdraw(self)) return;  // accepted meanwhile: it completes
+      self->ctl->op = nullptr;
+      lk.unlock();
+      self->give_back(error_kind::cancelled);
+    }
+    void give_back(error_kind kind) noexcept {
+      item_type item(std::move(*this->value));
+      this->value.reset();
+      this->base::complete(
+          notify_result(std::unexpect, error_type::of_kind(kind, std::move(item.request))));
+    }
+    std::shared_ptr<service_metrics> metrics;
+    std::shared_ptr<service_state> state;  // set when cancellable
+  };
+};
+
+/// Shared by every copy of one caller; its destruction is "the last caller is gone".
+template <class Req, class Resp, class Err>
+struct caller_core {
+  explicit caller_core(std::shared_ptr<service_state<Req, Resp, Err>> s) noexcept
+      : state(std::move(s)) {}
+  caller_core(const caller_core&) = delete;
+  caller_core& operator=(const caller_core&) = delete;
+  ~caller_core() { state->chan.mark_no_senders(); }
+  std::shared_ptr<service_state<Req, Resp, Err>> state;
+};
+
+}  // namespace tenorite::detail

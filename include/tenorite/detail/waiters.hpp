@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: BSL-1.0
+// tenorite/detail/waiters.hpp — the nodes a channel links: an intrusive FIFO (fifo), a
+// sender waiting for room (send_waiter) and a receiver waiting for an item (recv_waiter).
+// Each node is owned by the operation that contains it; the channel only links it, under
+// its lock, and completes what it unlinks after unlocking (channel.hpp).
+#pragma once
+
+#include <boost/asio/execution_context.hpp>
+#include <boost/system/error_code.hpp>
+#include <cstddef>
+#include <optional>
+#include <utility>
+
+namespace tenorite::detail {
+
+template <class N>
+struct fifo {
+  N* head = nullptr;
+  N* tail = nullptr;
+
+  bool empty() const noexcept { return head == nullptr; }
+  void push_back(N* n) noexcept {
+    n->next = nullptr;
+    n->prev = tail;
+    (tail ? tail->next : head) = n;
+    tail = n;
+    n->linked = true;
+  }
+  N* pop_front() noexcept {
+    N* n = head;
+    if (n) unlink(n);
+    return n;
+  }
+  void unlink(N* n) noexcept {
+    (n->prev ? n->prev->next : head) = n->next;
+    (n->next ? n->next->prev : tail) = n->prev;
+    n->next = n->prev = nullptr;
+    n->linked = false;
+  }
+  // Hands the whole list over (under the channel's lock); its nodes count as unlinked from
+  // here on, so a concurrent withdraw leaves them alone.
+  fifo take() noexcept {
+    fifo r = *this;
+    for (N* n = head; n; n = n->next) n->linked = false;
+    head = tail = nullptr;
+    return r;
+  }
+  // Visits a taken list outside the lock. It writes nothing to the nodes (withdraw may read
+  // their `linked` flag concurrently) and reads each next pointer before `f`, which may free
+  // the node.
+  template <class F>
+  void drain(F f) noexcept {
+    for (N* n = std::exchange(head, nullptr); n;) {
+      N* next = n->next;
+      f(n);
+      n = next;
+    }
+    tail = nullptr;
+  }
+};
+
+/// A sender waiting for room. When the channel accepts the value it moves `value` out and,
+/// if `on_accepted` is set, calls it (after unlocking; a node without `on_accepted` may be
+/// gone by then, so it is read under the lock). On close it leaves `value` in place and calls
+/// on_closed(node): the owner takes its value back.
+template <class T>
+struct send_waiter {
+  using notify_fn = void (*)(send_waiter*) noexcept;
+  send_waiter(notify_fn accepted, notify_fn closed) noexcept
+      : on_accepted(accepted), on_closed(closed) {}
+  std::optional<T> value;  // empty for a reservation (a slot without a value yet)
+  bool reservation = false;
+  bool returned = false;  // close() took it to hand its value back (set under the lock)
+  notify_fn on_accepted;
+  notify_fn on_closed;
+  // Set for operations whose handler runs on an execution context: when that context shuts
+  // down, the channel hands the operation to destroy(op) instead of keeping it forever.
+  const boost::asio::execution_context* context = nullptr;
+  void (*destroy_fn)(void*) noexcept = nullptr;
+  send_waiter* next = nullptr;
+  send_waiter* prev = nullptr;
+  bool linked = false;
+};
+
+/// A receiver waiting for an item: ready(node, ec, item) hands over an item, the end of the
+/// stream (empty optional), or an error (operation_aborted after abort_receivers). When the
+/// receiver's execution context shuts down, destroy(op) frees it without running it.
+template <class T>
+struct recv_waiter {
+  using ready_fn = void (*)(recv_waiter*, boost::system::error_code, std::optional<T>&&) noexcept;
+  explicit recv_waiter(ready_fn f) noexcept : ready(f) {}
+  ready_fn ready;
+  const boost::asio::execution_context* context = nullptr;
+  void (*destroy_fn)(void*) noexcept = nullptr;
+  recv_waiter* next = nullptr;
+  recv_waiter* prev = nullptr;
+  bool linked = false;
+};
+
+}  // namespace tenorite::detail
