@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: BSL-1.0
 // tenorite/metrics.hpp — what a service did, readable from any thread, and a per-call hook.
 //
-//   auto [task, caller] = kv_service{}.start(rt, tenorite::service_options{.metrics = true},
-//                                            kv_config{});
+//   tenorite::service_options opts;
+//   opts.metrics = true;
+//   auto [task, caller] = kv_service{}.start(rt, opts, kv_config{});
 //   ...
 //   tenorite::metrics_snapshot m = *caller.metrics();
 //   std::cout << m.answered << " answered, p99 " << m.latency.percentile(0.99).count() << " ns\n";

@@ -65,7 +65,9 @@ struct started_task {
 };
 
 /// How a service is run: queue size, pool size, supervision, metrics. Every field has a
-/// default, so `service_options{.workers = 4}` reads as what differs.
+/// default: set only what differs (`opts.workers = 4;`). A designated initializer that
+/// leaves fields out (`service_options{.workers = 4}`) is valid C++, but GCC 12 warns about
+/// it under -Wextra (-Wmissing-field-initializers), an error with -Werror.
 struct service_options {
   /// How many requests may wait for the workers (callers wait when it is full); at least 1.
   std::size_t queue_size = 32;
