@@ -349,14 +349,16 @@ struct returning_worker {
 };
 using returning_service =
     tenorite::service<int, int, std::string, returning_worker, returning_config, holds_caller>;
+returning_config fresh_returning_config() {
+  return {std::make_shared<std::optional<echo_caller>>(), std::make_shared<std::atomic<int>>(0)};
+}
 }  // namespace
 
 // The outcome lives with the service's queue: a value holding one of the service's callers
 // must not keep it alive once nobody can join any more (the handle dropped unjoined).
 TEST(Lifecycle, AnUnjoinedResultHoldingTheServicesOwnCallerIsFreedWithTheHandle) {
   asio::io_context ioc;
-  returning_config cfg{std::make_shared<std::optional<echo_caller>>(),
-                       std::make_shared<std::atomic<int>>(0)};
+  returning_config cfg = fresh_returning_config();
   auto [task, caller] = returning_service{}.start_task(ioc, 2, cfg);
   cfg.own->emplace(caller);
   auto weak = caller.weak();
@@ -377,8 +379,7 @@ TEST(Lifecycle, AnUnjoinedResultHoldingTheServicesOwnCallerIsFreedWithTheHandle)
 
 TEST(Lifecycle, AJoinedResultHoldingTheServicesOwnCallerIsTheJoinersToKeep) {
   asio::io_context ioc;
-  returning_config cfg{std::make_shared<std::optional<echo_caller>>(),
-                       std::make_shared<std::atomic<int>>(0)};
+  returning_config cfg = fresh_returning_config();
   auto [task, caller] = returning_service{}.start_task(ioc, 2, cfg);
   cfg.own->emplace(caller);
   auto weak = caller.weak();
