@@ -190,6 +190,13 @@ int main(int argc, char** argv) {
   // write the tenorite worker.
   if (const char* only = std::getenv("TENORITE_BENCH_ONLY_TENORITE"); only && *only == '1')
     impls.resize(2);
+  // TENORITE_BENCH_IMPLS=tenorite,asio_floor keeps only the named implementations.
+  if (const char* names = std::getenv("TENORITE_BENCH_IMPLS"); names && *names) {
+    const std::string list = "," + std::string(names) + ",";
+    std::erase_if(impls, [&](const impl& im) {
+      return list.find("," + std::string(im.name) + ",") == std::string::npos;
+    });
+  }
   std::printf("# tenorite_bench scale=%g runtime_threads=%zu queue_capacity=%zu\n", scale,
               bench::runtime_threads, bench::queue_capacity);
   std::fflush(stdout);

@@ -95,7 +95,9 @@ class call_forms {
   /// GCC 12 destroys an aggregate temporary built inside a co_await expression twice: build
   /// the request in a named variable first, then `co_await caller.send_request(std::move(r))`.
   TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> send_request(Req req) const {
-    return async_send_request(std::move(req), boost::asio::use_awaitable);
+    self().check("send_request");
+    return self().initiate_call(std::move(req), detail::call_mode::wait,
+                                boost::asio::use_awaitable);
   }
 
   /// Sends and blocks the calling thread until the reply. Throws std::logic_error on a thread

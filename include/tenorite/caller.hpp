@@ -172,16 +172,18 @@ class caller : public call_forms<caller<Req, Resp, Err>, Req, Resp, Err> {
   // awaited yet) keeps the service open like any caller copy, and dropping it unlaunched
   // lets go.
   template <class Token>
-  auto initiate_call(Req req, detail::call_mode mode, Token&& token) const {
+  // The request goes on by reference (an lvalue only when a deferred operation is launched
+  // as one: it is then copied into the call, as the launch may be repeated).
+  auto initiate_call(Req&& req, detail::call_mode mode, Token&& token) const {
     return boost::asio::async_initiate<Token, signature>(
-        [mode](auto handler, caller self, Req r) {
+        [mode](auto handler, caller self, auto&& r) {
           auto& st = self.core_->state;
-          st->initiate_call(std::move(handler), st, std::move(r), mode);
+          st->initiate_call(std::move(handler), st, std::forward<decltype(r)>(r), mode);
         },
         token, *this, std::move(req));
   }
   template <class Token>
-  auto initiate_call_until(Req req, clock::time_point deadline, Token&& token) const {
+  auto initiate_call_until(Req&& req, clock::time_point deadline, Token&& token) const {
     return boost::asio::async_initiate<Token, signature>(
         [](auto handler, caller self, Req r, clock::time_point deadline) {
           self.start_timed(std::move(handler), std::move(r), deadline);
@@ -189,23 +191,23 @@ class caller : public call_forms<caller<Req, Resp, Err>, Req, Resp, Err> {
         token, *this, std::move(req), deadline);
   }
   template <class Token>
-  auto initiate_notify(Req req, Token&& token) const {
+  auto initiate_notify(Req&& req, Token&& token) const {
     return boost::asio::async_initiate<Token, void(notify_result)>(
-        [](auto handler, caller self, Req r) {
+        [](auto handler, caller self, auto&& r) {
           auto& st = self.core_->state;
-          st->initiate_notify(std::move(handler), st, std::move(r));
+          st->initiate_notify(std::move(handler), st, std::forward<decltype(r)>(r));
         },
         token, *this, std::move(req));
   }
-  result_type call_blocking(Req req, detail::call_mode mode) const {
+  result_type call_blocking(Req&& req, detail::call_mode mode) const {
     return core_->state->call_blocking(std::move(req), mode);
   }
-  result_type call_blocking_until(Req req, clock::time_point deadline) const {
+  result_type call_blocking_until(Req&& req, clock::time_point deadline) const {
     detail::blocking_reply<result_type> reply;
     start_timed(detail::blocking_handler<result_type>{&reply}, std::move(req), deadline);
     return reply.wait();
   }
-  notify_result notify_now(Req req, bool try_only) const {
+  notify_result notify_now(Req&& req, bool try_only) const {
     return core_->state->notify_now(std::move(req), try_only);
   }
 

@@ -403,7 +403,7 @@ class channel final : private detail::context_registry::entry {
     {
       std::lock_guard lk(m_);
       if (size_ == 0) return std::nullopt;
-      v.emplace(take_locked(refilled));
+      take_locked([&v](T&& it) { v.emplace(std::move(it)); }, refilled);
     }
     if (refilled) refilled->on_accepted(refilled);
     return v;
@@ -427,7 +427,7 @@ class channel final : private detail::context_registry::entry {
       std::lock_guard lk(m_);
       while (n < limit && size_ > 0) {
         detail::send_waiter<T>* r = nullptr;
-        out.push_back(take_locked(r));
+        take_locked([&out](T&& it) { out.push_back(std::move(it)); }, r);
         if (r) refilled.push_back(r);
         ++n;
       }
@@ -616,10 +616,12 @@ class channel final : private detail::context_registry::entry {
       // goes back to the cache of the thread where the completion runs.
       detail::late_cancel_watch watch(v ? std::exchange(self->ctl, nullptr) : nullptr,
                                       detail::late_cancel_watch::adopt);
-      // Only a cancellable receive (one with a watch) can give its item back; it holds the
-      // channel's life block, as the channel may be destroyed before the handler runs.
-      std::shared_ptr<life> alive;
-      if (watch.armed()) alive = self->chan->life_;
+      // Nothing to give back (no cancellation slot, or no item): the value goes straight to
+      // the handler (`v` is the sender's, not the operation's).
+      if (!watch.armed()) return self->complete_outside(ec, std::move(v));
+      // A cancellable receive may give its item back; it holds the channel's life block, as
+      // the channel may be destroyed before the handler runs.
+      std::shared_ptr<life> alive = self->chan->life_;
       channel* ch = self->chan;
 // cppcheck-suppress throwInNoexceptFunction ; growing the buffer can only fail for lack of memory here
       self->complete_with([ec, v = std::move(v), watch = std::move(watch), ch,
@@ -737,7 +739,7 @@ class channel final : private detail::context_registry::entry {
     if (receive_error_) {
       ec = receive_error_;
     } else if (size_ > 0) {
-      v.emplace(take_locked(refilled));
+      take_locked([&v](T&& it) { v.emplace(std::move(it)); }, refilled);
     } else if (!at_end_locked()) {
       return false;
     }
@@ -753,20 +755,17 @@ class channel final : private detail::context_registry::entry {
     ++size_;
   }
 
-  T pop_locked() {
+  // Moves the oldest item into `put(T&&)` (an emplace: the item is moved once on its way
+  // out), then refills the buffer from the oldest waiting sender. If `put` throws, the item
+  // stays queued.
+  template <class Put>
+  void take_locked(Put&& put, detail::send_waiter<T>*& refilled) {
     T* p = slots_ + head_;
-    T v(std::move(*p));
+    std::forward<Put>(put)(std::move(*p));
     p->~T();
     if (++head_ == alloc_) head_ = 0;
     --size_;
-    return v;
-  }
-
-  // Pops the oldest item and refills the buffer from the oldest waiting sender.
-  T take_locked(detail::send_waiter<T>*& refilled) {
-    T v = pop_locked();
     refilled = accept_one_locked();
-    return v;
   }
 
   bool has_room_locked() const noexcept { return size_ + reserved_ < capacity_; }

@@ -74,30 +74,30 @@ class sharded_caller : public call_forms<sharded_caller<Req, Resp, Err>, Req, Re
   void check(const char* what) const { checked(what); }
 
   template <class Token>
-  auto initiate_call(Req req, detail::call_mode mode, Token&& token) const {
+  auto initiate_call(Req&& req, detail::call_mode mode, Token&& token) const {
     const caller_type& c = route(req);
     return c.initiate_call(std::move(req), mode, std::forward<Token>(token));
   }
   template <class Token>
-  auto initiate_call_until(Req req, std::chrono::steady_clock::time_point deadline,
+  auto initiate_call_until(Req&& req, std::chrono::steady_clock::time_point deadline,
                            Token&& token) const {
     const caller_type& c = route(req);
     return c.initiate_call_until(std::move(req), deadline, std::forward<Token>(token));
   }
   template <class Token>
-  auto initiate_notify(Req req, Token&& token) const {
+  auto initiate_notify(Req&& req, Token&& token) const {
     const caller_type& c = route(req);
     return c.initiate_notify(std::move(req), std::forward<Token>(token));
   }
-  result_type call_blocking(Req req, detail::call_mode mode) const {
+  result_type call_blocking(Req&& req, detail::call_mode mode) const {
     const caller_type& c = route(req);
     return c.call_blocking(std::move(req), mode);
   }
-  result_type call_blocking_until(Req req, std::chrono::steady_clock::time_point deadline) const {
+  result_type call_blocking_until(Req&& req, std::chrono::steady_clock::time_point deadline) const {
     const caller_type& c = route(req);
     return c.call_blocking_until(std::move(req), deadline);
   }
-  notify_result notify_now(Req req, bool try_only) const {
+  notify_result notify_now(Req&& req, bool try_only) const {
     const caller_type& c = route(req);
     return c.notify_now(std::move(req), try_only);
   }

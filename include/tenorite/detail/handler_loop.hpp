@@ -122,9 +122,10 @@ class handler_machine {
       if (m->dying()) return;
       handler_machine::start(std::move(m));
     }
-    void operator()(boost::system::error_code ec, std::optional<item_type> r) {
+    // The item is taken by reference: it stays where the completion holds it until served.
+    void operator()(boost::system::error_code ec, std::optional<item_type>&& r) {
       if (m->dying()) return;  // `r` (its responder) and the machine go unrun, as below
-      handler_machine::run(std::move(m), ec, std::move(r));
+      handler_machine::run(std::move(m), ec, r);
     }
   };
 
@@ -169,8 +170,7 @@ class handler_machine {
   // One step: serve the request received, then every one queued now (up to `batch`), then
   // wait for the next. An error ends the worker as a throwing recv() would (after abort(),
   // the join says cancelled); the end of the queue runs on_stop and ends it cleanly.
-  static void run(owner m, boost::system::error_code ec,
-                  std::optional<item_type> r) {
+  static void run(owner m, boost::system::error_code ec, std::optional<item_type>& r) {
     for (std::size_t served = 0;;) {
       if (ec) return m->fail(std::make_exception_ptr(boost::system::system_error(ec)));
       if (!r) return m->stop();

@@ -35,14 +35,17 @@
 #include <boost/asio/defer.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/execution.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
 #include <boost/asio/query.hpp>
 #include <boost/asio/recycling_allocator.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/system_executor.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <exception>
 #include <memory>
+#include <tuple>
 #include <tenorite/detail/cancellation.hpp>
 #include <tenorite/detail/config.hpp>
 #include <tenorite/unhandled_exception.hpp>
@@ -161,6 +164,30 @@ inline void rethrow_from(const boost::asio::any_io_executor& ex,
   }
 }
 
+/// True when `ex` is an io_context's executor, or a strand of one, that this thread runs now:
+/// Asio's dispatch would run a function inline there, so it is called directly instead of
+/// being type-erased into one of Asio's executor functions (an allocation and two moves of
+/// everything it carries) on the way.
+inline bool running_here(const boost::asio::any_io_executor& ex) noexcept {
+  using io_executor = boost::asio::io_context::executor_type;
+  if (const io_executor* e = ex.target<io_executor>()) return e->running_in_this_thread();
+  if (const auto* s = ex.target<boost::asio::strand<io_executor>>())
+    return s->running_in_this_thread();
+  return false;
+}
+
+/// True when complete_on would run a handler of type Handler inline now: then the caller may
+/// invoke it directly, with the values where they are (see operation::complete).
+template <class Handler>
+bool completes_inline(const boost::asio::any_io_executor& ex, bool immediate) noexcept {
+  constexpr bool coroutine = is_coroutine_handler<std::decay_t<Handler>>::value;
+  if (inline_depth() >= max_inline_depth) return false;
+  if constexpr (!coroutine) {
+    if (dying_context()) return false;  // complete_on's own rules for a dying context
+  }
+  return immediate ? coroutine : running_here(ex);
+}
+
 /// Runs `f` (which invokes a handler of type Handler) on the handler's executor `ex`.
 ///   immediate: we are still inside the operation's initiating function.
 /// An exception from a handler run inline (Asio's dispatch lets it through) is rethrown
@@ -189,6 +216,8 @@ void complete_on(const boost::asio::any_io_executor& ex, F&& f, bool immediate) 
       inline_depth_scope scope;
       if (immediate) {
         // Inside the initiation of a coroutine's operation we are already on its executor.
+        std::forward<F>(f)();
+      } else if (running_here(ex)) {
         std::forward<F>(f)();
       } else {
         boost::asio::dispatch(ex, std::forward<F>(f));
@@ -295,12 +324,45 @@ class operation {
         immediate);
   }
 
-  /// Completes with `handler(args...)`.
+  /// Completes with `handler(args...)`. The values are moved out first: they may live in the
+  /// operation, which is freed before the handler runs.
   template <class... Args>
   void complete(Args&&... args) noexcept {
-    complete_with([... a = std::forward<Args>(args)](Handler&& h) mutable {
-      std::move(h)(std::move(a)...);
-    });
+    complete_values(std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...));
+  }
+
+  /// As complete, for values that live outside the operation (a reply on the responder's
+  /// stack): a handler run inline takes them from where they are, without a copy.
+  template <class... Args>
+  void complete_outside(Args&&... args) noexcept {
+    complete_values(std::forward_as_tuple(std::forward<Args>(args)...));
+  }
+
+  // complete_with for a handler called with `values`: run inline, it is called directly (the
+  // common case: a caller resumed on the thread that answers it); queued, the values go with
+  // it.
+  template <class... Vs>
+  void complete_values(std::tuple<Vs...>&& values) noexcept {
+    Derived* self = static_cast<Derived*>(this);
+    Handler h(std::move(handler_));
+    boost::asio::any_io_executor ex(std::move(executor_));
+    const bool immediate = initiating_op() == self;
+    destroy();
+    if (completes_inline<Handler>(ex, immediate)) {
+      inline_depth_scope scope;
+      try {
+        std::apply(std::move(h), std::move(values));
+      } catch (...) {  // as complete_on: out of the executor's run(), not a noexcept path
+        rethrow_from(ex, std::current_exception());
+      }
+      return;
+    }
+    complete_on<Handler>(
+        ex,
+        [h = std::move(h), v = std::tuple<std::decay_t<Vs>...>(std::move(values))]() mutable {
+          std::apply(std::move(h), std::move(v));
+        },
+        immediate);
   }
 
   /// Frees the operation without running its handler (its execution context is going).

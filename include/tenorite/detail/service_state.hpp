@@ -81,15 +81,16 @@ class service_state final : public abortable {
   /// Starts a call. `self` is the caller's share of the state: a cancellable call keeps it
   /// (its give-up withdraws from the queue, which must still exist then). `measured`: the
   /// call counts itself in the metrics (a timed call is counted by its deadline instead).
-  template <class Handler>
-  void initiate_call(Handler handler, const std::shared_ptr<service_state>& self, Req req,
+  template <class Handler, class R>
+  void initiate_call(Handler handler, const std::shared_ptr<service_state>& self, R&& req,
                      call_mode mode, bool measured = true) {
     auto* op = make_op<call_op<Handler>>(handler, chan.get_executor());
     if (metrics && measured) {
       op->metrics = metrics;
       op->mark = metrics->call_started();
     }
-    op->value.emplace(item_type{std::move(req), responder_type(op)});
+    // Built in place: the request is moved once on its way into the call.
+    op->value.emplace(std::forward<R>(req), responder_type(op));
     initiation_scope scope(op);
     if (boost::asio::get_associated_cancellation_slot(op->handler()).is_connected()) {
       op->state = self;
@@ -130,7 +131,7 @@ class service_state final : public abortable {
     }
   }
 
-  result_type call_blocking(Req req, call_mode mode) {
+  result_type call_blocking(Req&& req, call_mode mode) {
     if (!metrics) return call_blocking_unmeasured(std::move(req), mode);
     auto mark = metrics->call_started();
     result_type r = call_blocking_unmeasured(std::move(req), mode);
@@ -138,12 +139,12 @@ class service_state final : public abortable {
     return r;
   }
 
-  result_type call_blocking_unmeasured(Req req, call_mode mode) {
+  result_type call_blocking_unmeasured(Req&& req, call_mode mode) {
     struct node final : send_waiter<item_type> {
       node() : send_waiter<item_type>(nullptr, &return_request) {}
     } n;
     blocking_reply<result_type> reply;
-    n.value.emplace(item_type{std::move(req), responder_type(&reply)});
+    n.value.emplace(std::move(req), responder_type(&reply));
     send_status status;
     if (mode == call_mode::reserved) {
       status = chan.send_reserved(*n.value);
@@ -162,10 +163,10 @@ class service_state final : public abortable {
 
   // ---- notifications: delivered with backpressure, no reply ----
 
-  template <class Handler>
-  void initiate_notify(Handler handler, std::shared_ptr<service_state> self, Req req) {
+  template <class Handler, class R>
+  void initiate_notify(Handler handler, std::shared_ptr<service_state> self, R&& req) {
     auto* op = make_op<notify_op<Handler>>(handler, chan.get_executor(), this);
-    op->value.emplace(item_type{std::move(req), responder_type::for_notification()});
+    op->value.emplace(std::forward<R>(req), responder_type::for_notification());
     initiation_scope scope(op);
     if (boost::asio::get_associated_cancellation_slot(op->handler()).is_connected()) {
       op->state = std::move(self);
@@ -181,7 +182,7 @@ class service_state final : public abortable {
     }
   }
 
-  notify_result notify_now(Req req, bool try_only) {
+  notify_result notify_now(Req&& req, bool try_only) {
     struct node final : send_waiter<item_type> {
       node() : send_waiter<item_type>(&on_accept, &on_close) {}
       static void on_accept(send_waiter<item_type>* n) noexcept {
@@ -194,7 +195,7 @@ class service_state final : public abortable {
       bool accepted = false;
       wake_flag flag;
     } n;
-    n.value.emplace(item_type{std::move(req), responder_type::for_notification()});
+    n.value.emplace(std::move(req), responder_type::for_notification());
     switch (chan.send_or_wait(&n, nullptr, try_only)) {
       case send_status::sent:
         if (metrics) metrics->notification_accepted();
@@ -280,10 +281,11 @@ class service_state final : public abortable {
       return watch_status::registered;
     }
 
-    // Completes the handler and frees the call.
+    // Completes the handler and frees the call. `r` never lives in the call (it is the
+    // responder's answer, or an error made for this completion).
     void finish(result_type&& r) noexcept {
       if (metrics) metrics->call_completed(mark, outcome_of(r));
-      this->base::complete(std::move(r));
+      this->base::complete_outside(std::move(r));
     }
 
     // Refused before entering the queue: complete at once with the request back.

@@ -634,11 +634,11 @@ class remote_caller
   void check(const char* what) const { checked(what); }
 
   template <class Token>
-  auto initiate_call(Req req, tenorite::detail::call_mode, Token&& token) const {
+  auto initiate_call(Req&& req, tenorite::detail::call_mode, Token&& token) const {
     return initiate_call_until(std::move(req), default_deadline(), std::forward<Token>(token));
   }
   template <class Token>
-  auto initiate_call_until(Req req, clock::time_point deadline, Token&& token) const {
+  auto initiate_call_until(Req&& req, clock::time_point deadline, Token&& token) const {
     return boost::asio::async_initiate<Token, signature>(
         [](auto handler, handle_ptr h, Req r, clock::time_point deadline) {
           start_async(std::move(handler), std::move(h), std::move(r), deadline);
@@ -661,10 +661,10 @@ class remote_caller
     return {};
   }
 
-  result_type call_blocking(Req req, tenorite::detail::call_mode) const {
+  result_type call_blocking(Req&& req, tenorite::detail::call_mode) const {
     return call_blocking_until(std::move(req), default_deadline());
   }
-  result_type call_blocking_until(Req req, clock::time_point deadline) const {
+  result_type call_blocking_until(Req&& req, clock::time_point deadline) const {
     const handle_ptr& h = handle_;
     if (h->state->loop)  // the reply is read on that context: waiting there waits for ourselves
       h->state->loop->refuse_blocking_wait("remote_caller::send_request_blocking");
