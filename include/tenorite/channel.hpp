@@ -38,6 +38,7 @@
 #include <string>
 #include <tenorite/detail/cancellation.hpp>
 #include <tenorite/detail/context_registry.hpp>
+#include <tenorite/detail/inbox.hpp>
 #include <tenorite/detail/operation.hpp>
 #include <tenorite/detail/small_mutex.hpp>
 #include <tenorite/detail/reply_slot.hpp>
@@ -90,6 +91,10 @@ class channel final : private detail::context_registry::entry {
           "tenorite::channel: capacity must be at least 1 (it bounds how many items may wait "
           "in the queue)");
     detail::context_registry::add(ex_, this);
+    // A receive ended from a thread outside the channel's io_context goes through its inbox:
+    // made now, so that finding it later cannot fail.
+    using io_executor = boost::asio::io_context::executor_type;
+    if (const io_executor* e = ex_.template target<io_executor>()) detail::inbox::of(e->context());
   }
   channel(const channel&) = delete;
   channel& operator=(const channel&) = delete;
@@ -573,14 +578,18 @@ class channel final : private detail::context_registry::entry {
   }
 
  private:
+  static void dispose_unrun(void* n) noexcept {
+    auto* node = static_cast<detail::inbox_node*>(n);
+    node->fn(node, false);
+  }
   void collect_parked(const boost::asio::execution_context& ctx,
                       std::vector<detail::parked_op>& out) noexcept override {
     std::lock_guard lk(m_);
     for (auto* r = receivers_.head; r;) {
-      auto* next = r->next;
-      if (r->context == &ctx && r->destroy_fn) {
+      auto* next = detail::next_of(r);
+      if (r->context == &ctx && r->fn) {
         receivers_.unlink(r);
-        out.push_back({r, r->destroy_fn});
+        out.push_back({static_cast<detail::inbox_node*>(r), &dispose_unrun});
       }
       r = next;
     }
@@ -598,9 +607,16 @@ class channel final : private detail::context_registry::entry {
   struct recv_op final : detail::recv_waiter<T>, detail::operation<recv_op<Handler>, Handler> {
     using base = detail::operation<recv_op<Handler>, Handler>;
     recv_op(Handler&& h, const executor_type& ex, bool track, channel* c)
-        : detail::recv_waiter<T>(&on_ready), base(std::move(h), ex, track), chan(c) {
+        : detail::recv_waiter<T>(&on_ready, &dispose),
+          base(std::move(h), ex, track),
+          chan(c) {
       this->context = &boost::asio::query(this->executor(), boost::asio::execution::context);
-      this->destroy_fn = &on_destroy;
+      // The channel made the inbox of its own io_context; a handler on a plain executor of
+      // it may be ended through that inbox.
+      using io_executor = boost::asio::io_context::executor_type;
+      this->via_inbox =
+          this->executor().template target<io_executor>() &&
+          this->context == &boost::asio::query(c->ex_, boost::asio::execution::context);
     }
     // An item handed to a parked receive whose handler is then cancelled before it runs
     // (e.g. the other branch of `recv() || timer` won meanwhile) goes back to the front of
@@ -617,8 +633,19 @@ class channel final : private detail::context_registry::entry {
       detail::late_cancel_watch watch(v ? std::exchange(self->ctl, nullptr) : nullptr,
                                       detail::late_cancel_watch::adopt);
       // Nothing to give back (no cancellation slot, or no item): the value goes straight to
-      // the handler (`v` is the sender's, not the operation's).
-      if (!watch.armed()) return self->complete_outside(ec, std::move(v));
+      // the handler (`v` is the sender's, not the operation's). The end of the stream told
+      // from a thread outside the handler's io_context (the last caller dropped there) goes
+      // with the operation itself through the context's inbox: ending many services from one
+      // thread then costs one post for all of them.
+      if (!watch.armed()) {
+        using io_executor = boost::asio::io_context::executor_type;
+        if (!v && !ec && self->via_inbox && !detail::dying_context()) {
+          if (const io_executor* e = self->executor().template target<io_executor>();
+              !e->running_in_this_thread())
+            return detail::inbox::of(e->context()).push(self);
+        }
+        return self->complete_outside(ec, std::move(v));
+      }
       // A cancellable receive may give its item back; it holds the channel's life block, as
       // the channel may be destroyed before the handler runs.
       std::shared_ptr<life> alive = self->chan->life_;
@@ -636,8 +663,11 @@ class channel final : private detail::context_registry::entry {
         std::move(h)(ec, std::move(v));
       });
     }
-    static void on_destroy(void* n) noexcept {
+    // run: the end of the stream, from the inbox's drain on the handler's io_context; else
+    // freed unrun (its context shuts down, while parked or in the inbox).
+    static void dispose(detail::inbox_node* n, bool run) noexcept {
       auto* self = static_cast<recv_op*>(static_cast<detail::recv_waiter<T>*>(n));
+      if (run) return self->complete_outside(boost::system::error_code(), std::optional<T>());
       detail::settle(self->ctl);
       self->destroy();
     }
@@ -802,7 +832,10 @@ class channel final : private detail::context_registry::entry {
       r->next = nullptr;
       (handed_tail ? handed_tail->next : handed) = s;
       handed_tail = s;
-      (to_tail ? to_tail->next : to) = r;
+      if (to_tail)
+        to_tail->next = r;
+      else
+        to = r;
       to_tail = r;
     }
     void tell(detail::send_waiter<T>* s) noexcept {
@@ -816,7 +849,7 @@ class channel final : private detail::context_registry::entry {
       for (auto* s = handed; s;) {
         auto* next_s = s->next;
         auto* r = to;
-        to = r->next;
+        to = detail::next_of(r);
         std::optional<T> v(std::move(*s->value));
         s->value.reset();
         if (s->on_accepted) s->on_accepted(s);
@@ -899,6 +932,7 @@ class channel final : private detail::context_registry::entry {
     bool alive = true;
   };
   std::shared_ptr<life> life_;
+
 
   mutable detail::small_mutex m_;
   std::uint64_t accepted_ = 0;  // values that entered the buffer or went straight to a receiver

@@ -7,11 +7,18 @@
 
 #include <boost/asio/execution_context.hpp>
 #include <boost/system/error_code.hpp>
+#include <tenorite/detail/inbox.hpp>
 #include <cstddef>
 #include <optional>
 #include <utility>
 
 namespace tenorite::detail {
+
+/// The node after `n` (a recv_waiter's link is its inbox_node's).
+template <class N>
+N* next_of(N* n) noexcept {
+  return static_cast<N*>(n->next);
+}
 
 template <class N>
 struct fifo {
@@ -22,7 +29,10 @@ struct fifo {
   void push_back(N* n) noexcept {
     n->next = nullptr;
     n->prev = tail;
-    (tail ? tail->next : head) = n;
+    if (tail)
+      tail->next = n;
+    else
+      head = n;
     tail = n;
     n->linked = true;
   }
@@ -32,16 +42,24 @@ struct fifo {
     return n;
   }
   void unlink(N* n) noexcept {
-    (n->prev ? n->prev->next : head) = n->next;
-    (n->next ? n->next->prev : tail) = n->prev;
-    n->next = n->prev = nullptr;
+    N* next = next_of(n);
+    if (n->prev)
+      n->prev->next = next;
+    else
+      head = next;
+    if (next)
+      next->prev = n->prev;
+    else
+      tail = n->prev;
+    n->next = nullptr;
+    n->prev = nullptr;
     n->linked = false;
   }
   // Hands the whole list over (under the channel's lock); its nodes count as unlinked from
   // here on, so a concurrent withdraw leaves them alone.
   fifo take() noexcept {
     fifo r = *this;
-    for (N* n = head; n; n = n->next) n->linked = false;
+    for (N* n = head; n; n = next_of(n)) n->linked = false;
     head = tail = nullptr;
     return r;
   }
@@ -51,7 +69,7 @@ struct fifo {
   template <class F>
   void drain(F f) noexcept {
     for (N* n = std::exchange(head, nullptr); n;) {
-      N* next = n->next;
+      N* next = next_of(n);
       f(n);
       n = next;
     }
@@ -83,18 +101,22 @@ struct send_waiter {
 };
 
 /// A receiver waiting for an item: ready(node, ec, item) hands over an item, the end of the
-/// stream (empty optional), or an error (operation_aborted after abort_receivers). When the
-/// receiver's execution context shuts down, destroy(op) frees it without running it.
+/// stream (empty optional), or an error (operation_aborted after abort_receivers).
+///
+/// It is also an inbox node (inbox.hpp), unlinked from the channel first: `next` links it in
+/// whichever list holds it, and `fn(node, false)` frees it without running it (its execution
+/// context shuts down); `fn(node, true)` ends it with the end of the stream from the inbox.
+/// A node with a null `fn` (a blocking receive) is never put in an inbox nor collected.
 template <class T>
-struct recv_waiter {
+struct recv_waiter : inbox_node {
   using ready_fn = void (*)(recv_waiter*, boost::system::error_code, std::optional<T>&&) noexcept;
-  explicit recv_waiter(ready_fn f) noexcept : ready(f) {}
+  explicit recv_waiter(ready_fn f, fn_type dispose = nullptr) noexcept
+      : inbox_node(dispose), ready(f) {}
   ready_fn ready;
   const boost::asio::execution_context* context = nullptr;
-  void (*destroy_fn)(void*) noexcept = nullptr;
-  recv_waiter* next = nullptr;
   recv_waiter* prev = nullptr;
   bool linked = false;
+  bool via_inbox = false;  // may be ended through the inbox of its handler's io_context
 };
 
 }  // namespace tenorite::detail
