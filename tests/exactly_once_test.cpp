@@ -4,6 +4,7 @@
 // every form, exceptions escaping handlers that tenorite ran inline, channels destroyed with
 // parked operations. Each test here failed (hang, use-after-free or wrong outcome) before
 // the operations kept alive what they touch.
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -12,6 +13,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 #include <chrono>
@@ -21,6 +23,7 @@
 #include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <tenorite/detail/inbox.hpp>
 #include <thread>
 #include <vector>
 
@@ -812,3 +815,98 @@ concept library_only_members_reachable = requires(R r, int v) {
 };
 static_assert(!library_only_members_reachable<tenorite::responder<int, int, std::string>>,
               "responder::release and fail_undelivered are the library's, not a worker's");
+
+// ---- the inbox: completions handed to an io_context from threads that do not run it ----
+
+namespace {
+struct inbox_probe {
+  std::mutex m;
+  std::vector<std::vector<int>> order;  // per pushing thread, the sequence numbers run
+  std::atomic<int> runs{0}, destroyed{0}, off_context{0};
+  asio::io_context* ctx = nullptr;
+  std::latch* all_run = nullptr;
+};
+struct probe_node final : tenorite::detail::inbox_node {
+  probe_node(inbox_probe* p, int t, int s) : inbox_node(&fn), probe(p), thread(t), seq(s) {}
+  static void fn(tenorite::detail::inbox_node* n, bool run) noexcept {
+    std::unique_ptr<probe_node> self(static_cast<probe_node*>(n));
+    inbox_probe* p = self->probe;
+    if (!run) {
+      p->destroyed.fetch_add(1);
+      return;
+    }
+    if (!p->ctx->get_executor().running_in_this_thread()) p->off_context.fetch_add(1);
+    {
+      std::lock_guard lk(p->m);
+      p->order[self->thread].push_back(self->seq);
+    }
+    p->runs.fetch_add(1);
+    p->all_run->count_down();
+  }
+  inbox_probe* probe;
+  int thread, seq;
+};
+struct shut_down_context : asio::io_context {
+  void shut_down() { shutdown(); }
+};
+}  // namespace
+
+// Run by one thread, the context runs each pusher's nodes in the order pushed; by two, a
+// batch may overtake another (as Asio's own posts may), and each node still runs once.
+TEST(Inbox, EveryNodePushedFromAnyThreadRunsOnceOnTheContext) {
+  for (const int runners_count : {1, 2}) {
+    constexpr int pushers = 4, per = 3000;
+    asio::io_context ioc;
+    auto work = asio::make_work_guard(ioc);
+    std::latch all_run(pushers * per);
+    inbox_probe p;
+    p.ctx = &ioc;
+    p.all_run = &all_run;
+    p.order.resize(pushers);
+    auto& box = tenorite::detail::inbox::of(ioc);
+    std::vector<std::thread> runners;
+    for (int i = 0; i < runners_count; ++i) runners.emplace_back([&ioc] { ioc.run(); });
+    {
+      std::vector<std::jthread> threads;
+      for (int t = 0; t < pushers; ++t)
+        threads.emplace_back([&, t] {
+          for (int s = 0; s < per; ++s) box.push(new probe_node(&p, t, s));
+        });
+    }
+    all_run.wait();
+    work.reset();
+    for (auto& r : runners) r.join();  // run() returns: nothing is left counted as work
+    EXPECT_EQ(p.runs.load(), pushers * per);
+    EXPECT_EQ(p.destroyed.load(), 0);
+    EXPECT_EQ(p.off_context.load(), 0);
+    for (int t = 0; t < pushers; ++t) {
+      std::vector<int> seen = p.order[t];
+      if (runners_count == 1) {
+        EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end())) << "thread " << t;
+      }
+      std::sort(seen.begin(), seen.end());
+      ASSERT_EQ(seen.size(), static_cast<std::size_t>(per));
+      for (int s = 0; s < per; ++s) ASSERT_EQ(seen[s], s) << "thread " << t;
+    }
+  }
+}
+
+TEST(Inbox, NodesLeftWhenTheContextShutsDownAreDestroyedOnceUnrunAndLaterOnesAtOnce) {
+  std::latch never(1);
+  inbox_probe p;
+  p.all_run = &never;
+  p.order.resize(1);
+  {
+    shut_down_context ioc;
+    p.ctx = &ioc;
+    auto& box = tenorite::detail::inbox::of(ioc);
+    for (int s = 0; s < 5; ++s) box.push(new probe_node(&p, 0, s));  // never run
+    EXPECT_EQ(p.destroyed.load(), 0);
+    ioc.shut_down();
+    EXPECT_EQ(p.destroyed.load(), 5);
+    box.push(new probe_node(&p, 0, 5));  // the context is gone: destroyed at once
+    EXPECT_EQ(p.destroyed.load(), 6);
+  }
+  EXPECT_EQ(p.destroyed.load(), 6);
+  EXPECT_EQ(p.runs.load(), 0);
+}

@@ -443,3 +443,80 @@ TEST(Lifecycle, AContextShutDownTwiceGivesBackTheThreadsDyingContext) {
   }
   EXPECT_EQ(tenorite::detail::dying_context(), nullptr);
 }
+
+// ---- the end of a service told from a thread outside its context ----
+
+namespace {
+// Counts its stops, and whether each ran on a thread of the runtime it was given.
+struct stop_counting_handler {
+  std::shared_ptr<std::atomic<int>> stops;
+  std::shared_ptr<std::atomic<int>> stops_off_runtime;
+  const tenorite::runtime* rt = nullptr;
+  int handle(int v) { return v; }
+  void on_stop() {
+    stops->fetch_add(1);
+    if (rt && !rt->running_in_this_thread()) stops_off_runtime->fetch_add(1);
+  }
+};
+using stop_counting_service =
+    tenorite::handler_service<int, int, std::string, stop_counting_handler>;
+}  // namespace
+
+// Dropping the last callers of many services from a plain thread hands every end to the
+// runtime (through its inbox, a batch per post): each service stops once, on the runtime.
+TEST(Lifecycle, EndingManyServicesFromAPlainThreadStopsEachOnceOnItsRuntime) {
+  tenorite::runtime two(2);
+  auto stops = std::make_shared<std::atomic<int>>(0);
+  auto off = std::make_shared<std::atomic<int>>(0);
+  constexpr int n = 300;
+  std::vector<tenorite::join_handle<void>> tasks;
+  std::vector<stop_counting_service::caller_type> callers;
+  for (int i = 0; i < n; ++i) {
+    auto [task, caller] =
+        stop_counting_service{}.start_task(two, 2, stop_counting_handler{stops, off, &two});
+    ASSERT_EQ(caller.send_request_blocking(i).value_or(-1), i);  // started and parked
+    tasks.push_back(std::move(task));
+    callers.push_back(std::move(caller));
+  }
+  callers.clear();
+  for (auto& t : tasks) ASSERT_TRUE(t.wait());
+  EXPECT_EQ(stops->load(), n);
+  EXPECT_EQ(off->load(), 0);
+}
+
+// Ends waiting in the inbox of a context that is destroyed unrun: each service ends as when
+// a context is destroyed under a parked worker (cancelled, its stop never run); run instead,
+// each stops cleanly.
+TEST(Lifecycle, EndsLeftInTheInboxOfAContextEndTheirServicesOnceEitherWay) {
+  for (const bool run_it : {false, true}) {
+    auto stops = std::make_shared<std::atomic<int>>(0);
+    auto off = std::make_shared<std::atomic<int>>(0);
+    auto ioc = std::make_unique<asio::io_context>();
+    std::vector<tenorite::join_handle<void>> tasks;
+    std::vector<stop_counting_service::caller_type> callers;
+    for (int i = 0; i < 3; ++i) {
+      auto [task, caller] =
+          stop_counting_service{}.start_task(*ioc, 2, stop_counting_handler{stops, off});
+      tasks.push_back(std::move(task));
+      callers.push_back(std::move(caller));
+    }
+    ioc->poll();      // the workers start and park: nothing else is ready
+    callers.clear();  // not on the context's thread now: the ends go to its inbox
+    EXPECT_EQ(stops->load(), 0);
+    if (run_it) {
+      ioc->poll();
+    } else {
+      ioc.reset();
+    }
+    for (auto& t : tasks) {
+      auto j = t.wait();
+      if (run_it) {
+        EXPECT_TRUE(j);
+      } else {
+        ASSERT_FALSE(j);
+        EXPECT_TRUE(j.error().is_cancelled());
+      }
+    }
+    EXPECT_EQ(stops->load(), run_it ? 3 : 0);
+  }
+}

@@ -143,6 +143,11 @@ CHECKS=(
   "watch.reply-first|watch.pml|-DREPLY_FIRST||"
   "watch.reply-any|watch.pml|-DREPLY_ANY_ORDER||"
   "watch.deferred|watch.pml|-DDEFERRED_START||"
+  "inbox|inbox.pml|||"
+  "inbox.2r|inbox.pml|-DNR=2||"
+  "inbox.shutdown.2r|inbox.pml|-DSHUTDOWN -DNR=2||"
+  "inbox.oom.shutdown.2r|inbox.pml|-DPOST_MAY_FAIL -DSHUTDOWN -DNR=2||"
+  "inbox.3p.2r|inbox.pml|-DNP=3 -DK=2 -DNR=2||"
   "mutex|mutex.pml|||"
   "mutex.4t|mutex.pml|-DNT=4 -DK=1||"
 )
@@ -174,6 +179,8 @@ PLANTED=(
   "watch:destroy-while-firing,reply-any|watch.pml|-DPLANT_DESTROY_WHILE_FIRING -DREPLY_ANY_ORDER"
   "watch:slot-read-early,deferred|watch.pml|-DPLANT_SLOT_READ_EARLY -DDEFERRED_START"
   "watch:give-up-not-counted|watch.pml|-DPLANT_GIVE_UP_NOT_COUNTED"
+  "inbox:post-if-nonempty|inbox.pml|-DNR=2 -DPLANT_POST_IF_NONEMPTY"
+  "inbox:drain-newest-first|inbox.pml|-DPLANT_DRAIN_NEWEST_FIRST"
   "mutex:unlock-no-wake|mutex.pml|-DPLANT_UNLOCK_NO_WAKE"
   "mutex:relock-as-one|mutex.pml|-DPLANT_RELOCK_AS_ONE"
 )
@@ -185,10 +192,11 @@ KNOWN=(
 )
 
 # --quick: the small configurations and a few planted bugs (labels from the lists above).
-QUICK_CHECKS="call.2x1 recv recv.close reserve reserve.pool reserve.drain.pool join watch watch.reply-first watch.reply-any watch.deferred mutex"
+QUICK_CHECKS="call.2x1 recv recv.close reserve reserve.pool reserve.drain.pool join watch watch.reply-first watch.reply-any watch.deferred inbox.oom.shutdown.2r mutex"
 QUICK_PLANTED="call:cancel-ignores-close call:give-up-not-counted"
 QUICK_PLANTED+=" watch:destroy-while-firing,reply-first watch:slot-read-early,deferred"
 QUICK_PLANTED+=" reserve:send-reserved-no-refill reserve:release-into-buffer reserve:drain-no-end,pool mutex:relock-as-one"
+QUICK_PLANTED+=" inbox:post-if-nonempty"
 
 # select <space-separated labels> <entries...>: prints the entries with those labels
 select_entries() {

@@ -15,8 +15,9 @@
 // - while the list is not empty, a drain posted to the context has not taken it yet (the push
 //   that found the list empty posted it), so the context counts work for every node and its
 //   run() does not return under one;
-// - the nodes one thread pushes run in the order it pushed them (a drain takes the whole list
-//   and reverses it);
+// - a drain runs what it took oldest first, so on a context run by one thread the nodes one
+//   thread pushes run in the order it pushed them; with more threads two drains may overlap
+//   (as two of Asio's own posts may);
 // - once the context has shut down, a push destroys its node at once.
 #pragma once
 
