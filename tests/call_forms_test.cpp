@@ -5,6 +5,7 @@
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -1279,4 +1280,51 @@ TEST(CallCost, ACallMovesItsRequestAndItsReplyOnlyAFewTimes) {
     caller = {};
     ASSERT_TRUE(task.wait());
   }
+}
+
+// ---- a deferred call launched as an lvalue copies its request ----
+
+namespace {
+struct copy_may_throw {
+  int v = 0;
+  std::shared_ptr<std::atomic<bool>> fail;  // copies throw while set
+  copy_may_throw(int x, std::shared_ptr<std::atomic<bool>> f) : v(x), fail(std::move(f)) {}
+  copy_may_throw(const copy_may_throw& o) : v(o.v), fail(o.fail) {
+    if (fail && fail->load()) throw std::runtime_error("copy refused on purpose");
+  }
+  copy_may_throw(copy_may_throw&&) noexcept = default;
+  copy_may_throw& operator=(const copy_may_throw&) = default;
+  copy_may_throw& operator=(copy_may_throw&&) noexcept = default;
+};
+struct copy_handler {
+  int handle(copy_may_throw r) { return r.v; }
+};
+using copy_service = tenorite::handler_service<copy_may_throw, int, std::string, copy_handler>;
+}  // namespace
+
+TEST(CallForms, ADeferredCallLaunchedTwiceAsAnLvalueSendsTwoCopiesAndAThrowingCopyStartsNothing) {
+  auto fail = std::make_shared<std::atomic<bool>>(false);
+  auto [task, caller] = copy_service{}.start_task(rt(), 4, copy_handler{});
+  auto op = caller.async_send_request(copy_may_throw(5, fail), asio::deferred);
+  for (int round = 0; round < 2; ++round) {
+    std::promise<copy_service::caller_type::result_type> got;
+    op([&got](copy_service::caller_type::result_type r) { got.set_value(std::move(r)); });
+    auto r = got.get_future().get();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(*r, 5);
+  }
+  // The copy throws: the exception comes out of the launch, and no call exists (its
+  // callback never runs, nothing stays queued, the service still ends when its callers go).
+  fail->store(true);
+  std::atomic<int> runs{0};
+  EXPECT_THROW(op([&runs](copy_service::caller_type::result_type) { ++runs; }),
+               std::runtime_error);
+  fail->store(false);
+  auto after = caller.send_request_blocking(copy_may_throw(6, fail));
+  ASSERT_TRUE(after);
+  EXPECT_EQ(*after, 6);
+  caller = {};
+  { auto dropped = std::move(op); }
+  ASSERT_TRUE(task.wait());
+  EXPECT_EQ(runs.load(), 0);
 }

@@ -520,3 +520,26 @@ TEST(Lifecycle, EndsLeftInTheInboxOfAContextEndTheirServicesOnceEitherWay) {
     EXPECT_EQ(stops->load(), run_it ? 3 : 0);
   }
 }
+
+// A join waiting with a callback on the context whose destruction ends its worker through
+// the inbox: the worker's end, destroyed unrun, completes the join on the destroying thread
+// (the context is marked dying there), once, with the worker cancelled.
+TEST(Lifecycle, AJoinOnAContextDestroyedWithItsWorkersEndInTheInboxCompletesOnce) {
+  auto stops = std::make_shared<std::atomic<int>>(0);
+  auto off = std::make_shared<std::atomic<int>>(0);
+  auto ioc = std::make_unique<asio::io_context>();
+  auto [task, caller] =
+      stop_counting_service{}.start_task(*ioc, 2, stop_counting_handler{stops, off});
+  ioc->poll();  // started and parked
+  int joins = 0;
+  bool cancelled = false;
+  task.async_join(asio::bind_executor(*ioc, [&](std::expected<void, tenorite::join_error> r) {
+    ++joins;
+    cancelled = !r && r.error().is_cancelled();
+  }));
+  caller = {};  // the end goes to the context's inbox
+  ioc.reset();
+  EXPECT_EQ(joins, 1);
+  EXPECT_TRUE(cancelled);
+  EXPECT_EQ(stops->load(), 0);
+}

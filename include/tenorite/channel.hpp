@@ -426,18 +426,35 @@ class channel final : private detail::context_registry::entry {
 
   /// Takes up to `limit` buffered items at once, appending them to `out`; returns how many.
   std::size_t try_receive_many(std::vector<T>& out, std::size_t limit) {
-    std::vector<detail::send_waiter<T>*> refilled;
+    // The senders that took the freed slots, chained through their own `next` (they are out
+    // of the senders' list): told after unlocking, also when `out` cannot grow any more.
+    detail::send_waiter<T>* told = nullptr;
+    detail::send_waiter<T>* told_tail = nullptr;
+    auto tell = [&told]() noexcept {
+      for (auto* s = std::exchange(told, nullptr); s;) {
+        auto* next = s->next;
+        s->on_accepted(s);
+        s = next;
+      }
+    };
     std::size_t n = 0;
-    {
+    try {
       std::lock_guard lk(m_);
       while (n < limit && size_ > 0) {
         detail::send_waiter<T>* r = nullptr;
         take_locked([&out](T&& it) { out.push_back(std::move(it)); }, r);
-        if (r) refilled.push_back(r);
+        if (r) {
+          r->next = nullptr;
+          (told_tail ? told_tail->next : told) = r;
+          told_tail = r;
+        }
         ++n;
       }
+    } catch (...) {
+      tell();
+      throw;
     }
-    for (auto* r : refilled) r->on_accepted(r);
+    tell();
     return n;
   }
 
@@ -614,9 +631,9 @@ class channel final : private detail::context_registry::entry {
       // The channel made the inbox of its own io_context; a handler on a plain executor of
       // it may be ended through that inbox.
       using io_executor = boost::asio::io_context::executor_type;
-      this->via_inbox =
-          this->executor().template target<io_executor>() &&
-          this->context == &boost::asio::query(c->ex_, boost::asio::execution::context);
+      const io_executor* own = c->ex_.template target<io_executor>();
+      this->via_inbox = own && this->executor().template target<io_executor>() &&
+                        this->context == &own->context();
     }
     // An item handed to a parked receive whose handler is then cancelled before it runs
     // (e.g. the other branch of `recv() || timer` won meanwhile) goes back to the front of

@@ -18,13 +18,20 @@
 // - a drain runs what it took oldest first, so on a context run by one thread the nodes one
 //   thread pushes run in the order it pushed them; with more threads two drains may overlap
 //   (as two of Asio's own posts may);
-// - once the context has shut down, a push destroys its node at once.
+// - once the context has shut down, a push destroys its node at once (the flag and the list
+//   are sequentially consistent, so a push that lands after shutdown's drain sees the flag);
+//   a push must not race the context's destruction itself, as a post must not;
+// - what is destroyed unrun because the context shuts down is destroyed with the context
+//   marked dying on this thread (operation.hpp): the completions it causes on that context
+//   (a worker's end returning its queued calls) run at once instead of being queued to a
+//   scheduler that is shutting down.
 #pragma once
 
 #include <atomic>
 #include <boost/asio/execution_context.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <tenorite/detail/operation.hpp>
 #include <utility>
 
 namespace tenorite::detail {
@@ -55,10 +62,10 @@ class inbox final : public boost::asio::execution_context::service {
     inbox_node* old = head_.load(std::memory_order_relaxed);
     do {
       n->next = old;
-    } while (!head_.compare_exchange_weak(old, n, std::memory_order_release,
+    } while (!head_.compare_exchange_weak(old, n, std::memory_order_seq_cst,
                                           std::memory_order_relaxed));
     if (old) return;  // the drain posted for the first of them takes this one too
-    if (closed_.load(std::memory_order_acquire)) return drain(false);
+    if (closed_.load(std::memory_order_seq_cst)) return drain_dying();
     try {
       boost::asio::post(ex_, drainer(this));
     } catch (...) {
@@ -78,7 +85,7 @@ class inbox final : public boost::asio::execution_context::service {
     drainer(drainer&& o) noexcept : box_(std::exchange(o.box_, nullptr)) {}
     drainer& operator=(drainer&&) = delete;
     ~drainer() {
-      if (box_) box_->drain(false);
+      if (box_) box_->drain_dying();
     }
     void operator()() { std::exchange(box_, nullptr)->drain(true); }
 
@@ -86,8 +93,13 @@ class inbox final : public boost::asio::execution_context::service {
     inbox* box_;
   };
 
+  void drain_dying() noexcept {
+    dying_context_scope dying(&context());
+    drain(false);
+  }
+
   void drain(bool run) noexcept {
-    inbox_node* n = head_.exchange(nullptr, std::memory_order_acquire);
+    inbox_node* n = head_.exchange(nullptr, std::memory_order_seq_cst);
     inbox_node* oldest = nullptr;
     while (n) {
       inbox_node* next = n->next;
@@ -103,8 +115,8 @@ class inbox final : public boost::asio::execution_context::service {
   }
 
   void shutdown() override {
-    closed_.store(true, std::memory_order_release);
-    drain(false);
+    closed_.store(true, std::memory_order_seq_cst);
+    drain_dying();
   }
 
   boost::asio::io_context::executor_type ex_;

@@ -89,8 +89,19 @@ class service_state final : public abortable {
       op->metrics = metrics;
       op->mark = metrics->call_started();
     }
-    // Built in place: the request is moved once on its way into the call.
-    op->value.emplace(std::forward<R>(req), responder_type(op));
+    // Built in place: the request is moved once on its way into the call. The responder is
+    // pointed at the call only once the request is in: a request whose copy (a deferred
+    // operation launched as an lvalue) or move throws must not complete the call as well.
+    try {
+      op->value.emplace(std::forward<R>(req), responder_type());
+    } catch (...) {
+      // Nothing knows the call yet: it goes with its handler, as if never started (a
+      // coroutine's is left, as initiate_receive leaves one: destroying it here would tear
+      // down the frames that are starting it).
+      if constexpr (!is_coroutine_handler<Handler>::value) op->destroy();
+      throw;
+    }
+    op->value->client = responder_type(op);
     initiation_scope scope(op);
     if (boost::asio::get_associated_cancellation_slot(op->handler()).is_connected()) {
       op->state = self;
