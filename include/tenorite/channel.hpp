@@ -91,10 +91,10 @@ class channel final : private detail::context_registry::entry {
           "tenorite::channel: capacity must be at least 1 (it bounds how many items may wait "
           "in the queue)");
     detail::context_registry::add(ex_, this);
-    // A receive ended from a thread outside the channel's io_context goes through its inbox:
-    // made now, so that finding it later cannot fail.
+    // A receive ended from a thread outside the channel's io_context goes through its inbox.
     using io_executor = boost::asio::io_context::executor_type;
-    if (const io_executor* e = ex_.template target<io_executor>()) detail::inbox::of(e->context());
+    if (const io_executor* e = ex_.template target<io_executor>())
+      inbox_ = &detail::inbox::of(e->context());
   }
   channel(const channel&) = delete;
   channel& operator=(const channel&) = delete;
@@ -628,12 +628,12 @@ class channel final : private detail::context_registry::entry {
           base(std::move(h), ex, track),
           chan(c) {
       this->context = &boost::asio::query(this->executor(), boost::asio::execution::context);
-      // The channel made the inbox of its own io_context; a handler on a plain executor of
-      // it may be ended through that inbox.
+      // The channel found the inbox of its own io_context; a handler on a plain executor of
+      // that context may be ended through it.
       using io_executor = boost::asio::io_context::executor_type;
-      const io_executor* own = c->ex_.template target<io_executor>();
-      this->via_inbox = own && this->executor().template target<io_executor>() &&
-                        this->context == &own->context();
+      if (c->inbox_ && this->executor().template target<io_executor>() &&
+          this->context == &c->inbox_->context())
+        box = c->inbox_;
     }
     // An item handed to a parked receive whose handler is then cancelled before it runs
     // (e.g. the other branch of `recv() || timer` won meanwhile) goes back to the front of
@@ -655,12 +655,11 @@ class channel final : private detail::context_registry::entry {
       // with the operation itself through the context's inbox: ending many services from one
       // thread then costs one post for all of them.
       if (!watch.armed()) {
-        using io_executor = boost::asio::io_context::executor_type;
-        if (!v && !ec && self->via_inbox && !detail::dying_context()) {
-          if (const io_executor* e = self->executor().template target<io_executor>();
-              !e->running_in_this_thread())
-            return detail::inbox::of(e->context()).push(self);
-        }
+        if (!v && !ec && self->box && !detail::dying_context() &&
+            !self->executor()
+                 .template target<boost::asio::io_context::executor_type>()
+                 ->running_in_this_thread())
+          return self->box->push(self);
         return self->complete_outside(ec, std::move(v));
       }
       // A cancellable receive may give its item back; it holds the channel's life block, as
@@ -703,6 +702,7 @@ class channel final : private detail::context_registry::entry {
       on_ready(self, boost::asio::error::operation_aborted, std::nullopt);
     }
     channel* chan;
+    detail::inbox* box = nullptr;  // the inbox its end may go through (see on_ready)
   };
 
   template <class Handler>
@@ -949,9 +949,14 @@ class channel final : private detail::context_registry::entry {
     bool alive = true;
   };
   std::shared_ptr<life> life_;
+  detail::inbox* inbox_ = nullptr;  // of the channel's io_context, if its executor is plain
 
-
+  // The lock and the flags in one word's room (an idle service holds a channel).
   mutable detail::small_mutex m_;
+  bool closed_ = false;
+  bool send_closed_ = false;
+  bool no_senders_ = false;
+  bool track_work_ = true;
   std::uint64_t accepted_ = 0;  // values that entered the buffer or went straight to a receiver
   executor_type ex_;
   std::size_t capacity_;
@@ -960,12 +965,8 @@ class channel final : private detail::context_registry::entry {
   std::size_t head_ = 0;
   std::size_t size_ = 0;
   std::size_t reserved_ = 0;
-  bool closed_ = false;
-  bool send_closed_ = false;
-  bool no_senders_ = false;
   std::shared_ptr<const executor_type> consumer_;
   bool (*consumer_running_)(const executor_type&) = nullptr;
-  bool track_work_ = true;
   boost::system::error_code receive_error_;
   detail::fifo<detail::send_waiter<T>> senders_;
   detail::fifo<detail::recv_waiter<T>> receivers_;

@@ -412,7 +412,7 @@ class operation {
   template <class Op, class H, class... Args>
   friend Op* make_op(H& handler, Args&&... args);
 
-  allocator_type alloc_;
+  [[no_unique_address]] allocator_type alloc_;  // Asio's recycling allocator takes no room
   boost::asio::any_io_executor executor_;
   Handler handler_;
 };

@@ -116,7 +116,6 @@ struct recv_waiter : inbox_node {
   const boost::asio::execution_context* context = nullptr;
   recv_waiter* prev = nullptr;
   bool linked = false;
-  bool via_inbox = false;  // may be ended through the inbox of its handler's io_context
 };
 
 }  // namespace tenorite::detail
