@@ -214,10 +214,9 @@ void complete_on(const boost::asio::any_io_executor& ex, F&& f, bool immediate) 
     }
     if ((!immediate || coroutine) && inline_depth() < max_inline_depth) {
       inline_depth_scope scope;
-      if (immediate) {
-        // Inside the initiation of a coroutine's operation we are already on its executor.
-        std::forward<F>(f)();
-      } else if (running_here(ex)) {
+      // Inside the initiation of a coroutine's operation we are already on its executor; on
+      // a thread that runs `ex`, dispatch would run `f` inline.
+      if (immediate || running_here(ex)) {
         std::forward<F>(f)();
       } else {
         boost::asio::dispatch(ex, std::forward<F>(f));
