@@ -867,11 +867,12 @@ TEST(Inbox, EveryNodePushedFromAnyThreadRunsOnceOnTheContext) {
     std::vector<std::thread> runners;
     for (int i = 0; i < runners_count; ++i) runners.emplace_back([&ioc] { ioc.run(); });
     {
-      std::vector<std::jthread> threads;
+      std::vector<std::thread> threads;  // (libc++ 16 has no std::jthread)
       for (int t = 0; t < pushers; ++t)
         threads.emplace_back([&, t] {
           for (int s = 0; s < per; ++s) box.push(new probe_node(&p, t, s));
         });
+      for (auto& t : threads) t.join();
     }
     all_run.wait();
     work.reset();
