@@ -543,3 +543,34 @@ TEST(Lifecycle, AJoinOnAContextDestroyedWithItsWorkersEndInTheInboxCompletesOnce
   EXPECT_TRUE(cancelled);
   EXPECT_EQ(stops->load(), 0);
 }
+
+// The runtime destroyed right after the last callers of many idle services were dropped from
+// a plain thread: each end is either run or still in the runtime's inbox, and either way each
+// service ends once and each pending join (a future) completes once.
+TEST(Lifecycle, DestroyingTheRuntimeRightAfterEndingManyServicesEndsEachOnce) {
+  auto stops = std::make_shared<std::atomic<int>>(0);
+  auto off = std::make_shared<std::atomic<int>>(0);
+  auto two = std::make_unique<tenorite::runtime>(2);
+  constexpr int n = 100;
+  std::vector<std::future<std::expected<void, tenorite::join_error>>> joins;
+  std::vector<stop_counting_service::caller_type> callers;
+  for (int i = 0; i < n; ++i) {
+    auto [task, caller] =
+        stop_counting_service{}.start_task(*two, 2, stop_counting_handler{stops, off});
+    ASSERT_EQ(caller.send_request_blocking(i).value_or(-1), i);  // started and parked
+    joins.push_back(task.async_join(asio::use_future));
+    callers.push_back(std::move(caller));
+  }
+  callers.clear();
+  two.reset();
+  int ended_cleanly = 0;
+  for (auto& j : joins) {
+    auto r = j.get();
+    if (r) {
+      ++ended_cleanly;
+    } else {
+      EXPECT_TRUE(r.error().is_cancelled());
+    }
+  }
+  EXPECT_EQ(stops->load(), ended_cleanly);  // a stop ran exactly for each clean end
+}
