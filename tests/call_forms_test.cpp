@@ -244,6 +244,40 @@ TEST(CallForms, AWaitForTheCallerToLeaveIsCancelledWhenTheWorkFinishesFirst) {
   EXPECT_EQ(said2.get(), "answered");
 }
 
+// One wait per request at a time: a second async_wait_closed while the first is pending
+// completes at once with already_started, and the first still fires when the caller leaves.
+struct double_wait {
+  std::promise<boost::system::error_code> first, second;
+  std::vector<echo_request> kept;  // the worker keeps the requests: only a give-up closes them
+};
+struct double_wait_worker {
+  static asio::awaitable<void> task(tenorite::receiver<echo_request> rx,
+                                    std::shared_ptr<double_wait> d) {
+    while (auto r = co_await rx.recv()) {
+      r->client.async_wait_closed([d](boost::system::error_code ec) { d->first.set_value(ec); });
+      auto [ec] = co_await r->client.async_wait_closed(asio::as_tuple(asio::use_awaitable));
+      d->second.set_value(ec);
+      d->kept.push_back(std::move(*r));
+    }
+  }
+};
+using double_wait_service =
+    tenorite::service<int, int, std::string, double_wait_worker, std::shared_ptr<double_wait>>;
+
+TEST(CallForms, ASecondWaitForTheCallerToLeaveIsRefusedAndTheFirstStillFires) {
+  auto d = std::make_shared<double_wait>();
+  auto first = d->first.get_future();
+  auto second = d->second.get_future();
+  auto [task, caller] = double_wait_service{}.start_task(rt(), 4, d);
+  auto r = caller.send_request_blocking_for(1, 20ms);  // the worker never answers
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind(), error_kind::timed_out);
+  EXPECT_EQ(second.get(), asio::error::already_started);
+  EXPECT_EQ(first.get(), boost::system::error_code()) << "the caller's give-up fires it";
+  caller = {};
+  EXPECT_TRUE(task.wait());
+}
+
 // A worker that answers inside `answer || wait_closed` (the answer completes the race and
 // cancels the wait) while callers give up at random moments: the give-up's watch firing,
 // the answer and the wait's cancellation race; each call completes once, memory stays valid

@@ -149,8 +149,9 @@ class responder {
 
   /// Completes when nobody waits for this answer any more: the caller gave up (its deadline
   /// passed or it was cancelled terminally), or the request was answered or was a
-  /// notification. Signature void(boost::system::error_code): success then, or
-  /// operation_aborted when this wait itself is cancelled. A call made without a deadline or
+  /// notification. Signature void(boost::system::error_code): success then,
+  /// operation_aborted when this wait itself is cancelled, or already_started when another
+  /// wait on this request is still pending (one at a time: race that one instead). A call made without a deadline or
   /// cancellation slot can never give up, so the wait then ends only by its own cancellation:
   /// use it in a race, `co_await (work() || r->client.wait_closed())`, on a strand.
   /// Handlers without an executor of their own run on Asio's system executor.
@@ -224,6 +225,10 @@ class responder {
       case detail::watch_status::already_gone:
         c->release();
         c->finish({});
+        break;
+      case detail::watch_status::busy:  // one wait per call at a time
+        c->release();
+        c->finish(boost::asio::error::already_started);
         break;
       case detail::watch_status::never: {
         {

@@ -139,6 +139,25 @@
 #define PARTIAL  0
 #define TERMINAL 1
 
+/* call_fsm phases */
+#define P_PENDING   0
+#define P_ANSWERED  1
+#define P_GAVE_UP   2
+#define P_WITHDRAWN 3
+
+/* call_fsm::answer_step */
+#define A_COMPLETE        1
+#define A_PARK_FIRST      2
+#define A_PARKED          3
+#define A_COMPLETE_STORED 4
+#define A_FREE            5
+#define A_LEAVE           6
+
+/* call_fsm::unpin_step */
+#define U_NONE   0
+#define U_PARKED 1
+#define U_FREE   2
+
 /* ---- channel<request> (guarded by m_) ---- */
 byte buf[CAP];          /* buffered items (call ids), oldest first */
 byte bsize;
@@ -156,14 +175,19 @@ bool op_alive[NC];
 bool op_freed[NC];
 bool op_has_value[NC];  /* op->value engaged */
 bool handler_moved[NC];
-bool gave_up[NC];       /* guarded by ctl->m */
+/* ctl->fsm (detail/call_fsm.hpp): the phase and the flags of the call's one atomic word */
+byte phase[NC];         /* P_PENDING, P_ANSWERED, P_GAVE_UP, P_WITHDRAWN */
+bool pinned[NC];        /* a cancellation is running on the call */
+bool parked[NC];        /* phase answered while pinned: the answer lies in the call */
+bool rdone[NC];         /* responder_done: gave up, the responder side came while pinned */
+bool stored[NC];        /* call_op::answer engaged, and what it holds: */
+byte skind[NC];
+bool sback[NC];
+bool returning[NC];     /* reply_slot::mark_returning / send_waiter::returned (under m_) */
 bool waiter_gone[NC];
 bool resp_live[NC];     /* the item's responder still holds the slot pointer */
-bool ctl_op[NC];        /* ctl->op == op */
-byte ctl_m[NC];         /* ctl->m: 0 free, else holder's _pid + 1 */
 byte refs[NC];          /* ctl->refs */
 bool ctl_freed[NC];
-bool late[NC];
 byte runs[NC];          /* handler completions */
 byte result[NC];
 bool req_back[NC];      /* the completion carries the request back */
@@ -190,7 +214,9 @@ inline release_ctl(i) {
 
 /* call_op::destroy: delete_op(this), then c->release() */
 inline destroy(i) {
-  d_step { TOUCH_OP(i); op_alive[i] = 0; op_freed[i] = 1 };
+  d_step {                     /* ~call_op destroys a stored answer too */
+    TOUCH_OP(i); op_alive[i] = 0; op_freed[i] = 1; stored[i] = 0; skind[i] = 0; sback[i] = 0
+  };
   release_ctl(i)
 }
 
@@ -217,34 +243,99 @@ inline finish(i, kind, back) {
   complete_handler(i, kind, back)
 }
 
-/* call_op::on_complete (reply_slot::complete): arbitration under ctl->m */
-inline on_complete(i, kind, back) {
-#ifndef PLANT_GAVE_UP_UNLOCKED
-  atomic {
-    ctl_m[i] == 0 ->           /* std::unique_lock lk(ctl->m) */
-    TOUCH_OP(i);               /* self->ctl, self->watcher, self->gave_up */
+/* call_op::finish_stored: the answer parked in the call, moved out, then finish */
+inline finish_stored(i) {
+  d_step {
+    TOUCH_OP(i);
+    assert(stored[i]);         /* PLANT_PARK_BEFORE_STORE: the canceller finds nothing */
+    stored[i] = 0;
+    fk = skind[i];
+    fb = sback[i];
+    skind[i] = 0;
+    sback[i] = 0
+  };
+  finish(i, fk, fb);
+  d_step { fk = 0; fb = 0 }
+}
+
+/* call_fsm::answer(stored): one compare-exchange on the word (one step), or two steps with
+   PLANT_ANSWER_LOAD_THEN_STORE (the phase read, then written, as a lock-free check-then-act) */
+inline answer_step(i, st_in) {
+#ifndef PLANT_ANSWER_LOAD_THEN_STORE
+  d_step {
+    TOUCH_OP(i);
     TOUCH_CTL(i);
     if
-    :: gave_up[i] -> ga = 1
-    :: else -> ga = 0; ctl_op[i] = 0
+    :: phase[i] == P_PENDING && pinned[i] && !st_in -> ast = A_PARK_FIRST
+    :: phase[i] == P_PENDING && pinned[i] && st_in -> phase[i] = P_ANSWERED; parked[i] = 1;
+       ast = A_PARKED
+    :: phase[i] == P_PENDING && !pinned[i] -> phase[i] = P_ANSWERED;
+       if
+       :: st_in -> ast = A_COMPLETE_STORED
+       :: else -> ast = A_COMPLETE
+       fi
+    :: phase[i] == P_GAVE_UP && pinned[i] -> rdone[i] = 1; ast = A_LEAVE
+    :: phase[i] == P_GAVE_UP && !pinned[i] -> ast = A_FREE
+    :: else -> assert(0)       /* answered twice, or a withdrawn call answered */
     fi
-  };                           /* lk.unlock() */
+  }
 #else
-  d_step { TOUCH_OP(i); ga = gave_up[i] };   /* gave_up read before taking ctl->m */
+  d_step { TOUCH_OP(i); TOUCH_CTL(i); pp = phase[i]; pn = pinned[i] };
+  d_step {
+    if
+    :: pp == P_PENDING && pn && !st_in -> ast = A_PARK_FIRST
+    :: pp == P_PENDING && pn && st_in -> phase[i] = P_ANSWERED; parked[i] = 1; ast = A_PARKED
+    :: pp == P_PENDING && !pn -> phase[i] = P_ANSWERED;
+       if
+       :: st_in -> ast = A_COMPLETE_STORED
+       :: else -> ast = A_COMPLETE
+       fi
+    :: pp == P_GAVE_UP && pn -> rdone[i] = 1; ast = A_LEAVE
+    :: pp == P_GAVE_UP && !pn -> ast = A_FREE
+    :: else -> assert(0)
+    fi;
+    pp = 0;
+    pn = 0
+  }
+#endif
+}
+
+/* call_op::on_complete (reply_slot::complete): ctl->fsm.answer(false); park_first -> the
+   answer stored in the call, then answer(true); then complete / complete_stored / parked
+   (touch nothing) / free (destroy) / leave (the canceller frees) */
+inline on_complete(i, kind, back) {
+  answer_step(i, 0);           /* (reads self->ctl: the op is alive) */
   if
-  :: !ga -> atomic { ctl_m[i] == 0 -> TOUCH_OP(i); TOUCH_CTL(i); ctl_op[i] = 0 }
+  :: ast == A_PARK_FIRST ->
+#ifndef PLANT_PARK_BEFORE_STORE
+     d_step { TOUCH_OP(i); assert(!stored[i]); stored[i] = 1; skind[i] = kind; sback[i] = back };
+     answer_step(i, 1);
+#else
+     answer_step(i, 1);        /* parked published before the answer is in the call */
+     if
+     :: ast != A_PARKED -> d_step { TOUCH_OP(i); stored[i] = 1; skind[i] = kind; sback[i] = back }
+     :: else -> skip
+     fi;
+#endif
   :: else -> skip
   fi;
-#endif
   if
-  :: ga ->                     /* the caller already completed: free the call, drop r */
-     destroy(i);                /* (self->firing is never set: no watcher in this model) */
+  :: ast == A_COMPLETE -> finish(i, kind, back)
+  :: ast == A_COMPLETE_STORED -> finish_stored(i)
+  :: ast == A_PARKED -> skip   /* the canceller completes with it; the call may be gone */
+  :: ast == A_FREE ->           /* the caller gave up and is done: free the call, drop r */
+     destroy(i);
      if
      :: back -> req_lost[i] = 1
      :: else -> skip
      fi
-  :: else -> finish(i, kind, back)
-  fi
+  :: ast == A_LEAVE ->          /* the caller gave up and still uses the call: it frees it */
+     if
+     :: back -> req_lost[i] = 1
+     :: else -> skip
+     fi
+  fi;
+  ast = 0
 }
 
 /* responder::fail_undelivered: exchange(slot_, nullptr)->complete(send_failure(req)) */
@@ -293,18 +384,43 @@ inline accept_one_locked() {
   fi
 }
 
-/* cancel_slot_handler::operator()(type) -> call_op::on_cancel */
-inline cancel(i, type) {
-  atomic {
-    ctl_m[i] == 0 ->           /* std::unique_lock lk(ctl->m) */
+/* call_op::unpin -> call_fsm::unpin: complete with a parked answer, or free after a give-up
+   when the responder side came meanwhile */
+inline unpin(i) {
+  d_step {
     TOUCH_CTL(i);
-    ctl_m[i] = _pid + 1;
-    hasop = ctl_op[i]
+    assert(pinned[i]);
+    if
+#ifndef PLANT_UNPIN_IGNORES_PARKED
+    :: phase[i] == P_ANSWERED -> pinned[i] = 0; parked[i] = 0; u = U_PARKED
+#endif
+    :: phase[i] == P_GAVE_UP && rdone[i] -> pinned[i] = 0; u = U_FREE
+    :: else -> pinned[i] = 0; u = U_NONE
+    fi
   };
   if
-  :: !hasop -> d_step { late[i] = 1; ctl_m[i] = 0 }   /* settled: late.store(true) */
+  :: u == U_PARKED -> finish_stored(i)
+  :: u == U_FREE -> destroy(i)
+  :: else -> skip
+  fi
+#ifndef PLANT_FREE_ON_GIVE_UP
+  ; u = 0
+#endif
+}
+
+/* cancel_slot_handler::operator()(type) -> ctl->signal = call_op::on_signal */
+inline cancel(i, type) {
+  d_step {                     /* ctl->fsm.pin() */
+    TOUCH_CTL(i);
+    if
+    :: phase[i] == P_PENDING && !pinned[i] -> pinned[i] = 1; hasop = 1
+    :: else -> hasop = 0
+    fi
+  };
+  if
+  :: !hasop -> skip            /* settled: its result is on the way */
   :: else ->
-     /* call_op::on_cancel, under ctl->m */
+     /* call_op::on_signal, pinned */
      atomic {                  /* channel::withdraw(self) */
        TOUCH_OP(i);
 #ifdef PLANT_WITHDRAW_NO_LINKED
@@ -348,61 +464,79 @@ inline cancel(i, type) {
      :: else -> skip
      fi;
      if
-     :: got ->                 /* item->client.release(); ctl->op = nullptr; lk.unlock(); */
-        d_step {               /* then refilled->on_accepted: null for a call_op (no-op) */
+     :: got ->                 /* item->client.release(); ctl->fsm.withdraw(); then */
+        d_step {               /* refilled->on_accepted: null for a call_op (no-op) */
           assert(!saw[i]);
           withdrawn[i] = 1;
           assert(resp_live[i]);
           resp_live[i] = 0;
-          ctl_op[i] = 0;
-          ctl_m[i] = 0
+          TOUCH_CTL(i);
+          assert(phase[i] == P_PENDING && pinned[i] && !parked[i]);
+          phase[i] = P_WITHDRAWN;
+          pinned[i] = 0
         };
         finish(i, R_CANCEL_REQ, 1)
      :: !got ->
-        /* if (self->state->chan.is_closed()) return;  (under m_, ctl->m still held) */
+        /* if (self->returned || self->returning() || !terminal) unpin: the queue's close()
+           is handing it back (both flags set under m_, which withdraw just took), or a
+           partial cancellation of a delivered call */
 #ifndef PLANT_CANCEL_IGNORES_CLOSE
-        isclosed = closed;
+        isret = returning[i];
 #else
-        isclosed = 0;
+        isret = 0;
 #endif
         if
-        :: isclosed -> ctl_m[i] = 0   /* close() hands it back: the drain completes the call */
-        :: !isclosed && type == PARTIAL -> ctl_m[i] = 0  /* delivered: only terminal gives up */
-        :: !isclosed && type == TERMINAL ->
-           d_step {            /* gave_up = true; mark_waiter_gone(); ctl->op = nullptr; */
-             TOUCH_OP(i);      /* watcher exchange (none: firing stays false); handler and */
-#ifndef PLANT_NO_GAVE_UP       /* executor moved out; metrics and mark copied; lk.unlock() */
-             gave_up[i] = 1;
+        :: isret || type == PARTIAL -> unpin(i)
+        :: !isret && type == TERMINAL ->
+           d_step {            /* ctl->fsm.give_up(); on success, still pinned: */
+             TOUCH_CTL(i);     /* mark_waiter_gone(), the handler and executor moved out, */
+             assert(pinned[i]);  /* metrics->call_completed(mark, cancelled) (this side's */
+             if                /* own steps: nobody else reads them, so one step here) */
+             :: phase[i] == P_PENDING ->
+#ifndef PLANT_NO_GAVE_UP
+                phase[i] = P_GAVE_UP;
 #endif
-             waiter_gone[i] = 1;
-             ctl_op[i] = 0;
-             assert(!handler_moved[i]);
-             handler_moved[i] = 1;
-             ctl_m[i] = 0
-           };
+                g = 1;
+                TOUCH_OP(i);
+                waiter_gone[i] = 1;
+                assert(!handler_moved[i]);
+                handler_moved[i] = 1;
 #ifndef PLANT_GIVE_UP_NOT_COUNTED
-           mdone[i]++;          /* if (metrics) metrics->call_completed(mark, cancelled) */
+                mdone[i]++
+#else
+                skip
 #endif
+             :: else -> g = 0  /* answered first: parked in the call */
+             fi
+           };
+           if
+           :: !g -> unpin(i)
+           :: g ->
+              unpin(i);        /* (no watch here: it is watch.pml's) */
 #ifdef PLANT_FREE_ON_GIVE_UP
-           destroy(i);
+              if
+              :: u != U_FREE -> destroy(i)
+              :: else -> skip
+              fi;
 #endif
-           complete_handler(i, R_CANCEL, 0)   /* complete_on(ex, cancelled) */
+              complete_handler(i, R_CANCEL, 0)   /* complete_on(ex, cancelled) */
+           fi
         fi
      fi
-  fi
+  fi;
+  d_step { hasop = 0; got = 0; isret = 0; g = 0; k = 0 }
 }
 
 proctype Caller(byte i) {
-  byte st, k, s;
-  bool ga, got, hasop, isclosed;
+  byte st, k, s, ast, fk, pp, u;
+  bool got, hasop, isret, g, fb, pn;
 
   /* initiate_call: new_op<call_op>, value = {req, responder(op)}, arm cancellation */
   d_step {
     op_alive[i] = 1;
     op_has_value[i] = 1;
     resp_live[i] = 1;
-    refs[i] = 2;
-    ctl_op[i] = 1
+    refs[i] = 2                /* ctl->fsm: pending */
   };
   /* channel::send_or_wait (under m_) */
   atomic {
@@ -457,7 +591,7 @@ inline close_and_return_queued() {
     closed = 1;
     k = 0;
     do
-    :: k < bsize -> cbuf[k] = buf[k]; buf[k] = 0; k++
+    :: k < bsize -> cbuf[k] = buf[k]; returning[buf[k]] = 1; buf[k] = 0; k++  /* mark_returning */
     :: else -> break
     od;
     cbsize = bsize;
@@ -466,6 +600,7 @@ inline close_and_return_queued() {
     do                          /* senders_.take(): every node counts as unlinked */
     :: k < slen ->
        csnd[k] = snd[k];
+       returning[snd[k]] = 1;   /* n->returned = true */
 #ifndef PLANT_TAKE_KEEPS_LINKED
        linked[snd[k]] = 0;
 #endif
@@ -497,9 +632,9 @@ inline close_and_return_queued() {
 }
 
 proctype Worker() {
-  byte it, k, s, j;
+  byte it, k, s, j, ast, fk, pp;
   byte cbuf[CAP], cbsize, csnd[NC], cslen;
-  bool ga, ended, early;
+  bool ended, early, fb, pn;
 
   do
   :: ended -> break

@@ -125,8 +125,9 @@ show_trail() {
 # ---- the configurations ----------------------------------------------------------------
 # label | model | spin defines | gcc flags | pan flags
 CHECKS=(
-  "call.2x1|call.pml|-DNC=2 -DCAP=1||"
-  "call.2x2|call.pml|-DNC=2 -DCAP=2||"
+  "call.2x1.cancel1|call.pml|-DNC=2 -DCAP=1 -DNCANCEL=1||"
+  "call.2x2.cancel1|call.pml|-DNC=2 -DCAP=2 -DNCANCEL=1||"
+  "call.2x1|call.pml|-DNC=2 -DCAP=1|-DCOLLAPSE|-w26"
   "call.3x1.cancel1|call.pml|-DNC=3 -DCAP=1 -DNCANCEL=1|-DCOLLAPSE|-w25"
   "recv|recv.pml|-DK=3 -DCAP=1 -DNCAN=3||"
   "recv.close|recv.pml|-DK=3 -DCAP=1 -DNCAN=3 -DWITH_CLOSE||"
@@ -154,13 +155,15 @@ CHECKS=(
 
 # Each planted bug must be found (label | model | defines).
 PLANTED=(
-  "call:withdraw-ignores-linked|call.pml|-DPLANT_WITHDRAW_NO_LINKED"
-  "call:take-keeps-linked|call.pml|-DPLANT_TAKE_KEEPS_LINKED"
-  "call:give-up-frees-op|call.pml|-DPLANT_FREE_ON_GIVE_UP"
-  "call:give-up-without-gave_up|call.pml|-DPLANT_NO_GAVE_UP"
-  "call:gave_up-read-unlocked|call.pml|-DPLANT_GAVE_UP_UNLOCKED"
-  "call:cancel-ignores-close|call.pml|-DPLANT_CANCEL_IGNORES_CLOSE"
-  "call:give-up-not-counted|call.pml|-DPLANT_GIVE_UP_NOT_COUNTED"
+  "call:withdraw-ignores-linked|call.pml|-DNCANCEL=1 -DPLANT_WITHDRAW_NO_LINKED"
+  "call:take-keeps-linked|call.pml|-DNCANCEL=1 -DPLANT_TAKE_KEEPS_LINKED"
+  "call:give-up-frees-op|call.pml|-DNCANCEL=1 -DPLANT_FREE_ON_GIVE_UP"
+  "call:give-up-keeps-pending|call.pml|-DNCANCEL=1 -DPLANT_NO_GAVE_UP"
+  "call:answer-load-then-store|call.pml|-DNCANCEL=1 -DPLANT_ANSWER_LOAD_THEN_STORE"
+  "call:park-before-store|call.pml|-DNCANCEL=1 -DPLANT_PARK_BEFORE_STORE"
+  "call:unpin-ignores-parked|call.pml|-DNCANCEL=1 -DPLANT_UNPIN_IGNORES_PARKED"
+  "call:cancel-ignores-close|call.pml|-DNCANCEL=1 -DPLANT_CANCEL_IGNORES_CLOSE"
+  "call:give-up-not-counted|call.pml|-DNCANCEL=1 -DPLANT_GIVE_UP_NOT_COUNTED"
   "recv:no-late-flag|recv.pml|-DPLANT_NO_LATE"
   "recv:no-settle|recv.pml|-DPLANT_NO_SETTLE"
   "recv:give-back-at-tail|recv.pml|-DPLANT_GIVE_BACK_TAIL"
@@ -179,6 +182,8 @@ PLANTED=(
   "watch:destroy-while-firing,reply-any|watch.pml|-DPLANT_DESTROY_WHILE_FIRING -DREPLY_ANY_ORDER"
   "watch:slot-read-early,deferred|watch.pml|-DPLANT_SLOT_READ_EARLY -DDEFERRED_START"
   "watch:give-up-not-counted|watch.pml|-DPLANT_GIVE_UP_NOT_COUNTED"
+  "watch:unwatch-late-store,reply-first|watch.pml|-DPLANT_UNWATCH_LATE_STORE -DREPLY_FIRST"
+  "watch:unwatch-late-store,reply-any|watch.pml|-DPLANT_UNWATCH_LATE_STORE -DREPLY_ANY_ORDER"
   "inbox:post-if-nonempty|inbox.pml|-DNR=2 -DPLANT_POST_IF_NONEMPTY"
   "inbox:drain-newest-first|inbox.pml|-DPLANT_DRAIN_NEWEST_FIRST"
   "mutex:unlock-no-wake|mutex.pml|-DPLANT_UNLOCK_NO_WAKE"
@@ -192,8 +197,9 @@ KNOWN=(
 )
 
 # --quick: the small configurations and a few planted bugs (labels from the lists above).
-QUICK_CHECKS="call.2x1 recv recv.close reserve reserve.pool reserve.drain.pool join watch watch.reply-first watch.reply-any watch.deferred inbox.oom.shutdown.2r mutex"
-QUICK_PLANTED="call:cancel-ignores-close call:give-up-not-counted"
+QUICK_CHECKS="call.2x1.cancel1 call.2x2.cancel1 recv recv.close reserve reserve.pool reserve.drain.pool join watch watch.reply-first watch.reply-any watch.deferred inbox.oom.shutdown.2r mutex"
+QUICK_PLANTED="call:cancel-ignores-close call:give-up-not-counted call:park-before-store"
+QUICK_PLANTED+=" call:unpin-ignores-parked call:answer-load-then-store watch:unwatch-late-store,reply-first"
 QUICK_PLANTED+=" watch:destroy-while-firing,reply-first watch:slot-read-early,deferred"
 QUICK_PLANTED+=" reserve:send-reserved-no-refill reserve:release-into-buffer reserve:drain-no-end,pool mutex:relock-as-one"
 QUICK_PLANTED+=" inbox:post-if-nonempty"

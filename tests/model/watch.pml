@@ -93,20 +93,29 @@
 #define PARTIAL 1
 #define TERMINAL 2
 
-/* ---- the call (call_op + cancel_ctl) ---- */
+/* ---- the call (call_op + cancel_ctl, its word ctl->fsm: detail/call_fsm.hpp) ---- */
+#define P_PENDING  0
+#define P_ANSWERED 1
+#define P_GAVE_UP  2
+#define A_COMPLETE        1
+#define A_PARK_FIRST      2
+#define A_PARKED          3
+#define A_COMPLETE_STORED 4
+#define A_FREE            5
+#define A_LEAVE           6
 bool op_alive = 1;
 bool op_freed;
 bool handler_moved;
-bool gave_up;
 bool waiter_gone;
-bool ctl_op = 1;
-byte ctl_m;
+byte phase;             /* the word's phase */
+bool pinned;            /* a cancellation runs on the call */
+bool parked;            /* answered while pinned: the answer lies in the call */
+bool rdone;             /* responder_done: gave up, the responder came while pinned */
+bool watching;          /* a watch is registered (the flag in the word) */
+bool wclaim;            /* the word's `claimed` flag */
+bool stored;            /* call_op::answer engaged */
 byte refs = 2;
 bool ctl_freed;
-bool late;
-bool watcher;           /* call_op::watcher == the closed_wait */
-bool firing;            /* call_op::firing: on_cancel is firing the watch (ctl->m) */
-bool answered;          /* call_op::answered_while_firing (ctl->m) */
 byte runs;
 byte mdone;             /* service_metrics::call_completed for the call */
 bool resp_live = 1;
@@ -173,55 +182,74 @@ inline fire() {
 
 /* call_op::destroy: delete_op(this), then c->release() */
 inline destroy() {
-  d_step { TOUCH_OP; op_alive = 0; op_freed = 1 };
+  d_step { TOUCH_OP; op_alive = 0; op_freed = 1; stored = 0 };   /* ~call_op: the answer too */
   release_ctl()
+}
+
+/* call_op::finish: metrics->call_completed, handler moved, destroy, complete_on */
+inline finish() {
+  d_step {
+    TOUCH_OP;
+    mdone++;
+    assert(!handler_moved);
+    handler_moved = 1;
+    op_alive = 0;
+    op_freed = 1
+  };
+  release_ctl();
+  complete_call(1)
+}
+
+/* call_fsm::answer(stored): one compare-exchange */
+inline answer_step(st_in) {
+  d_step {
+    TOUCH_OP;
+    TOUCH_CTL;
+    if
+    :: phase == P_PENDING && pinned && !st_in -> ast = A_PARK_FIRST
+    :: phase == P_PENDING && pinned && st_in -> phase = P_ANSWERED; parked = 1; ast = A_PARKED
+    :: phase == P_PENDING && !pinned ->
+       phase = P_ANSWERED;
+       w = watching;            /* the watch is taken with the phase */
+       watching = 0;
+       wclaim = 0;
+       if
+       :: st_in -> ast = A_COMPLETE_STORED
+       :: else -> ast = A_COMPLETE
+       fi
+    :: phase == P_GAVE_UP && pinned -> rdone = 1; ast = A_LEAVE
+    :: phase == P_GAVE_UP && !pinned -> ast = A_FREE
+    :: else -> assert(0)
+    fi
+  }
 }
 
 /* call_op::on_complete (the reply, or the responder dropped) */
 inline on_complete() {
-  atomic {
-    ctl_m == 0 ->
-    TOUCH_OP;
-    TOUCH_CTL;
-    w = watcher;
-    watcher = 0;
-    if
-#ifndef PLANT_DESTROY_WHILE_FIRING
-    :: gave_up && firing -> answered = 1; ga = 2   /* on_cancel frees it after the fire */
-    :: gave_up && !firing -> ga = 1
-#else
-    :: gave_up -> ga = 1
-#endif
-    :: else -> ga = 0; ctl_op = 0
-    fi
-  };
+  answer_step(0);
   if
-  :: ga == 2 -> ga = 0; w = 0   /* return false, lk's destructor unlocks */
-  :: ga == 1 ->                 /* the caller already completed: destroy */
-     ga = 0;
-     w = 0;                     /* (on_watch refuses a watcher once gave_up is set) */
-     destroy()
-  :: ga == 0 ->
+  :: ast == A_PARK_FIRST ->
+     d_step { TOUCH_OP; stored = 1 };   /* self->answer.emplace(r) */
+     answer_step(1)
+  :: else -> skip
+  fi;
+  if
+  :: ast == A_COMPLETE || ast == A_COMPLETE_STORED ->
 #ifndef PLANT_ON_COMPLETE_NO_FIRE
      if
-     :: w -> w = 0; fire()
+     :: w -> w = 0; fire()      /* answered: the watch ends too */
      :: else -> skip
      fi;
 #else
      w = 0;
 #endif
-     /* finish: metrics->call_completed, handler moved, destroy, complete_on */
-     d_step {
-       TOUCH_OP;
-       mdone++;
-       assert(!handler_moved);
-       handler_moved = 1;
-       op_alive = 0;
-       op_freed = 1
-     };
-     release_ctl();
-     complete_call(1)
-  fi
+     stored = 0;                /* finish_stored moves it out first */
+     finish()
+  :: ast == A_PARKED -> skip    /* the canceller completes with it */
+  :: ast == A_FREE -> destroy()
+  :: ast == A_LEAVE -> skip     /* the canceller frees the call (and the stored answer) */
+  fi;
+  ast = 0
 }
 
 inline reply() {
@@ -239,17 +267,28 @@ inline cancel_wait() {
      if
      :: cw_slot ->
 #ifndef PLANT_CANCEL_NO_UNWATCH
-        /* slot->unwatch(this): reply_slot::watch_ and call_op::ctl are read first */
-        TOUCH_OP;
-        atomic {                /* call_op::on_watch(remove), under ctl->m */
-          ctl_m == 0 ->
+        /* slot->unwatch(this) -> call_op::on_watch(remove): self->ctl read, then
+           call_fsm::unwatch: one compare-exchange clears the flag and the claim (nothing of
+           the call is touched after it: PLANT_UNWATCH_LATE_STORE releases the claim in a
+           later step, as the first C++ of the word did) */
+        d_step {
           TOUCH_OP;
           TOUCH_CTL;
           if
-          :: watcher -> watcher = 0; reg = 1
-          :: else -> reg = 0
+#ifndef PLANT_UNWATCH_LATE_STORE
+          :: watching -> watching = 0; wclaim = 0; reg = 1
+#else
+          :: watching -> watching = 0; reg = 1
+#endif
+          :: else -> reg = 0    /* taken: it fires */
           fi
         };
+#ifdef PLANT_UNWATCH_LATE_STORE
+        if
+        :: reg -> d_step { TOUCH_CTL; wclaim = 0 }
+        :: else -> skip
+        fi;
+#endif
 #else
         reg = 1;
 #endif
@@ -274,9 +313,35 @@ inline cancel_wait() {
   fi
 }
 
+/* call_op::unpin -> call_fsm::unpin */
+inline unpin() {
+  d_step {
+    TOUCH_CTL;
+    assert(pinned);
+    pinned = 0;
+    if
+    :: phase == P_ANSWERED -> parked = 0; w = watching; watching = 0; wclaim = 0; u = 1
+    :: phase == P_GAVE_UP && rdone -> u = 2
+    :: else -> u = 0
+    fi
+  };
+  if
+  :: u == 1 ->                  /* complete with the parked answer */
+     if
+     :: w -> w = 0; fire()
+     :: else -> skip
+     fi;
+     d_step { TOUCH_OP; assert(stored); stored = 0 };
+     finish()
+  :: u == 2 -> destroy()
+  :: else -> skip
+  fi;
+  u = 0
+}
+
 proctype Caller() {
-  bool hasop, w, p, ans;
-  byte type;
+  bool hasop, w, p, g;
+  byte type, u;
   if
   :: skip
   :: type = TERMINAL
@@ -284,56 +349,64 @@ proctype Caller() {
   fi;
   if
   :: type == TERMINAL || type == PARTIAL ->
-     atomic { ctl_m == 0 -> TOUCH_CTL; ctl_m = _pid + 1; hasop = ctl_op };
+     d_step {                   /* ctl->fsm.pin() */
+       TOUCH_CTL;
+       if
+       :: phase == P_PENDING && !pinned -> pinned = 1; hasop = 1
+       :: else -> hasop = 0
+       fi
+     };
      if
-     :: !hasop -> d_step { late = 1; ctl_m = 0 }
-     :: hasop ->                /* call_op::on_cancel */
+     :: !hasop -> skip
+     :: hasop ->                /* call_op::on_signal */
         TOUCH_OP;               /* chan.withdraw(self): not linked (delivered) */
         skip;                   /* chan.withdraw_buffered(...): not in the buffer */
         if
-        :: ctl_m = 0            /* chan.is_closed(): the worker's service ended: return */
-        :: type == PARTIAL -> ctl_m = 0
-        :: type == TERMINAL ->  /* the give-up path */
-           d_step {
-             TOUCH_OP;
-             gave_up = 1;
-             waiter_gone = 1;
-             ctl_op = 0;
+        :: unpin()              /* returned / returning: the worker's service ended */
+        :: type == PARTIAL -> unpin()
+        :: type == TERMINAL ->  /* ctl->fsm.give_up(): one compare-exchange; on success the */
+           d_step {             /* call stays pinned and this side moves its handler out */
+             TOUCH_CTL;
+             if
+             :: phase == P_PENDING ->
+                phase = P_GAVE_UP;
 #ifndef PLANT_GIVE_UP_NO_FIRE
-             w = watcher;
-             watcher = 0;
+                w = watching;
+                watching = 0;
+                wclaim = 0;
 #endif
-#ifndef PLANT_DESTROY_WHILE_FIRING
-             firing = w;        /* if (w) self->firing = true */
-#endif
-             assert(!handler_moved);
-             handler_moved = 1; /* handler, executor, metrics and mark moved/copied out */
-             ctl_m = 0          /* lk.unlock() */
-           };
-#ifndef PLANT_GIVE_UP_NOT_COUNTED
-           mdone++;             /* if (metrics) metrics->call_completed(mark, cancelled) */
-#endif
-           if
-#ifndef PLANT_DESTROY_WHILE_FIRING
-           :: w ->
-              w = 0;
-              fire();           /* w->fire(w) */
-              atomic {          /* lk.lock(); firing = false; answered = ...; lk.unlock() */
-                ctl_m == 0 ->
+                g = 1;
                 TOUCH_OP;
-                firing = 0;
-                ans = answered
-              };
-              if
-              :: ans -> ans = 0; destroy()   /* the answer came while firing: free it here */
-              :: else -> skip
-              fi
+                waiter_gone = 1;
+                assert(!handler_moved);
+                handler_moved = 1;
+#ifndef PLANT_GIVE_UP_NOT_COUNTED
+                mdone++
 #else
-           :: w -> w = 0; fire()   /* the C++ before 7e5786a: fire, nothing after */
+                skip
 #endif
-           :: else -> skip
-           fi;
-           complete_call(2)     /* complete_on(ex, cancelled) */
+             :: else -> g = 0   /* answered first: parked */
+             fi
+           };
+           if
+           :: !g -> unpin()
+           :: g ->
+#ifndef PLANT_DESTROY_WHILE_FIRING
+              if
+              :: w -> w = 0; fire()   /* still pinned: the call stays */
+              :: else -> skip
+              fi;
+              unpin();
+#else
+              unpin();                /* unpinned before the fire: the answer may free the */
+              if                      /* call while the wait still reaches it */
+              :: w -> w = 0; fire()
+              :: else -> skip
+              fi;
+#endif
+              g = 0;
+              complete_call(2)     /* complete_on(ex, cancelled) */
+           fi
         fi
      fi
   :: else -> skip
@@ -349,7 +422,7 @@ inline worker_reply() {
 
 proctype Waiter() {
   bool p, wg, reg, wasreg, cslot, w, st, slotp, replied;
-  byte ga;
+  byte ast;
 #ifdef PLANT_SLOT_READ_EARLY
   slotp = resp_live;            /* async_wait_closed(token) called: slot_ captured now */
 #endif
@@ -375,16 +448,29 @@ proctype Waiter() {
      d_step { TOUCH_CW; cw_refs++; cslot = 1 };   /* emplace<closed_wait_cancel> */
      atomic { cw_m == 0 -> TOUCH_CW; cw_slot = 1 };
      d_step { TOUCH_CW; cw_refs++ };              /* the registration's reference */
-     TOUCH_OP;                                   /* slot->watch(c): watch_ read */
-     atomic {                   /* call_op::on_watch(add), under ctl->m */
-       ctl_m == 0 ->
+     /* slot->watch(c) -> call_op::on_watch(add): self->ctl read, then call_fsm::watch:
+        the registration claimed in the word (a compare-exchange), the pointer written, then
+        `watching` set unless the phase ended meanwhile (already_gone) */
+     d_step {
        TOUCH_OP;
        TOUCH_CTL;
        if
-       :: gave_up -> st = 0     /* already_gone */
-       :: else -> watcher = 1; st = 1
+       :: phase != P_PENDING -> st = 0
+       :: phase == P_PENDING && wclaim -> assert(0)   /* busy: one waiter in this model */
+       :: phase == P_PENDING && !wclaim -> wclaim = 1; st = 1
        fi
      };
+     if
+     :: st ->
+        d_step {
+          TOUCH_CTL;
+          if
+          :: phase == P_PENDING -> watching = 1
+          :: else -> st = 0
+          fi
+        }
+     :: else -> skip
+     fi;
      if
      :: !st -> cw_release(); cw_finish(EC_OK)
      :: else -> skip
@@ -415,7 +501,7 @@ proctype Waiter() {
 #ifdef REPLY_ANY_ORDER
 proctype Replier() {
   bool w, p;
-  byte ga;
+  byte ast;
   started;
   reply()
 }
@@ -434,6 +520,6 @@ init {
   assert(wruns == 1);
   assert(op_freed && ctl_freed && refs == 0);
   assert(wop_freed && cw_freed && cw_refs == 0);
-  assert(!resp_live && !watcher && !firing);
+  assert(!resp_live && !watching && !pinned && !stored);
   assert(mdone == 1)
 }

@@ -7,6 +7,8 @@
 //   it holds a small shared block (cancel_ctl), never the operation itself;
 // - the operation clears ctl->op under ctl->m before it completes (settle), so a
 //   cancellation that arrives later does nothing, and one in progress finishes first;
+// - a call arbitrates without the lock: its slot handler goes to `signal`, which decides
+//   on `fsm` (call_fsm.hpp), and ctl->op stays set (the word says whether it may be used);
 // - lock order: ctl->m, then the lock of the queue the operation is parked in.
 #pragma once
 
@@ -14,6 +16,7 @@
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/cancellation_type.hpp>
 #include <mutex>
+#include <tenorite/detail/call_fsm.hpp>
 #include <utility>
 
 namespace tenorite::detail {
@@ -29,6 +32,9 @@ struct cancel_ctl {
   std::atomic<bool> late{false};
   void (*cancel)(void* op, boost::asio::cancellation_type,
                  std::unique_lock<std::mutex>&) noexcept = nullptr;
+  // A call's protocol: when set, the slot handler calls it instead of taking `m`.
+  void (*signal)(cancel_ctl*, boost::asio::cancellation_type) noexcept = nullptr;
+  call_fsm fsm;
   cancel_ctl* next_free = nullptr;
 
   static cancel_ctl* make();
@@ -57,6 +63,8 @@ struct cancel_ctl_cache {
     ctl->refs.store(2, std::memory_order_relaxed);
     ctl->op = nullptr;
     ctl->late.store(false, std::memory_order_relaxed);
+    ctl->signal = nullptr;
+    ctl->fsm.reset();
     ctl->next_free = nullptr;
     return ctl;
   }
@@ -95,6 +103,10 @@ struct cancel_slot_handler {
   cancel_slot_handler& operator=(const cancel_slot_handler&) = delete;
   ~cancel_slot_handler() { ctl->release(); }
   void operator()(boost::asio::cancellation_type type) noexcept {
+    if (ctl->signal) {
+      ctl->signal(ctl, type);
+      return;
+    }
     std::unique_lock lk(ctl->m);
     if (ctl->op) {
       ctl->cancel(ctl->op, type, lk);

@@ -385,13 +385,18 @@ class operation {
   /// The cancellation block connecting the handler's slot to this operation, if any.
   cancel_ctl* ctl = nullptr;
 
-  /// Connects the handler's cancellation slot (if it has one) to Derived::on_cancel.
+  /// Connects the handler's cancellation slot (if it has one) to Derived::on_signal (a call,
+  /// arbitrated lock-free by ctl->fsm) or Derived::on_cancel (run under ctl->m).
   void arm_cancellation() {
     auto slot = boost::asio::get_associated_cancellation_slot(handler_);
     if (!slot.is_connected()) return;
     ctl = cancel_ctl::make();
     ctl->op = static_cast<Derived*>(this);
-    ctl->cancel = &Derived::on_cancel;
+    if constexpr (requires { &Derived::on_signal; }) {
+      ctl->signal = &Derived::on_signal;  // arbitrated by ctl->fsm (a call)
+    } else {
+      ctl->cancel = &Derived::on_cancel;
+    }
     try {
       slot.template emplace<cancel_slot_handler>(ctl);
     } catch (...) {  // out of memory: the slot never took its reference

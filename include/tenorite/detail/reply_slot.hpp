@@ -32,6 +32,7 @@ enum class watch_status {
   registered,    ///< it will fire when the waiter gives up (or the reply is sent)
   already_gone,  ///< the waiter has gone already: not registered
   never,         ///< this waiter cannot give up: not registered, it will never fire
+  busy,          ///< another wait is registered on this call: not registered
 };
 
 /// The receiving half of a one-shot reply: whoever completes it owns the continuation.

@@ -237,17 +237,20 @@ class service_state final : public abortable {
 
   // One in-flight call: its place in the queue (while waiting for room) and its reply slot.
   //
-  // Completion is arbitrated when the call is cancellable (ctl set): the responder side
-  // (a reply, a dropped responder, the queue handing the request back) and the caller side
-  // (cancellation) both take ctl->m; the first completes the handler. The call's memory is
-  // freed by the responder side, or by the caller side when it withdrew the request (then no
-  // responder side is left). A cancellable call holds the service's state (`state`): its
-  // give-up may come after the last caller and the worker are gone.
+  // A cancellable call (ctl set) is arbitrated by ctl->fsm (detail/call_fsm.hpp): the
+  // responder side (a reply, a dropped responder, the queue handing the request back) and
+  // the caller's cancellation race on one atomic word, and the side that ends its pending
+  // phase completes the handler. The call's memory is freed by the responder side, or by the
+  // canceller when it withdrew the request (no responder side is left) or when it gave up and
+  // the responder came while it was still using the call. A cancellable call holds the
+  // service's state (`state`): its cancellation may come after the last caller and the
+  // worker are gone.
   template <class Handler>
   struct call_op final : reply_slot<result_type>,
                          send_waiter<item_type>,
                          operation<call_op<Handler>, Handler> {
     using base = operation<call_op<Handler>, Handler>;
+    using step = call_fsm::answer_step;
     call_op(Handler&& h, const boost::asio::any_io_executor& fallback)
         : reply_slot<result_type>(&on_complete),
           send_waiter<item_type>(nullptr, &return_request),
@@ -257,39 +260,50 @@ class service_state final : public abortable {
 
     static bool on_complete(reply_slot<result_type>* s, result_type&& r) noexcept {
       auto* self = static_cast<call_op*>(s);
-      if (cancel_ctl* ctl = self->ctl) {
-        std::unique_lock lk(ctl->m);
-        closed_watch* w = std::exchange(self->watcher, nullptr);
-        if (self->gave_up) {  // the caller already completed; we are the last party
-          if (self->firing) {  // ...unless its watch is still firing: on_cancel frees it
-            self->answered_while_firing = true;
-            return false;
-          }
-          lk.unlock();
-          self->destroy();
-          return false;
-        }
-        ctl->op = nullptr;
-        lk.unlock();
-        if (w) w->fire(w);  // answered: nobody waits any more; the watch ends too
+      cancel_ctl* ctl = self->ctl;
+      if (!ctl) {  // nobody can give up: the common path
+        self->finish(std::move(r));
+        return true;
       }
-      self->finish(std::move(r));
-      return true;
+      call_fsm::answer_result a = ctl->fsm.answer(false);
+      if (a.step == step::park_first) {
+        // A cancellation is running on the call: the answer waits in the call for it.
+        // cppcheck-suppress throwInNoexceptFunction ; a result's move does not throw
+        self->answer.emplace(std::move(r));
+        a = ctl->fsm.answer(true);
+      }
+      switch (a.step) {
+        case step::complete:
+          if (a.watch) a.watch->fire(a.watch);  // answered: the watch ends too
+          self->finish(std::move(r));
+          return true;
+        case step::complete_stored:
+          if (a.watch) a.watch->fire(a.watch);
+          self->finish_stored();
+          return true;
+        case step::parked:
+          return true;  // the canceller completes with it
+        case step::free:
+          self->destroy();  // the caller gave up and is done with the call
+          return false;
+        default:  // leave: the caller gave up and still uses the call; it frees it
+          return false;
+      }
     }
 
     // A worker's async_wait_closed registers here; only a cancellable call can give up.
     static watch_status on_watch(reply_slot<result_type>* s, closed_watch* w, bool add) noexcept {
       auto* self = static_cast<call_op*>(s);
       if (!self->ctl) return watch_status::never;
-      std::lock_guard lk(self->ctl->m);
-      if (add) {
-        if (self->gave_up) return watch_status::already_gone;
-        self->watcher = w;
-        return watch_status::registered;
+      if (!add) return self->ctl->fsm.unwatch(w) ? watch_status::registered : watch_status::never;
+      switch (self->ctl->fsm.watch(w)) {
+        case call_fsm::watch_step::registered:
+          return watch_status::registered;
+        case call_fsm::watch_step::busy:
+          return watch_status::busy;
+        default:
+          return watch_status::already_gone;
       }
-      if (self->watcher != w) return watch_status::never;
-      self->watcher = nullptr;
-      return watch_status::registered;
     }
 
     // Completes the handler and frees the call. `r` never lives in the call (it is the
@@ -298,25 +312,33 @@ class service_state final : public abortable {
       if (metrics) metrics->call_completed(mark, outcome_of(r));
       this->base::complete_outside(std::move(r));
     }
+    // Completes with the answer stored in the call (it is moved out first: finish frees it).
+    void finish_stored() noexcept {
+      result_type r(std::move(*answer));
+      answer.reset();
+      finish(std::move(r));
+    }
 
-    // Refused before entering the queue: complete at once with the request back.
+    // Refused before entering the queue: complete at once with the request back. It goes
+    // the responder side's way (a cancellation cannot start before the initiation returns,
+    // but the word, not that rule, keeps it exactly once).
     void fail_before_delivery(error_kind kind) noexcept {
       item_type item(std::move(*this->value));
       this->value.reset();
       responder_access::release(item.client);
-      settle(this->ctl);
-      finish(result_type(std::unexpect, error_type::of_kind(kind, std::move(item.request))));
+      on_complete(this,
+                  result_type(std::unexpect, error_type::of_kind(kind, std::move(item.request))));
     }
 
-    // Runs in the caller's cancellation slot, under ctl->m, while the call is pending.
-    static void on_cancel(void* p, boost::asio::cancellation_type type,
-                          std::unique_lock<std::mutex>& lk) noexcept {
-      auto* self = static_cast<call_op*>(p);
-      cancel_ctl* ctl = self->ctl;
+    // The caller's cancellation slot (any thread that emits it; the call may be gone unless
+    // the pin succeeds).
+    static void on_signal(cancel_ctl* ctl, boost::asio::cancellation_type type) noexcept {
+      if (!ctl->fsm.pin()) return;  // settled: its result is on the way
+      auto* self = static_cast<call_op*>(ctl->op);
       channel<item_type>& chan = self->state->chan;
       // Still queued? Then it is withdrawn: never delivered, the request comes back.
       std::optional<item_type> item;
-      send_waiter<item_type>* refilled = nullptr;  // took the freed slot: told after unlocking
+      send_waiter<item_type>* refilled = nullptr;  // took the freed slot: told afterwards
       if (chan.withdraw(self)) {
         item.emplace(std::move(*self->value));
         self->value.reset();
@@ -329,8 +351,7 @@ class service_state final : public abortable {
       }
       if (item) {
         responder_access::release(item->client);
-        ctl->op = nullptr;
-        lk.unlock();
+        ctl->fsm.withdraw();
         if (refilled) refilled->on_accepted(refilled);
         self->finish(result_type(
             std::unexpect, error_type::of_kind(error_kind::cancelled, std::move(item->request))));
@@ -338,32 +359,26 @@ class service_state final : public abortable {
       }
       // Neither queued nor buffered because the queue's close() took it (the service ended):
       // close() is handing the request back (send_failure), and giving up here would lose
-      // it. Both flags are set under the queue's lock, which withdraw just took.
-      if (self->returned || self->returning()) return;
-      // Delivered: only terminal cancellation abandons the wait; the worker sees it.
-      if (!(type & boost::asio::cancellation_type::terminal)) return;
-      self->gave_up = true;
+      // it. Both flags are set under the queue's lock, which withdraw just took. Delivered:
+      // only terminal cancellation abandons the wait; the worker sees it.
+      if (self->returned || self->returning() ||
+          !(type & boost::asio::cancellation_type::terminal)) {
+        self->unpin(ctl);
+        return;
+      }
+      const call_fsm::give_up_result g = ctl->fsm.give_up();
+      if (!g.gave_up) {  // answered first: its answer is parked in the call
+        self->unpin(ctl);
+        return;
+      }
       self->mark_waiter_gone();
-      ctl->op = nullptr;
-      closed_watch* w = std::exchange(self->watcher, nullptr);
-      // While the watch fires, the worker's wait may still reach this call: an answer that
-      // comes meanwhile must not free it (it is freed here after the fire instead).
-      if (w) self->firing = true;
       Handler h(std::move(self->handler()));
       boost::asio::any_io_executor ex = self->executor();
       // The call completes here (the responder side will only free it): count it now.
-      std::shared_ptr<service_metrics> metrics = self->metrics;
-      const service_metrics::call_mark mark = self->mark;
-      lk.unlock();
-      if (metrics) metrics->call_completed(mark, error_kind::cancelled);
-      if (w) {
-        w->fire(w);
-        lk.lock();
-        self->firing = false;
-        const bool answered = self->answered_while_firing;
-        lk.unlock();
-        if (answered) self->destroy();
-      }
+      if (self->metrics) self->metrics->call_completed(self->mark, error_kind::cancelled);
+      // Still pinned: a worker answering from inside the watch's completion leaves the call.
+      if (g.watch) g.watch->fire(g.watch);
+      if (ctl->fsm.unpin().step == call_fsm::unpin_step::free) self->destroy();
       complete_on<Handler>(
           ex,
           [h = std::move(h)]() mutable {
@@ -372,13 +387,18 @@ class service_state final : public abortable {
           false);
     }
 
+    // The canceller lets go of a call that goes on waiting (or was answered meanwhile).
+    void unpin(cancel_ctl* ctl) noexcept {
+      const call_fsm::unpin_result u = ctl->fsm.unpin();
+      if (u.step != call_fsm::unpin_step::complete_parked) return;
+      if (u.watch) u.watch->fire(u.watch);
+      finish_stored();
+    }
+
     std::shared_ptr<service_state> state;      // set when cancellable
     std::shared_ptr<service_metrics> metrics;  // set when the service counts its calls
     service_metrics::call_mark mark;
-    bool gave_up = false;                // guarded by ctl->m
-    bool firing = false;                 // guarded by ctl->m: on_cancel is firing the watch
-    bool answered_while_firing = false;  // guarded by ctl->m
-    closed_watch* watcher = nullptr;     // guarded by ctl->m
+    std::optional<result_type> answer;  // an answer that came while a cancellation ran
   };
 
   template <class Handler>
