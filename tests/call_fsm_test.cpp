@@ -36,13 +36,13 @@ TEST(CallFsm, AnAnswerWithNoCancellationRunningCompletesAtOnce) {
   EXPECT_EQ(a.step, step::complete);
   EXPECT_EQ(a.watch, nullptr);
   EXPECT_EQ(f.load() & call_fsm::phase_mask, call_fsm::answered);
-  EXPECT_FALSE(f.pin()) << "a cancellation after the answer must leave the call alone";
+  EXPECT_FALSE(f.pin(true)) << "a cancellation after the answer must leave the call alone";
 }
 
 TEST(CallFsm, AnAnswerDuringACancellationIsParkedAndTheCancellerCompletesWithIt) {
   call_fsm f;
-  ASSERT_TRUE(f.pin());
-  EXPECT_FALSE(f.pin()) << "one cancellation at a time";
+  ASSERT_TRUE(f.pin(false));
+  EXPECT_FALSE(f.pin(false)) << "one cancellation at a time";
   EXPECT_EQ(f.answer(false).step, step::park_first);
   EXPECT_EQ(f.load() & call_fsm::phase_mask, call_fsm::pending) << "nothing changes yet";
   EXPECT_EQ(f.answer(true).step, step::parked);
@@ -53,9 +53,27 @@ TEST(CallFsm, AnAnswerDuringACancellationIsParkedAndTheCancellerCompletesWithIt)
   EXPECT_EQ(f.load(), call_fsm::answered);
 }
 
+TEST(CallFsm, ATerminalCancellationThatFindsTheCallPinnedIsHandedToThePinnedCanceller) {
+  call_fsm f;
+  ASSERT_TRUE(f.pin(false));  // a partial cancellation (the user's slot) holds the pin
+  EXPECT_FALSE(f.pin(true)) << "the deadline's terminal cancellation, from another thread";
+  EXPECT_FALSE(f.pin(true)) << "recorded once";
+  EXPECT_EQ(f.unpin().step, unpin_step::retry_terminal) << "not lost when the partial one ends";
+  EXPECT_TRUE(f.load() & call_fsm::pinned) << "still pinned for it";
+  ASSERT_TRUE(f.give_up().gave_up);
+  EXPECT_EQ(f.unpin().step, unpin_step::none);
+  EXPECT_EQ(f.answer(false).step, step::free);
+
+  call_fsm g;  // a partial one meanwhile is redundant: the pinned canceller does as much
+  ASSERT_TRUE(g.pin(false));
+  EXPECT_FALSE(g.pin(false));
+  EXPECT_EQ(g.unpin().step, unpin_step::none);
+  EXPECT_EQ(g.answer(false).step, step::complete);
+}
+
 TEST(CallFsm, AnAnswerStoredAfterTheCancellationEndedIsCompletedByTheResponder) {
   call_fsm f;
-  ASSERT_TRUE(f.pin());
+  ASSERT_TRUE(f.pin(true));
   EXPECT_EQ(f.answer(false).step, step::park_first);
   EXPECT_EQ(f.unpin().step, unpin_step::none);  // a partial cancellation: the call waits on
   EXPECT_EQ(f.answer(true).step, step::complete_stored);
@@ -63,7 +81,7 @@ TEST(CallFsm, AnAnswerStoredAfterTheCancellationEndedIsCompletedByTheResponder) 
 
 TEST(CallFsm, AGiveUpWhileTheAnswerIsBeingStoredLeavesTheFreeingToTheCanceller) {
   call_fsm f;
-  ASSERT_TRUE(f.pin());
+  ASSERT_TRUE(f.pin(true));
   EXPECT_EQ(f.answer(false).step, step::park_first);
   ASSERT_TRUE(f.give_up().gave_up);
   EXPECT_EQ(f.answer(true).step, step::leave) << "the canceller still uses the call";
@@ -72,19 +90,19 @@ TEST(CallFsm, AGiveUpWhileTheAnswerIsBeingStoredLeavesTheFreeingToTheCanceller) 
 
 TEST(CallFsm, AnAnswerAfterAGiveUpFreesTheCall) {
   call_fsm f;
-  ASSERT_TRUE(f.pin());
+  ASSERT_TRUE(f.pin(true));
   ASSERT_TRUE(f.give_up().gave_up);
   EXPECT_EQ(f.unpin().step, unpin_step::none) << "the responder side frees it";
-  EXPECT_FALSE(f.pin());
+  EXPECT_FALSE(f.pin(true));
   EXPECT_EQ(f.answer(false).step, step::free);
 }
 
 TEST(CallFsm, AWithdrawnCallIsSettled) {
   call_fsm f;
-  ASSERT_TRUE(f.pin());
+  ASSERT_TRUE(f.pin(true));
   f.withdraw();
   EXPECT_EQ(f.load(), call_fsm::withdrawn);
-  EXPECT_FALSE(f.pin());
+  EXPECT_FALSE(f.pin(true));
   counted_watch w;
   EXPECT_EQ(f.watch(&w), watch_step::already_gone);
 }
@@ -108,7 +126,7 @@ TEST(CallFsm, AGiveUpTakesTheWatchAndAnUnwatchedOneIsNotTaken) {
   EXPECT_EQ(f.watch(&w), watch_step::registered);
   EXPECT_TRUE(f.unwatch(&w));
   EXPECT_EQ(f.watch(&w), watch_step::registered) << "withdrawn, a watch may register again";
-  ASSERT_TRUE(f.pin());
+  ASSERT_TRUE(f.pin(true));
   const auto g = f.give_up();
   ASSERT_TRUE(g.gave_up);
   EXPECT_EQ(g.watch, &w);
@@ -120,14 +138,14 @@ TEST(CallFsm, AGiveUpTakesTheWatchAndAnUnwatchedOneIsNotTaken) {
   counted_watch w2;
   EXPECT_EQ(g2.watch(&w2), watch_step::registered);
   EXPECT_TRUE(g2.unwatch(&w2));
-  ASSERT_TRUE(g2.pin());
+  ASSERT_TRUE(g2.pin(true));
   EXPECT_EQ(g2.give_up().watch, nullptr);
 }
 
 TEST(CallFsm, AParkedAnswerHandsTheWatchToTheCanceller) {
   call_fsm f;
   counted_watch w;
-  ASSERT_TRUE(f.pin());
+  ASSERT_TRUE(f.pin(true));
   EXPECT_EQ(f.watch(&w), watch_step::registered) << "a pinned call is still pending";
   EXPECT_EQ(f.answer(false).step, step::park_first);
   EXPECT_EQ(f.answer(true).step, step::parked);
@@ -146,7 +164,10 @@ TEST(CallFsm, AResetBlockIsAFreshCall) {
   EXPECT_EQ(f.watch(&w), watch_step::registered);
 }
 
-// The three parties on real threads, many rounds, every choice random: counts in = counts out.
+// The parties on real threads, many rounds, every choice random: counts in = counts out.
+// Two cancellers (a user's slot and a deadline) race each other as well. In every other
+// round the answer comes only after both cancellers are done: then a terminal cancellation
+// must have made the call give up, whichever of the two emitted it.
 TEST(CallFsm, TheRespondersTheCancellersAndTheWatchesRacingCompleteEachCallOnce) {
 #if defined(__SANITIZE_THREAD__)
   constexpr int rounds = 3000;
@@ -157,10 +178,12 @@ TEST(CallFsm, TheRespondersTheCancellersAndTheWatchesRacingCompleteEachCallOnce)
     call_fsm f;
     counted_watch w;
     std::atomic<int> completed{0}, freed{0}, gave_up{0}, unwatched{0}, registered{0}, parked{0};
+    std::atomic<bool> terminal{false};  // a terminal cancellation was emitted
     bool stored = false;  // the responder's answer lies in the call (written before parking)
   };
   std::vector<round_state> calls(rounds);
-  std::barrier sync(3);
+  std::barrier sync(4);
+  auto answer_after_cancellers = [](std::size_t k) { return k % 2 == 1; };
   auto finish = [](round_state& c) {
     c.completed.fetch_add(1, std::memory_order_relaxed);
     c.freed.fetch_add(1, std::memory_order_relaxed);
@@ -168,9 +191,41 @@ TEST(CallFsm, TheRespondersTheCancellersAndTheWatchesRacingCompleteEachCallOnce)
   auto fire = [](closed_watch* w) {
     if (w) w->fire(w);
   };
+  // call_op::on_signal's protocol, with the queue left out (the request is delivered).
+  auto cancel = [&](round_state& c, bool terminal) {
+    if (terminal) c.terminal.store(true, std::memory_order_relaxed);
+    if (!c.f.pin(terminal)) return;
+    auto let_go = [&]() -> bool {  // true: still pinned for a terminal cancellation
+      const auto u = c.f.unpin();
+      if (u.step == unpin_step::retry_terminal) return true;
+      if (u.step == unpin_step::complete_parked) {
+        EXPECT_TRUE(c.stored) << "a parked answer is in the call";
+        fire(u.watch);
+        finish(c);
+      } else if (u.step == unpin_step::free) {
+        c.freed.fetch_add(1, std::memory_order_relaxed);
+      }
+      return false;
+    };
+    while (!terminal) {
+      if (!let_go()) return;
+      terminal = true;
+    }
+    const auto g = c.f.give_up();
+    if (!g.gave_up) {
+      let_go();
+      return;
+    }
+    c.gave_up.fetch_add(1, std::memory_order_relaxed);
+    c.completed.fetch_add(1, std::memory_order_relaxed);
+    fire(g.watch);
+    let_go();
+  };
   std::thread responder([&] {
-    for (auto& c : calls) {
+    for (std::size_t k = 0; k < calls.size(); ++k) {
+      auto& c = calls[k];
       sync.arrive_and_wait();
+      if (answer_after_cancellers(k)) sync.arrive_and_wait();
       auto a = c.f.answer(false);
       if (a.step == step::park_first) {
         c.stored = true;
@@ -193,39 +248,21 @@ TEST(CallFsm, TheRespondersTheCancellersAndTheWatchesRacingCompleteEachCallOnce)
       }
     }
   });
-  std::thread canceller([&] {
-    std::minstd_rand rng(7);
-    for (auto& c : calls) {
-      const bool terminal = rng() % 2;
+  auto canceller = [&](unsigned seed) {
+    std::minstd_rand rng(seed);
+    for (std::size_t k = 0; k < calls.size(); ++k) {
+      auto& c = calls[k];
+      const int choice = rng() % 3;  // none, partial, terminal
       sync.arrive_and_wait();
-      if (!c.f.pin()) continue;
-      auto let_go = [&] {
-        const auto u = c.f.unpin();
-        if (u.step == unpin_step::complete_parked) {
-          EXPECT_TRUE(c.stored) << "a parked answer is in the call";
-          fire(u.watch);
-          finish(c);
-        } else if (u.step == unpin_step::free) {
-          c.freed.fetch_add(1, std::memory_order_relaxed);
-        }
-      };
-      if (!terminal) {
-        let_go();
-        continue;
-      }
-      const auto g = c.f.give_up();
-      if (!g.gave_up) {
-        let_go();
-        continue;
-      }
-      c.gave_up.fetch_add(1, std::memory_order_relaxed);
-      c.completed.fetch_add(1, std::memory_order_relaxed);
-      fire(g.watch);
-      let_go();
+      if (choice != 0) cancel(c, choice == 2);
+      if (answer_after_cancellers(k)) sync.arrive_and_wait();
     }
-  });
+  };
+  std::thread slot_emitter(canceller, 7u);
+  std::thread deadline(canceller, 13u);
   std::minstd_rand rng(11);
-  for (auto& c : calls) {
+  for (std::size_t k = 0; k < calls.size(); ++k) {
+    auto& c = calls[k];
     const bool cancel_wait = rng() % 2;
     sync.arrive_and_wait();
     switch (c.f.watch(&c.w)) {
@@ -239,15 +276,21 @@ TEST(CallFsm, TheRespondersTheCancellersAndTheWatchesRacingCompleteEachCallOnce)
       default:
         break;
     }
+    if (answer_after_cancellers(k)) sync.arrive_and_wait();
   }
   responder.join();
-  canceller.join();
+  slot_emitter.join();
+  deadline.join();
   int gave_up = 0, watched = 0, parked = 0;
-  for (auto& c : calls) {
-    ASSERT_EQ(c.completed.load(), 1);
-    ASSERT_EQ(c.freed.load(), 1);
+  for (std::size_t k = 0; k < calls.size(); ++k) {
+    auto& c = calls[k];
+    ASSERT_EQ(c.completed.load(), 1) << "call " << k;
+    ASSERT_EQ(c.freed.load(), 1) << "call " << k;
     ASSERT_EQ(c.w.fired.load() + c.unwatched.load(), c.registered.load())
-        << "a registered watch fires or is withdrawn, exactly once";
+        << "a registered watch fires or is withdrawn, exactly once (call " << k << ")";
+    if (answer_after_cancellers(k) && c.terminal.load()) {
+      ASSERT_EQ(c.gave_up.load(), 1) << "a terminal cancellation was lost (call " << k << ")";
+    }
     gave_up += c.gave_up.load();
     watched += c.w.fired.load();
     parked += c.parked.load();

@@ -4,52 +4,56 @@
  * service (Promela model of tenorite's call path; check with spin, see check.sh).
  *
  * Source of truth: include/tenorite/detail/service_state.hpp (service_state::initiate_call,
- * call_op),
+ * call_op: on_complete, on_signal, unpin, finish, finish_stored),
+ * include/tenorite/detail/call_fsm.hpp (the word: answer, pin, unpin, withdraw, give_up),
  * include/tenorite/channel.hpp (send_or_wait, receive_or_wait, withdraw, withdraw_buffered
- * (the overload that returns the accepted sender), accept_one_locked, is_closed, close,
- * close_for_send, mark_no_senders, fifo::take/drain),
- * include/tenorite/detail/cancellation.hpp (cancel_ctl, cancel_slot_handler),
+ * (the overload that returns the accepted sender), accept_one_locked, close (returned /
+ * mark_returning), close_for_send, mark_no_senders, fifo::take/drain),
+ * include/tenorite/detail/cancellation.hpp (cancel_ctl, cancel_slot_handler -> signal),
  * include/tenorite/request.hpp (responder::send, reset, fail_undelivered, release).
- * Follows the headers as of commit 7e5786a (the fixes for the races this model found).
+ * Follows the headers as of the commit that made the call's arbitration one atomic word.
  *
  * One Promela step = one critical section under the channel mutex m_ (an atomic block: those
- * sections never block and never take another lock) or one action outside any lock.  The
- * call's cancel_ctl::m is a real lock variable (ctl_m[i]) because call_op::on_cancel holds it
- * across three separate m_ sections (withdraw, withdraw_buffered, is_closed); the one-shot
- * section of call_op::on_complete is a single atomic block that waits for ctl_m to be free.
+ * sections never block and never take another lock), one compare-exchange on the call's word
+ * (ctl->fsm; a d_step: phase[i], pinned[i], parked[i], rdone[i]), or one action outside any
+ * lock.  No party ever waits for another on the call itself: there is no per-call lock.
  *
  * Processes and the C++ they mirror
  *   Caller(i)  service_state::initiate_call: new_op<call_op> + op->value = {req, responder(op)}
- *              + cancel_ctl::make/arm (refs = 2, ctl->op = op); channel::send_or_wait (closed /
- *              direct hand-off to the parked receiver / push / park in senders_); after the
- *              lock: r->ready (recv_op::on_ready posts the item to the worker), or
+ *              + cancel_ctl::make/arm (refs = 2, the word pending); channel::send_or_wait
+ *              (closed / direct hand-off to the parked receiver / push / park in senders_);
+ *              after the lock: r->ready (recv_op::on_ready posts the item to the worker), or
  *              op->on_closed = service_state::return_request -> responder::fail_undelivered ->
  *              call_op::on_complete.  Then, as the caller's executor would, it emits its
- *              cancellation signal 0, 1 or 2 times (cancel_slot_handler::operator() under
- *              ctl->m -> call_op::on_cancel:
+ *              cancellation signal 0, 1 or 2 times (cancel_slot_handler::operator() ->
+ *              ctl->signal = call_op::on_signal):
+ *                0. ctl->fsm.pin(): only a pending call not already pinned; otherwise the
+ *                   cancellation does nothing (the call may be gone);
  *                1. channel::withdraw (an m_ section);
  *                2. else channel::withdraw_buffered(pred, refilled) (an m_ section, with
  *                   accept_one_locked; the accepted sender is returned, not told);
- *                   withdrawn by 1 or 2 -> client.release, ctl->op = nullptr, unlock,
- *                   refilled->on_accepted (nothing for a call_op: accept_one_locked returns
- *                   null when the sender has no on_accepted, and every sender here is a
- *                   call_op), call_op::finish (cancelled, with the request);
- *                3. else chan.is_closed() (an m_ section): closed -> return, the close()
- *                   drain completes the call with its request (on_closed -> return_request ->
- *                   fail_undelivered -> on_complete, ctl->op still set);
- *                4. else partial -> return; terminal -> the give-up path: gave_up,
- *                   mark_waiter_gone, ctl->op = nullptr, watcher exchanged (none here: the
- *                   wait is watch.pml's), handler/executor moved out, metrics + mark copied,
- *                   unlock, metrics->call_completed(mark, cancelled), complete_on
- *                   (cancelled, without the request)),
+ *                   withdrawn by 1 or 2 -> client.release, ctl->fsm.withdraw(),
+ *                   refilled->on_accepted (nothing for a call_op), call_op::finish
+ *                   (cancelled, with the request);
+ *                3. else returned / returning (set under m_ by close(), which withdraw just
+ *                   took): the close() drain completes the call with its request -> unpin;
+ *                4. else partial -> unpin; terminal -> ctl->fsm.give_up(): an answer parked
+ *                   first -> unpin (which completes with it); else, still pinned,
+ *                   mark_waiter_gone, handler/executor moved out, call_completed(cancelled),
+ *                   (the watch fired: watch.pml's), unpin (free when the responder side came
+ *                   meanwhile), complete_on (cancelled, without the request);
+ *                unpin = ctl->fsm.unpin(): a parked answer -> finish_stored; after a give-up
+ *                   with the responder done -> destroy;
  *              and finally destroys its slot handler (~cancel_slot_handler ->
  *              cancel_ctl::release).  Cancellation is never emitted during initiate_call itself
  *              (Asio: a slot is used on the initiator's executor).
  *   Worker     the worker coroutine: receive_or_wait (take_locked = pop + accept_one_locked, or
  *              park in receivers_, or the end), then for a request: responder::send or
- *              ~responder (reset: fetch_failure) -> call_op::on_complete (under ctl->m:
- *              gave_up -> destroy (firing is never set here: no watcher); else ctl->op =
- *              nullptr, unlock, finish); or the task ends (with or without a request in hand)
+ *              ~responder (reset: fetch_failure) -> call_op::on_complete: ctl->fsm.answer():
+ *              complete (finish), park_first (the answer stored in the call, then answer
+ *              again: parked / complete_stored / free / leave), free after a give-up
+ *              (destroy), leave while the give-up still holds the call; or the task ends
+ *              (with or without a request in hand)
  *              -> worker_guard::finish -> service_state::close_and_return_queued =
  *              channel::close: under m_ closed_ = true, slots and senders_.take() (linked =
  *              false); outside the lock every buffered item gets fail_undelivered, every parked
@@ -59,7 +63,7 @@
  *              hand "the end" to a parked receiver when at_end_locked().
  *
  * What is checked (assertions; spin also reports invalid end states = deadlocks and lost
- * wake-ups, e.g. a worker parked forever or a party blocked on ctl->m):
+ * wake-ups, e.g. a worker parked forever):
  *   - each call's handler completes exactly once (runs[i] == 1, asserted at every completion
  *     and at the end);
  *   - the call_op is freed exactly once and never touched after (TOUCH_OP at every access of
@@ -75,34 +79,55 @@
  *     delivered"); a give-up therefore only happens for a request the worker has or will
  *     see, and the responder side never drops a request (req_lost);
  *   - with metrics on, service_metrics::call_completed runs exactly once per call (in
- *     call_op::finish, or in the give-up path; on_complete's gave_up branch only frees);
+ *     call_op::finish, or in the give-up path; the answer after a give-up only frees);
+ *   - a parked answer is in the call before anyone can complete with it (finish_stored
+ *     asserts stored[i]), and is completed with the kind and request it carried;
  *   - the value in op->value is moved out exactly once (op_has_value), the responder slot is
  *     completed/released exactly once (resp_live);
  *   - at the end nothing is left in the queue, in senders_, in receivers_ or in flight.
  *
  * Why this covers the races that matter: the arbitration between the responder side
  * (on_complete from a reply, a dropped responder or the close hand-back) and the caller side
- * (on_cancel) is explored at every interleaving point: before/after the request enters the
+ * (on_signal) is explored at every interleaving point: before/after the request enters the
  * buffer, while it is parked in senders_, while it is accepted from senders_ into the buffer
  * by the worker's take, while it is in flight to the parked receiver, between close's
- * take() under the lock and its drain outside the lock, and between the three m_ sections of
- * on_cancel.  Terminal and partial cancellation, repeated cancellation and the slot handler's
- * release at any time are all covered.
+ * take() under the lock and its drain outside the lock, between the pin and each m_ section
+ * of on_signal, and between the responder's store of a parked answer and its publication.
+ * Terminal and partial cancellation, repeated cancellation and the slot handler's release at
+ * any time are all covered.
+ *
+ * -DDEADLINE: call 0 also has a Deadline process, a second emitter of a terminal
+ * cancellation into the same slot handler, concurrent with the caller's own (the deadline
+ * adapter's signal has two sources: the user's slot and the timer). Checked: a terminal
+ * cancellation that found the call pending is acted on (give-up, or the answer wins while
+ * it is pinned, or the request is returning): never dropped (tpend, asserted when the
+ * answer completes an unpinned call).
  *
  * Sizes: NC calls (default 2), queue capacity CAP (default 1); only calls 0 .. NCANCEL-1
- * (default all) may be cancelled, which keeps NC = 3 exhaustive.
+ * (default all) may be cancelled. Without the lock every party runs freely, so the space is
+ * larger than the lock-based model's (NC = 2, both cancellable: 62 M states; check.sh runs it
+ * with COLLAPSE); the --quick configurations let one call be cancelled.
  *
  * Planted bugs (each must make spin report an error; see check.sh --planted):
  *   PLANT_WITHDRAW_NO_LINKED  channel::withdraw ignores `linked` (takes a node that close or
  *                             the worker's accept_one_locked already unlinked);
  *   PLANT_TAKE_KEEPS_LINKED   fifo::take does not mark the taken nodes unlinked;
- *   PLANT_FREE_ON_GIVE_UP     the terminal-cancel path frees the op itself (freeing before
- *                             the responder side has checked gave_up);
- *   PLANT_NO_GAVE_UP          on_cancel's terminal path completes the handler but does not set
- *                             gave_up, so on_complete completes it a second time;
- *   PLANT_GAVE_UP_UNLOCKED    on_complete reads gave_up before taking ctl->m (check, then
- *                             lock: the cancellation can give up in between);
- *   PLANT_CANCEL_IGNORES_CLOSE on_cancel does not check is_closed (the C++ before 7e5786a):
+ *   PLANT_FREE_ON_GIVE_UP     the give-up path frees the op itself whatever unpin says (the
+ *                             responder side then frees it too, or touches it after);
+ *   PLANT_NO_GAVE_UP          give_up leaves the phase pending, so the answer completes the
+ *                             handler a second time;
+ *   PLANT_ANSWER_LOAD_THEN_STORE  answer reads the word, then writes it in a later step (a
+ *                             check-then-act instead of one compare-exchange);
+ *   PLANT_PARK_BEFORE_STORE   the responder publishes `parked` before the answer is in the
+ *                             call (the canceller may complete with nothing, and the late
+ *                             store touches a call it freed);
+ *   PLANT_UNPIN_IGNORES_PARKED unpin clears the pin without completing a parked answer: the
+ *                             call never completes;
+ *   PLANT_DROP_CONCURRENT_TERMINAL (with -DDEADLINE) pin() refuses a terminal cancellation
+ *                             that finds the call pinned without recording it (the first
+ *                             draft of call_fsm; a reviewer found it): a partial cancel then
+ *                             unpins and the deadline is lost (tpend asserted at the answer);
+ *   PLANT_CANCEL_IGNORES_CLOSE on_signal does not check returning (the C++ before 7e5786a):
  *                             a terminal cancellation between close()'s take and its drain
  *                             gives up, and the drain's send_failure (with the request) is
  *                             dropped by on_complete's gave_up branch;
@@ -157,6 +182,7 @@
 #define U_NONE   0
 #define U_PARKED 1
 #define U_FREE   2
+#define U_RETRY  3
 
 /* ---- channel<request> (guarded by m_) ---- */
 byte buf[CAP];          /* buffered items (call ids), oldest first */
@@ -180,6 +206,11 @@ byte phase[NC];         /* P_PENDING, P_ANSWERED, P_GAVE_UP, P_WITHDRAWN */
 bool pinned[NC];        /* a cancellation is running on the call */
 bool parked[NC];        /* phase answered while pinned: the answer lies in the call */
 bool rdone[NC];         /* responder_done: gave up, the responder side came while pinned */
+bool treq[NC];          /* terminal_requested: a terminal cancellation found the call pinned */
+bool tpend[NC];         /* check: a terminal cancellation found the call pending and no
+                           canceller has acted on it yet */
+bool ddone[NC];         /* the Deadline process has emitted (or chosen not to) */
+bool inited[NC];        /* initiate_call returned: cancellation may be emitted */
 bool stored[NC];        /* call_op::answer engaged, and what it holds: */
 byte skind[NC];
 bool sback[NC];
@@ -269,7 +300,9 @@ inline answer_step(i, st_in) {
     :: phase[i] == P_PENDING && pinned[i] && !st_in -> ast = A_PARK_FIRST
     :: phase[i] == P_PENDING && pinned[i] && st_in -> phase[i] = P_ANSWERED; parked[i] = 1;
        ast = A_PARKED
-    :: phase[i] == P_PENDING && !pinned[i] -> phase[i] = P_ANSWERED;
+    :: phase[i] == P_PENDING && !pinned[i] ->
+       assert(!tpend[i] || returning[i]);   /* no terminal cancellation was dropped */
+       phase[i] = P_ANSWERED;
        if
        :: st_in -> ast = A_COMPLETE_STORED
        :: else -> ast = A_COMPLETE
@@ -395,6 +428,7 @@ inline unpin(i) {
     :: phase[i] == P_ANSWERED -> pinned[i] = 0; parked[i] = 0; u = U_PARKED
 #endif
     :: phase[i] == P_GAVE_UP && rdone[i] -> pinned[i] = 0; u = U_FREE
+    :: phase[i] == P_PENDING && treq[i] -> treq[i] = 0; u = U_RETRY; rt = 1   /* still pinned */
     :: else -> pinned[i] = 0; u = U_NONE
     fi
   };
@@ -410,10 +444,23 @@ inline unpin(i) {
 
 /* cancel_slot_handler::operator()(type) -> ctl->signal = call_op::on_signal */
 inline cancel(i, type) {
-  d_step {                     /* ctl->fsm.pin() */
+  d_step {                     /* ctl->fsm.pin(terminal) */
+    cterm = (type == TERMINAL);
     TOUCH_CTL(i);
     if
-    :: phase[i] == P_PENDING && !pinned[i] -> pinned[i] = 1; hasop = 1
+    :: phase[i] == P_PENDING && !pinned[i] ->
+       pinned[i] = 1;
+       hasop = 1;
+       if
+       :: cterm -> tpend[i] = 1
+       :: else -> skip
+       fi
+    :: phase[i] == P_PENDING && pinned[i] && cterm ->   /* another emitter holds the pin */
+#ifndef PLANT_DROP_CONCURRENT_TERMINAL
+       treq[i] = 1;
+#endif
+       tpend[i] = 1;
+       hasop = 0
     :: else -> hasop = 0
     fi
   };
@@ -473,7 +520,9 @@ inline cancel(i, type) {
           TOUCH_CTL(i);
           assert(phase[i] == P_PENDING && pinned[i] && !parked[i]);
           phase[i] = P_WITHDRAWN;
-          pinned[i] = 0
+          pinned[i] = 0;
+          treq[i] = 0;
+          tpend[i] = 0         /* acted on: withdrawn */
         };
         finish(i, R_CANCEL_REQ, 1)
      :: !got ->
@@ -485,9 +534,21 @@ inline cancel(i, type) {
 #else
         isret = 0;
 #endif
+        do                     /* settle_delivered */
+        :: isret || !cterm ->
+           if
+           :: cterm -> tpend[i] = 0   /* acted on: returning keeps the request */
+           :: else -> skip
+           fi;
+           unpin(i);
+           if
+           :: rt -> rt = 0; cterm = 1   /* a terminal one came meanwhile */
+           :: else -> break
+           fi
+        :: !isret && cterm -> break
+        od;
         if
-        :: isret || type == PARTIAL -> unpin(i)
-        :: !isret && type == TERMINAL ->
+        :: !isret && cterm ->
            d_step {            /* ctl->fsm.give_up(); on success, still pinned: */
              TOUCH_CTL(i);     /* mark_waiter_gone(), the handler and executor moved out, */
              assert(pinned[i]);  /* metrics->call_completed(mark, cancelled) (this side's */
@@ -507,7 +568,8 @@ inline cancel(i, type) {
                 skip
 #endif
              :: else -> g = 0  /* answered first: parked in the call */
-             fi
+             fi;
+             tpend[i] = 0      /* acted on */
            };
            if
            :: !g -> unpin(i)
@@ -521,15 +583,16 @@ inline cancel(i, type) {
 #endif
               complete_handler(i, R_CANCEL, 0)   /* complete_on(ex, cancelled) */
            fi
+        :: else -> skip
         fi
      fi
   fi;
-  d_step { hasop = 0; got = 0; isret = 0; g = 0; k = 0 }
+  d_step { hasop = 0; got = 0; isret = 0; g = 0; k = 0; cterm = 0 }
 }
 
 proctype Caller(byte i) {
   byte st, k, s, ast, fk, pp, u;
-  bool got, hasop, isret, g, fb, pn;
+  bool got, hasop, isret, g, fb, pn, cterm, rt;
 
   /* initiate_call: new_op<call_op>, value = {req, responder(op)}, arm cancellation */
   d_step {
@@ -573,7 +636,7 @@ proctype Caller(byte i) {
      fail_undelivered(i)
   :: else -> skip
   fi;
-  initiated++;                 /* initiate_call returned */
+  d_step { initiated++; inited[i] = 1 }   /* initiate_call returned */
 
   /* the caller's cancellation signal, emitted on the caller's executor */
   if
@@ -582,8 +645,28 @@ proctype Caller(byte i) {
   :: i < NCANCEL -> cancel(i, PARTIAL)
   :: i < NCANCEL -> cancel(i, PARTIAL); cancel(i, TERMINAL)
   fi;
+#ifdef DEADLINE
+  ddone[i];                    /* (the Deadline's emit goes through the same slot handler) */
+#endif
   release_ctl(i)               /* ~cancel_slot_handler */
 }
+
+#ifdef DEADLINE
+/* With -DDEADLINE, call 0 also has a deadline: detail::deadline_race emits a terminal
+   cancellation from the timer's thread into the same slot handler, concurrently with the
+   caller's own emits (Asio forbids two emitters of one signal on two threads; the adapter's
+   own signal has two sources, the user's slot and the timer). */
+proctype Deadline(byte i) {
+  byte k, s, ast, fk, pp, u;
+  bool got, hasop, isret, g, fb, pn, cterm, rt;
+  inited[i];
+  if
+  :: skip
+  :: cancel(i, TERMINAL)
+  fi;
+  ddone[i] = 1
+}
+#endif
 
 /* service_state::close_and_return_queued = channel::close(on_item) */
 inline close_and_return_queued() {
@@ -722,8 +805,16 @@ init {
     run Worker();
     run Owner();
     for (i : 0 .. NC - 1) {
+#ifdef DEADLINE
+      ddone[i] = (i != 0);
+#else
+      ddone[i] = 1;
+#endif
       run Caller(i)
     }
+#ifdef DEADLINE
+    ; run Deadline(0)
+#endif
   };
   _nr_pr == 1;                  /* every party has finished */
   for (i : 0 .. NC - 1) {

@@ -129,6 +129,8 @@ CHECKS=(
   "call.2x2.cancel1|call.pml|-DNC=2 -DCAP=2 -DNCANCEL=1||"
   "call.2x1|call.pml|-DNC=2 -DCAP=1|-DCOLLAPSE|-w26"
   "call.3x1.cancel1|call.pml|-DNC=3 -DCAP=1 -DNCANCEL=1|-DCOLLAPSE|-w25"
+  "call.1x1.deadline|call.pml|-DNC=1 -DCAP=1 -DDEADLINE||"
+  "call.2x1.deadline|call.pml|-DNC=2 -DCAP=1 -DNCANCEL=1 -DDEADLINE|-DCOLLAPSE|-w26"
   "recv|recv.pml|-DK=3 -DCAP=1 -DNCAN=3||"
   "recv.close|recv.pml|-DK=3 -DCAP=1 -DNCAN=3 -DWITH_CLOSE||"
   "recv.close.k4c2|recv.pml|-DK=4 -DCAP=2 -DNCAN=3 -DWITH_CLOSE||"
@@ -164,6 +166,7 @@ PLANTED=(
   "call:unpin-ignores-parked|call.pml|-DNCANCEL=1 -DPLANT_UNPIN_IGNORES_PARKED"
   "call:cancel-ignores-close|call.pml|-DNCANCEL=1 -DPLANT_CANCEL_IGNORES_CLOSE"
   "call:give-up-not-counted|call.pml|-DNCANCEL=1 -DPLANT_GIVE_UP_NOT_COUNTED"
+  "call:drop-concurrent-terminal,deadline|call.pml|-DNC=1 -DDEADLINE -DPLANT_DROP_CONCURRENT_TERMINAL"
   "recv:no-late-flag|recv.pml|-DPLANT_NO_LATE"
   "recv:no-settle|recv.pml|-DPLANT_NO_SETTLE"
   "recv:give-back-at-tail|recv.pml|-DPLANT_GIVE_BACK_TAIL"
@@ -197,9 +200,10 @@ KNOWN=(
 )
 
 # --quick: the small configurations and a few planted bugs (labels from the lists above).
-QUICK_CHECKS="call.2x1.cancel1 call.2x2.cancel1 recv recv.close reserve reserve.pool reserve.drain.pool join watch watch.reply-first watch.reply-any watch.deferred inbox.oom.shutdown.2r mutex"
+QUICK_CHECKS="call.2x1.cancel1 call.2x2.cancel1 call.1x1.deadline recv recv.close reserve reserve.pool reserve.drain.pool join watch watch.reply-first watch.reply-any watch.deferred inbox.oom.shutdown.2r mutex"
 QUICK_PLANTED="call:cancel-ignores-close call:give-up-not-counted call:park-before-store"
 QUICK_PLANTED+=" call:unpin-ignores-parked call:answer-load-then-store watch:unwatch-late-store,reply-first"
+QUICK_PLANTED+=" call:drop-concurrent-terminal,deadline"
 QUICK_PLANTED+=" watch:destroy-while-firing,reply-first watch:slot-read-early,deferred"
 QUICK_PLANTED+=" reserve:send-reserved-no-refill reserve:release-into-buffer reserve:drain-no-end,pool mutex:relock-as-one"
 QUICK_PLANTED+=" inbox:post-if-nonempty"

@@ -5,45 +5,43 @@
  * wait itself (Promela model; check with spin, see check.sh).
  *
  * Source of truth: include/tenorite/detail/service_state.hpp (call_op::on_complete, on_watch,
- * on_cancel's
- * give-up path, destroy, the firing / answered_while_firing flags), include/tenorite/request.hpp
+ * on_signal's give-up path, unpin, destroy), include/tenorite/detail/call_fsm.hpp (answer,
+ * pin, give_up, unpin, watch, unwatch: the call's one atomic word), include/tenorite/request.hpp
  * (responder::send, async_wait_closed, start_wait_closed, closed_wait::finish / on_fire /
  * cancel / release, closed_wait_cancel, wait_op::complete), include/tenorite/detail/reply_slot.hpp
  * (reply_slot::watch / unwatch / waiter_gone) and include/tenorite/detail/cancellation.hpp.
- * Follows the headers as of commit 7e5786a (the fixes for the races this model found).
+ * Follows the headers as of the commit that made the call's arbitration one atomic word.
  *
  * The call is already delivered: the worker holds its responder; the call is cancellable
- * (cancel_ctl armed, refs = 2, ctl->op = op).  Locks: cancel_ctl::m (ctl_m) and
- * closed_wait::m (cw_m) are lock variables (closed_wait::cancel holds cw_m across
- * reply_slot::unwatch, which takes ctl_m: lock order cw_m -> ctl_m; nobody holds ctl_m while
- * taking cw_m: on_cancel fires the watch with ctl_m released).
+ * (cancel_ctl armed, refs = 2, the word pending).  The word's transitions are one step each;
+ * closed_wait::m (cw_m) is a lock variable: closed_wait::cancel holds it across
+ * reply_slot::unwatch, and the fire's closed_wait::finish takes it, which is what keeps the
+ * call alive while an unwatch runs (a taken watch must fire before its call is freed).
  *
  * Processes and the C++ they mirror
- *   Caller   the caller's cancellation signal: cancel_slot_handler::operator() ->
- *            call_op::on_cancel: channel::withdraw and withdraw_buffered both fail (delivered);
- *            chan.is_closed(): either answer is explored (closed: the service's worker ended
- *            while this responder lives on; on_cancel returns and the reply completes the
- *            call); partial: nothing; terminal: the give-up path under ctl->m: gave_up,
- *            mark_waiter_gone, ctl->op = nullptr, watcher exchanged into w, firing = true when
- *            w is set, handler/executor moved, metrics + mark copied; unlock;
- *            metrics->call_completed(mark, cancelled); if w: w->fire(w) (closed_wait::on_fire:
- *            finish + release), relock ctl->m, firing = false, read answered_while_firing,
- *            unlock, destroy() if it was set; then the handler completes (cancelled).  Then
- *            ~cancel_slot_handler.
+ *   Caller   the caller's cancellation signal: cancel_slot_handler -> call_op::on_signal:
+ *            pin; channel::withdraw and withdraw_buffered both fail (delivered); returning is
+ *            explored both ways (the worker's service ended while this responder lives on:
+ *            unpin, the reply completes the call); partial: unpin; terminal: give_up (the
+ *            watch taken with the phase), still pinned: mark_waiter_gone, handler moved,
+ *            call_completed(cancelled), w->fire(w) (closed_wait::on_fire: finish + release),
+ *            unpin (free when the reply came meanwhile: responder_done), then the handler
+ *            completes (cancelled).  An answer parked first is completed by unpin (it fires
+ *            the watch first).  Then ~cancel_slot_handler.
  *   Waiter   the worker's responder::async_wait_closed: the operation starts
  *            (start_wait_closed(self->slot_), the slot read at initiation): null slot or
  *            waiter_gone() -> finish at once; else new closed_wait refs 1, new wait_op, the
  *            wait's own cancellation slot (refs + 1), c->slot = slot under c->m, refs + 1 for
- *            the registration, reply_slot::watch -> call_op::on_watch(add) under ctl->m:
- *            registered / already_gone (release + finish).  Then, maybe, the wait's
- *            cancellation (closed_wait_cancel -> closed_wait::cancel: under c->m, unwatch ->
- *            call_op::on_watch(remove) under ctl->m; if it was still registered, complete the
- *            wait with operation_aborted), and ~closed_wait_cancel (release).
+ *            the registration, reply_slot::watch -> call_op::on_watch(add) -> call_fsm::watch
+ *            (claim, then watching unless the phase ended): registered / already_gone
+ *            (release + finish).  Then, maybe, the wait's cancellation (closed_wait_cancel ->
+ *            closed_wait::cancel: under c->m, unwatch -> call_fsm::unwatch, one exchange; if
+ *            it was still registered, complete the wait with operation_aborted), and
+ *            ~closed_wait_cancel (release).
  *   Replier  responder::send (or ~responder): reply_slot::complete -> call_op::on_complete:
- *            under ctl->m watcher exchanged; gave_up -> (firing -> answered_while_firing =
- *            true, return: on_cancel frees the call after its fire) else unlock, destroy (the
- *            reply is dropped); not gave_up -> ctl->op = nullptr, unlock, w->fire(w), finish
- *            (metrics->call_completed, destroy, handler).
+ *            call_fsm::answer: complete (the watch taken: fire, then finish), park_first
+ *            (store, answer again), free after a give-up (destroy), leave while the give-up
+ *            holds the call.
  *
  * Ordering of the worker's own actions (check.sh runs every one):
  *   default            the documented pattern `co_await (work() || r->client.wait_closed())`
@@ -70,22 +68,25 @@
  *     destroyed call_op);
  *   - both refcounts (cancel_ctl, closed_wait) reach zero exactly once;
  *   - metrics->call_completed runs exactly once for the call (mdone);
- *   - no deadlock between ctl->m and c->m, no lost wake-up of the wait.
+ *   - no deadlock on c->m, no lost wake-up of the wait.
  *
  * Planted bugs (check.sh --planted):
- *   PLANT_GIVE_UP_NO_FIRE      call_op::on_cancel's give-up path leaves the watcher
- *                              registered instead of exchanging and firing it;
+ *   PLANT_GIVE_UP_NO_FIRE      give_up leaves the watch registered instead of taking it;
  *   PLANT_ON_COMPLETE_NO_FIRE  call_op::on_complete forgets to fire the watcher;
  *   PLANT_CANCEL_NO_UNWATCH    closed_wait::cancel completes the wait without unwatching;
- *   PLANT_DESTROY_WHILE_FIRING the give-up path fires the watch without the firing flag and
- *                              on_complete's gave_up branch always destroys the call (the C++
- *                              before 7e5786a): with REPLY_FIRST / REPLY_ANY_ORDER the answer
- *                              frees the call while the give-up's fire is pending, and
+ *   PLANT_DESTROY_WHILE_FIRING the give-up unpins before it fires the watch (the C++ before
+ *                              7e5786a freed the same way): with REPLY_FIRST / REPLY_ANY_ORDER
+ *                              the answer frees the call while the fire is pending, and
  *                              closed_wait::cancel unwatches through the freed call_op;
  *   PLANT_SLOT_READ_EARLY      async_wait_closed reads the responder's slot when it is called,
  *                              not when the operation starts (the C++ before 7e5786a; with
  *                              DEFERRED_START the wait starts on a call_op the reply freed);
- *   PLANT_GIVE_UP_NOT_COUNTED  the give-up path does not count the call in the metrics.
+ *   PLANT_GIVE_UP_NOT_COUNTED  the give-up path does not count the call in the metrics;
+ *   PLANT_UNWATCH_LATE_STORE   unwatch clears `watching` in one exchange and the claim in a
+ *                              later store (the first draft of call_fsm): between the two the
+ *                              call completes unwatched and is freed, and the store writes
+ *                              into a freed (or recycled) cancel_ctl — found by REPLY_FIRST
+ *                              and REPLY_ANY_ORDER.
  */
 
 #define EC_OK 1

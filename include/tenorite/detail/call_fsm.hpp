@@ -12,7 +12,7 @@
 // and no handler, and its transitions are tested directly (tests/call_fsm_test.cpp) and
 // modelled (tests/model/call.pml, watch.pml).
 //
-// The word: a phase and five flags.
+// The word: a phase and six flags.
 //   phase   pending -> answered | gave_up | withdrawn, set once by exactly one party;
 //   pinned  a cancellation is running on the call: while it is set the call's memory stays,
 //           so an answer that arrives meanwhile is parked in the call (the canceller then
@@ -21,7 +21,10 @@
 //   claimed  a watch registers (or is registered): a second one is refused;
 //   watching a watch is registered; whoever moves the phase off pending takes it and fires it;
 //   parked  the answer lies in the call (phase answered, set while pinned);
-//   responder_done  phase gave_up: the responder side came while the canceller was pinned.
+//   responder_done  phase gave_up: the responder side came while the canceller was pinned;
+//   terminal_requested  a terminal cancellation came while another cancellation held the
+//           pin (two emitters on two threads: the user's slot and a deadline): the pinned
+//           canceller acts on it before it lets go, so neither is lost.
 //
 // Invariants:
 // - exactly one party moves the phase off pending, with one successful compare-exchange: that
@@ -32,6 +35,8 @@
 // - the canceller touches the call only between pin() and its unpin, and a pin succeeds only
 //   while the phase is pending, so a cancellation that arrives after the completion reads this
 //   word only (it lives in the cancellation block, which outlives the call);
+// - a terminal cancellation that finds the call pinned is recorded, and unpin() hands it to
+//   the pinned canceller (retry_terminal) instead of letting go;
 // - a watch fires at most once: the flag is taken by the party that ends the phase, or cleared
 //   by unwatch (then it never fires); a second watch while one is registered is refused.
 // The common path (no cancellation while the call is pending) is one compare-exchange.
@@ -54,6 +59,7 @@ class call_fsm {
   static constexpr std::uint32_t parked = 1u << 4;
   static constexpr std::uint32_t responder_done = 1u << 5;
   static constexpr std::uint32_t claimed = 1u << 6;
+  static constexpr std::uint32_t terminal_requested = 1u << 7;
 
   /// What the responder side does with its answer.
   enum class answer_step {
@@ -72,6 +78,7 @@ class call_fsm {
   /// What the canceller does once it no longer needs the call pinned.
   enum class unpin_step {
     none,             ///< nothing: the call stays pending, the responder side completes it
+    retry_terminal,   ///< still pinned: a terminal cancellation came meanwhile; act on it
     complete_parked,  ///< an answer was parked meanwhile: complete with it, then free
     free,             ///< after a give-up, the responder side is done: free the call
   };
@@ -133,12 +140,19 @@ class call_fsm {
   }
 
   /// A cancellation starts. True: the call is pinned (its memory stays until unpin, give_up's
-  /// end or withdraw) and still pending. False: it is settled or another cancellation runs;
-  /// do nothing (the call may be gone).
-  bool pin() noexcept {
+  /// end or withdraw) and still pending. False: it is settled, or another cancellation holds
+  /// the pin (a terminal one is then recorded for it); do nothing (the call may be gone).
+  bool pin(bool terminal) noexcept {
     std::uint32_t s = word_.load(std::memory_order_acquire);
-    while ((s & phase_mask) == pending && !(s & pinned))
-      if (cas(s, s | pinned)) return true;
+    while ((s & phase_mask) == pending) {
+      if (!(s & pinned)) {
+        if (cas(s, s | pinned)) return true;
+      } else if (!terminal || (s & terminal_requested)) {
+        return false;  // the pinned canceller does as much
+      } else if (cas(s, s | terminal_requested)) {
+        return false;
+      }
+    }
     return false;
   }
 
@@ -160,7 +174,11 @@ class call_fsm {
           }
           continue;
         default:
-          if (cas(s, s & ~pinned)) return {unpin_step::none};
+          if (s & terminal_requested) {
+            if (cas(s, s & ~terminal_requested)) return {unpin_step::retry_terminal};
+          } else if (cas(s, s & ~pinned)) {
+            return {unpin_step::none};
+          }
           continue;
       }
     }

@@ -333,7 +333,8 @@ class service_state final : public abortable {
     // The caller's cancellation slot (any thread that emits it; the call may be gone unless
     // the pin succeeds).
     static void on_signal(cancel_ctl* ctl, boost::asio::cancellation_type type) noexcept {
-      if (!ctl->fsm.pin()) return;  // settled: its result is on the way
+      const bool terminal = !!(type & boost::asio::cancellation_type::terminal);
+      if (!ctl->fsm.pin(terminal)) return;  // settled, or the pinned canceller takes it
       auto* self = static_cast<call_op*>(ctl->op);
       channel<item_type>& chan = self->state->chan;
       // Still queued? Then it is withdrawn: never delivered, the request comes back.
@@ -357,28 +358,35 @@ class service_state final : public abortable {
             std::unexpect, error_type::of_kind(error_kind::cancelled, std::move(item->request))));
         return;
       }
-      // Neither queued nor buffered because the queue's close() took it (the service ended):
-      // close() is handing the request back (send_failure), and giving up here would lose
-      // it. Both flags are set under the queue's lock, which withdraw just took. Delivered:
-      // only terminal cancellation abandons the wait; the worker sees it.
-      if (self->returned || self->returning() ||
-          !(type & boost::asio::cancellation_type::terminal)) {
-        self->unpin(ctl);
-        return;
+      self->settle_delivered(ctl, terminal);
+    }
+
+    // Neither queued nor buffered because the queue's close() took it (the service ended):
+    // close() is handing the request back (send_failure), and giving up here would lose it.
+    // Both flags are set under the queue's lock, which withdraw just took. Delivered: only
+    // terminal cancellation abandons the wait; the worker sees it. Pinned on entry.
+    void settle_delivered(cancel_ctl* ctl, bool terminal) noexcept {
+      while (this->returned || this->returning() || !terminal) {
+        if (!unpin(ctl)) return;
+        terminal = true;  // a terminal cancellation came from another emitter meanwhile
       }
+      give_up(ctl);
+    }
+
+    void give_up(cancel_ctl* ctl) noexcept {
       const call_fsm::give_up_result g = ctl->fsm.give_up();
       if (!g.gave_up) {  // answered first: its answer is parked in the call
-        self->unpin(ctl);
+        unpin(ctl);
         return;
       }
-      self->mark_waiter_gone();
-      Handler h(std::move(self->handler()));
-      boost::asio::any_io_executor ex = self->executor();
+      this->mark_waiter_gone();
+      Handler h(std::move(this->handler()));
+      boost::asio::any_io_executor ex = this->executor();
       // The call completes here (the responder side will only free it): count it now.
-      if (self->metrics) self->metrics->call_completed(self->mark, error_kind::cancelled);
+      if (metrics) metrics->call_completed(mark, error_kind::cancelled);
       // Still pinned: a worker answering from inside the watch's completion leaves the call.
       if (g.watch) g.watch->fire(g.watch);
-      if (ctl->fsm.unpin().step == call_fsm::unpin_step::free) self->destroy();
+      if (ctl->fsm.unpin().step == call_fsm::unpin_step::free) this->destroy();
       complete_on<Handler>(
           ex,
           [h = std::move(h)]() mutable {
@@ -388,11 +396,14 @@ class service_state final : public abortable {
     }
 
     // The canceller lets go of a call that goes on waiting (or was answered meanwhile).
-    void unpin(cancel_ctl* ctl) noexcept {
+    // True: it still holds the pin, for a terminal cancellation that came meanwhile.
+    bool unpin(cancel_ctl* ctl) noexcept {
       const call_fsm::unpin_result u = ctl->fsm.unpin();
-      if (u.step != call_fsm::unpin_step::complete_parked) return;
+      if (u.step == call_fsm::unpin_step::retry_terminal) return true;
+      if (u.step != call_fsm::unpin_step::complete_parked) return false;
       if (u.watch) u.watch->fire(u.watch);
       finish_stored();
+      return false;
     }
 
     std::shared_ptr<service_state> state;      // set when cancellable
