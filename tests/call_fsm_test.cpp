@@ -99,7 +99,8 @@ TEST(CallFsm, AnAnswerAfterAGiveUpFreesTheCall) {
 
 TEST(CallFsm, AWithdrawnCallIsSettled) {
   call_fsm f;
-  ASSERT_TRUE(f.pin(true));
+  ASSERT_TRUE(f.pin(false));
+  EXPECT_FALSE(f.pin(true)) << "a deadline while the call is being withdrawn";
   f.withdraw();
   EXPECT_EQ(f.load(), call_fsm::withdrawn);
   EXPECT_FALSE(f.pin(true));

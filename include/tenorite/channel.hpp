@@ -1,6 +1,12 @@
 // SPDX-License-Identifier: BSL-1.0
 // tenorite/channel.hpp — a bounded multi-producer queue with async, blocking and try forms.
 //
+// The queue is two parts under one lock: the values (detail/ring.hpp) and the slot
+// accounting (detail/slots.hpp: capacity, reservations, the FIFO of senders waiting for a
+// slot, and grant(), the one place that decides who gets a freed slot). A send is a
+// reservation and its commit, as in Tokio's bounded mpsc. This file adds the receivers, the
+// end of the stream and the operations.
+//
 // Invariants (all under the channel's mutex):
 // - at most capacity() items are buffered; a sender that finds the buffer full waits in a
 //   FIFO of send waiters, holding its own value (backpressure: the (N+1)-th send waits);
@@ -42,6 +48,8 @@
 #include <tenorite/detail/operation.hpp>
 #include <tenorite/detail/small_mutex.hpp>
 #include <tenorite/detail/reply_slot.hpp>
+#include <tenorite/detail/ring.hpp>
+#include <tenorite/detail/slots.hpp>
 #include <tenorite/detail/waiters.hpp>
 #include <utility>
 #include <vector>
@@ -85,7 +93,7 @@ class channel final : private detail::context_registry::entry {
 
   /// `ex` runs handlers that have no executor of their own. Throws std::invalid_argument
   /// when capacity is 0.
-  channel(executor_type ex, std::size_t capacity) : ex_(std::move(ex)), capacity_(capacity) {
+  channel(executor_type ex, std::size_t capacity) : ex_(std::move(ex)), slots_(capacity) {
     if (capacity == 0)
       throw std::invalid_argument(
           "tenorite::channel: capacity must be at least 1 (it bounds how many items may wait "
@@ -114,31 +122,26 @@ class channel final : private detail::context_registry::entry {
     {
       std::lock_guard lk(m_);
       closed_ = true;
-      senders = senders_.take();
+      senders = slots_.take_waiting();
       receivers = receivers_.take();
     }
     senders.drain([](auto* s) { s->on_closed(s); });
     receivers.drain(
         [](auto* r) { r->ready(r, boost::asio::error::operation_aborted, std::nullopt); });
     // Items may hold responders, whose destruction completes calls: never under the lock.
-    T* slots;
-    std::size_t head, size, alloc;
+    detail::ring<T> items;
     {
       std::lock_guard lk(m_);
-      slots = std::exchange(slots_, nullptr);
-      head = std::exchange(head_, 0);
-      size = std::exchange(size_, 0);
-      alloc = std::exchange(alloc_, 0);
+      items.swap(items_);
     }
-    for (std::size_t i = 0; i < size; ++i) slots[(head + i) % alloc].~T();
-    free_slots(slots);
+    items.clear();
   }
 
-  std::size_t capacity() const noexcept { return capacity_; }
+  std::size_t capacity() const noexcept { return slots_.capacity(); }
   const executor_type& get_executor() const noexcept { return ex_; }
   std::size_t size() const {
     std::lock_guard lk(m_);
-    return size_;
+    return items_.size();
   }
   bool is_closed() const {
     std::lock_guard lk(m_);
@@ -157,7 +160,7 @@ class channel final : private detail::context_registry::entry {
       r->ready(r, {}, std::optional<T>(std::move(value)));
       return send_status::sent;
     }
-    if (!has_room_locked()) return send_status::full;
+    if (!slots_.has_room(items_.size())) return send_status::full;
     push_locked(std::move(value));
     return send_status::sent;
   }
@@ -183,14 +186,14 @@ class channel final : private detail::context_registry::entry {
       r->ready(r, {}, std::move(v));
       return send_status::sent;
     }
-    if (has_room_locked()) {
+    if (slots_.has_room(items_.size())) {
       push_locked(std::move(*node->value));
       node->value.reset();
       return send_status::sent;
     }
     if (try_only) return send_status::full;
     if (self) return send_status::self_call;
-    senders_.push_back(node);
+    slots_.wait(node);
     return send_status::waiting;
   }
 
@@ -209,18 +212,10 @@ class channel final : private detail::context_registry::entry {
   /// lock: its handler may run inline.
   template <class Pred>
   std::optional<T> withdraw_buffered(Pred pred, detail::send_waiter<T>*& accepted) {
-    std::optional<T> out;
+    std::optional<T> out;  // outside the lock's scope: never destroyed under it
     std::lock_guard lk(m_);
-    for (std::size_t k = 0; k < size_; ++k) {
-      if (!pred(slots_[index(k)])) continue;
-      out.emplace(std::move(slots_[index(k)]));
-      for (std::size_t j = k; j + 1 < size_; ++j)
-        slots_[index(j)] = std::move(slots_[index(j + 1)]);
-      slots_[index(size_ - 1)].~T();
-      --size_;
-      accepted = accept_one_locked();
-      break;
-    }
+    out = items_.remove_first(pred);
+    if (out) accepted = accept_one_locked();
     return out;
   }
 
@@ -233,13 +228,10 @@ class channel final : private detail::context_registry::entry {
                               const executor_type* caller = nullptr) {
     std::lock_guard lk(m_);
     if (closed_ || send_closed_) return send_status::closed;
-    if (has_room_locked()) {
-      ++reserved_;
-      return send_status::sent;
-    }
+    if (slots_.try_reserve(items_.size())) return send_status::sent;
     if (try_only) return send_status::full;
     if (is_self_locked(caller)) return send_status::self_call;
-    senders_.push_back(node);
+    slots_.wait(node);
     return send_status::waiting;
   }
 
@@ -251,7 +243,7 @@ class channel final : private detail::context_registry::entry {
     std::unique_lock lk(m_);
     if (closed_) return send_status::closed;
     if (is_self_locked(caller)) return send_status::self_call;
-    --reserved_;
+    slots_.commit();
     if (auto* r = receivers_.pop_front()) {
       ++accepted_;
       // The value skips the buffer, so the reserved slot is free now: a waiting sender
@@ -279,7 +271,7 @@ class channel final : private detail::context_registry::entry {
     {
       std::lock_guard lk(m_);
       if (closed_) return;
-      --reserved_;
+      slots_.release();
       // Receivers may be waiting (the buffer can be empty while reservations fill it).
 // cppcheck-suppress throwInNoexceptFunction ; growing the buffer can only fail for lack of memory here
       refill_locked(more);
@@ -321,9 +313,7 @@ class channel final : private detail::context_registry::entry {
   /// buffer and the reservations fill the capacity, and they still do.)
   bool withdraw(detail::send_waiter<T>* node) {
     std::lock_guard lk(m_);
-    if (!node->linked) return false;
-    senders_.unlink(node);
-    return true;
+    return slots_.withdraw(node);
   }
 
   /// Takes a parked receiver back. False if an item, the end or an error is already on its
@@ -338,7 +328,7 @@ class channel final : private detail::context_registry::entry {
   /// How many values are buffered now, and how many the channel accepted so far.
   std::pair<std::size_t, std::uint64_t> counts() const {
     std::lock_guard lk(m_);
-    return {size_, accepted_};
+    return {items_.size(), accepted_};
   }
 
   /// Puts an item a receive took back at the front (its receive was cancelled before its
@@ -349,13 +339,10 @@ class channel final : private detail::context_registry::entry {
     {
       std::lock_guard lk(m_);
       if (closed_) return false;
-      if (size_ == 0 && !receive_error_ && !receivers_.empty()) {
+      if (items_.empty() && !receive_error_ && !receivers_.empty()) {
         r = receivers_.pop_front();
       } else {
-        if (size_ == alloc_) grow_locked();
-        head_ = head_ == 0 ? alloc_ - 1 : head_ - 1;
-        ::new (static_cast<void*>(slots_ + head_)) T(std::move(v));
-        ++size_;
+        items_.push_front(std::move(v), slots_.capacity());
         return true;
       }
     }
@@ -407,7 +394,7 @@ class channel final : private detail::context_registry::entry {
     std::optional<T> v;
     {
       std::lock_guard lk(m_);
-      if (size_ == 0) return std::nullopt;
+      if (items_.empty()) return std::nullopt;
       take_locked([&v](T&& it) { v.emplace(std::move(it)); }, refilled);
     }
     if (refilled) refilled->on_accepted(refilled);
@@ -440,7 +427,7 @@ class channel final : private detail::context_registry::entry {
     std::size_t n = 0;
     try {
       std::lock_guard lk(m_);
-      while (n < limit && size_ > 0) {
+      while (n < limit && !items_.empty()) {
         detail::send_waiter<T>* r = nullptr;
         take_locked([&out](T&& it) { out.push_back(std::move(it)); }, r);
         if (r) {
@@ -516,38 +503,36 @@ class channel final : private detail::context_registry::entry {
   /// waiting senders get their values back (on_closed), waiting receivers get the
   /// end of the stream, and every later send fails with `closed`.
   /// `mark_locked(T&)`, run under the lock for each buffered item, lets the owner note that
-  /// the item is on its way back before anyone can look for it in the queue.
+  /// the item is on its way back before anyone can look for it in the queue. An exception
+  /// from `on_item` comes out of close() once every waiter has been told; the items not yet
+  /// handed over are then destroyed.
   template <class F, class G>
   void close(F&& on_item, G&& mark_locked) {
-    T* slots;
-    std::size_t head, size, alloc;
+    detail::ring<T> items;
     detail::fifo<detail::send_waiter<T>> senders;
     detail::fifo<detail::recv_waiter<T>> receivers;
     std::shared_ptr<const executor_type> consumer;  // let go after the lock
     {
       std::lock_guard lk(m_);
       closed_ = true;
-      reserved_ = 0;
       consumer = std::move(consumer_);
       consumer_running_ = nullptr;
-      slots = std::exchange(slots_, nullptr);
-      head = std::exchange(head_, 0);
-      size = std::exchange(size_, 0);
-      alloc = std::exchange(alloc_, 0);
-      senders = senders_.take();
+      items.swap(items_);
+      senders = slots_.close();
       receivers = receivers_.take();
-      for (auto* n = senders.head; n; n = n->next) n->returned = true;
-      for (std::size_t i = 0; i < size; ++i) mark_locked(slots[(head + i) % alloc]);
+      items.for_each(mark_locked);
     }
-    for (std::size_t i = 0; i < size; ++i) {
-      T* p = slots + ((head + i) % alloc);
-      T item(std::move(*p));
-      p->~T();
-      on_item(std::move(item));
+    auto tell = [&]() noexcept {
+      senders.drain([](auto* s) { s->on_closed(s); });
+      receivers.drain([](auto* r) { r->ready(r, {}, std::nullopt); });
+    };
+    try {
+      items.drain(on_item);
+    } catch (...) {  // the waiters are told all the same; the items left are destroyed
+      tell();
+      throw;
     }
-    free_slots(slots);
-    senders.drain([](auto* s) { s->on_closed(s); });
-    receivers.drain([](auto* r) { r->ready(r, {}, std::nullopt); });
+    tell();
   }
 
   template <class F>
@@ -610,14 +595,11 @@ class channel final : private detail::context_registry::entry {
       }
       r = next;
     }
-    for (auto* s = senders_.head; s;) {
-      auto* next = s->next;
-      if (s->context == &ctx && s->destroy_fn) {
-        senders_.unlink(s);
-        out.push_back({s, s->destroy_fn});
-      }
-      s = next;
-    }
+    slots_.withdraw_if([&](detail::send_waiter<T>* s) noexcept {
+      if (s->context != &ctx || !s->destroy_fn) return false;
+      out.push_back({s, s->destroy_fn});
+      return true;
+    });
   }
 
   template <class Handler>
@@ -785,7 +767,7 @@ class channel final : private detail::context_registry::entry {
                          detail::send_waiter<T>*& refilled) {
     if (receive_error_) {
       ec = receive_error_;
-    } else if (size_ > 0) {
+    } else if (!items_.empty()) {
       take_locked([&v](T&& it) { v.emplace(std::move(it)); }, refilled);
     } else if (!at_end_locked()) {
       return false;
@@ -794,12 +776,8 @@ class channel final : private detail::context_registry::entry {
   }
 
   void push_locked(T&& v) {
+    items_.push_back(std::move(v), slots_.capacity());
     ++accepted_;
-    if (size_ == alloc_) grow_locked();
-    std::size_t i = head_ + size_;
-    if (i >= alloc_) i -= alloc_;
-    ::new (static_cast<void*>(slots_ + i)) T(std::move(v));
-    ++size_;
   }
 
   // Moves the oldest item into `put(T&&)` (an emplace: the item is moved once on its way
@@ -807,15 +785,9 @@ class channel final : private detail::context_registry::entry {
   // stays queued.
   template <class Put>
   void take_locked(Put&& put, detail::send_waiter<T>*& refilled) {
-    T* p = slots_ + head_;
-    std::forward<Put>(put)(std::move(*p));
-    p->~T();
-    if (++head_ == alloc_) head_ = 0;
-    --size_;
+    items_.pop_front(std::forward<Put>(put));
     refilled = accept_one_locked();
   }
-
-  bool has_room_locked() const noexcept { return size_ + reserved_ < capacity_; }
 
   bool is_self_locked(const executor_type* caller) const noexcept {
     return caller && consumer_running_ && consumer_ && consumer_running_(*consumer_) &&
@@ -823,13 +795,8 @@ class channel final : private detail::context_registry::entry {
   }
 
   bool at_end_locked() const noexcept {
-    return closed_ ||
-           ((no_senders_ || send_closed_) && size_ == 0 && reserved_ == 0 && senders_.empty());
-  }
-
-  std::size_t index(std::size_t k) const noexcept {
-    std::size_t i = head_ + k;
-    return i >= alloc_ ? i - alloc_ : i;
+    return closed_ || ((no_senders_ || send_closed_) && items_.empty() &&
+                       slots_.reserved() == 0 && !slots_.has_waiting());
   }
 
   // Waiting senders that took free slots while receivers may be waiting: built under the
@@ -882,11 +849,8 @@ class channel final : private detail::context_registry::entry {
   };
 
   void refill_locked(refill& out) {
-    while (has_room_locked()) {
-      auto* s = senders_.pop_front();
-      if (!s) return;
+    while (auto* s = slots_.grant(items_.size())) {
       if (s->reservation) {
-        ++reserved_;
         if (s->on_accepted) out.tell(s);
       } else if (auto* r = receivers_.pop_front()) {
         ++accepted_;
@@ -903,43 +867,13 @@ class channel final : private detail::context_registry::entry {
   // waiting sender's value (or reservation) takes it. Returns the node to notify after
   // unlocking, if it wants to be told.
   detail::send_waiter<T>* accept_one_locked() {
-    if (!has_room_locked()) return nullptr;
-    auto* s = senders_.pop_front();
+    auto* s = slots_.grant(items_.size());
     if (!s) return nullptr;
-    if (s->reservation) {
-      ++reserved_;
-    } else {
+    if (!s->reservation) {
       push_locked(std::move(*s->value));
       s->value.reset();
     }
     return s->on_accepted ? s : nullptr;
-  }
-
-  // The buffer grows on demand up to capacity, so an idle channel costs no item storage.
-  // If growing throws (no memory, or a move that throws), the buffer is left as it was: the
-  // items move with move_if_noexcept and what was built is undone.
-  void grow_locked() {
-    std::size_t n =
-        alloc_ == 0 ? std::min<std::size_t>(capacity_, 4) : std::min(capacity_, alloc_ * 2);
-    if (n <= size_) n = size_ + 1;  // an item given back may sit above the capacity
-    T* fresh = static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(alignof(T))));
-    std::size_t k = 0;
-    try {
-      for (; k < size_; ++k) ::new (static_cast<void*>(fresh + k)) T(std::move_if_noexcept(slots_[index(k)]));
-    } catch (...) {
-      while (k > 0) fresh[--k].~T();
-      free_slots(fresh);
-      throw;
-    }
-    for (k = 0; k < size_; ++k) slots_[index(k)].~T();
-    free_slots(slots_);
-    slots_ = fresh;
-    alloc_ = n;
-    head_ = 0;
-  }
-
-  static void free_slots(T* p) noexcept {
-    if (p) ::operator delete(p, std::align_val_t(alignof(T)));
   }
 
   // Whether the channel still exists, for completions already on their way (lock order:
@@ -959,16 +893,11 @@ class channel final : private detail::context_registry::entry {
   bool track_work_ = true;
   std::uint64_t accepted_ = 0;  // values that entered the buffer or went straight to a receiver
   executor_type ex_;
-  std::size_t capacity_;
-  T* slots_ = nullptr;
-  std::size_t alloc_ = 0;
-  std::size_t head_ = 0;
-  std::size_t size_ = 0;
-  std::size_t reserved_ = 0;
+  detail::ring<T> items_;        // the values (storage grows on demand: an idle queue has none)
+  detail::slot_ledger<T> slots_;  // who holds a slot, who waits for one
   std::shared_ptr<const executor_type> consumer_;
   bool (*consumer_running_)(const executor_type&) = nullptr;
   boost::system::error_code receive_error_;
-  detail::fifo<detail::send_waiter<T>> senders_;
   detail::fifo<detail::recv_waiter<T>> receivers_;
 };
 

@@ -6,8 +6,12 @@
  *
  * Source of truth: include/tenorite/channel.hpp (send_or_wait, reserve_or_wait,
  * send_reserved, release_reservation, receive_or_wait, take_locked / accept_one_locked,
- * refill_locked / refill::run, mark_no_senders).  Follows the headers as of the commit that
- * added this model (the fix of the hang below).
+ * refill_locked / refill::run, mark_no_senders) and include/tenorite/detail/slots.hpp
+ * (slot_ledger: has_room, try_reserve, commit, release, wait, grant — the one place that
+ * picks who gets a freed slot, called by accept_one_locked and refill_locked; the model's
+ * reserved / slen are its counters).  Follows the headers as of the commit that added this
+ * model (the fix of the hang below); the split of the queue into slot_ledger and ring
+ * (2026-12-03) moved that code without changing a step.
  *
  * Why: a permit's slot counts against the capacity while the buffer is empty, so a receiver
  * may wait (empty buffer) while a sender waits (no room).  The slot then frees in two ways

@@ -189,7 +189,9 @@ class call_fsm {
   void withdraw() noexcept {
     [[maybe_unused]] const std::uint32_t s =
         word_.exchange(withdrawn, std::memory_order_acq_rel);
-    assert(s == (pending | pinned) && "tenorite: a withdrawn call had a responder side");
+    // A terminal cancellation recorded meanwhile is answered by the withdrawal itself.
+    assert((s & ~terminal_requested) == (pending | pinned) &&
+           "tenorite: a withdrawn call had a responder side");
   }
 
   /// The pinned canceller gives up on a delivered call (terminal cancellation). On success
