@@ -123,3 +123,73 @@ TEST(Allocation, APoolThatRunsOutOfMemoryAtAnyPointOfItsStartStillEndsWhatItStar
   EXPECT_TRUE(started);
   EXPECT_GT(failed_starts, 3);  // the later failures are past the first worker's start
 }
+
+// A cancellable call, notification, reservation or join that runs out of memory at any
+// allocation of its start (they failed before arm_or_abandon: the operation was left, and a
+// reservation's held its caller, so its service never ended) (the cancellation block, the slot's handler) either throws
+// bad_alloc and is gone (nothing completes later, nothing keeps the service or the context
+// alive: each round's context must stop) or completes exactly once.
+TEST(Allocation, ACancellableOperationThatRunsOutOfMemoryWhileStartingThrowsOrCompletesOnce) {
+  int thrown = 0, completed = 0;
+  for (long n = 1; n < 40; ++n) {
+    for (int form = 0; form < 4; ++form) {
+      asio::io_context ioc;
+      {  // the context's services first (as above), outside the failures
+        auto [warm_task, warm_caller] = doubling_service{}.start_task(ioc, 4, doubling_handler{});
+      }
+      while (ioc.poll() > 0) {
+      }
+      ioc.restart();
+      int completions = 0;
+      bool threw = false;
+      {
+        // A queue of one, filled first: the operation under test parks (it cannot complete
+        // inside its start, where a failed allocation would be the completion's, not the
+        // start's), and completes when the context runs, after the failures stop.
+        auto [task, caller] = doubling_service{}.start_task(ioc, 1, doubling_handler{});
+        int first = 0;
+        caller.async_send_request(1, [&first](auto&&) { ++first; });
+        asio::cancellation_signal sig;  // a fresh signal: its handler memory is allocated
+        auto count = [&completions](auto&&...) { ++completions; };
+        try {
+          fail_in = n;
+          switch (form) {
+            case 0:
+              caller.async_send_request(21, asio::bind_cancellation_slot(sig.slot(), count));
+              break;
+            case 1:
+              caller.async_notify(21, asio::bind_cancellation_slot(sig.slot(), count));
+              break;
+            case 2:
+              caller.async_reserve(asio::bind_cancellation_slot(sig.slot(), count));
+              break;
+            default:
+              task.async_join(asio::bind_cancellation_slot(sig.slot(), count));
+              break;
+          }
+          fail_in = 0;
+        } catch (const std::bad_alloc&) {
+          fail_in = 0;
+          threw = true;
+        }
+        while (ioc.poll() > 0) {
+        }
+        if (form == 3 && !threw) {  // the join completes when the service ends
+          caller = {};
+          while (ioc.poll() > 0) {
+          }
+        }
+        EXPECT_EQ(first, 1);
+        EXPECT_EQ(completions + (threw ? 1 : 0), 1)
+            << "form " << form << ", allocation " << n << ": thrown and completed, or neither";
+        (threw ? thrown : completed) += 1;
+      }
+      while (ioc.poll() > 0) {
+      }
+      EXPECT_TRUE(ioc.stopped()) << "form " << form << ", allocation " << n
+                                 << ": something of the failed start kept the context busy";
+    }
+  }
+  EXPECT_GT(thrown, 0);
+  EXPECT_GT(completed, 0);
+}

@@ -617,6 +617,69 @@ TEST(CallForms, DroppedPermitsGiveTheirSlotsBackNoneLeak) {
   for (int i = 0; i < 3; ++i) EXPECT_EQ(fs[i].get().value(), 2 * i);
 }
 
+// A permit has the deadline forms too: they behave as the caller's, through the reserved slot.
+TEST(CallForms, APermitsTimedCallThatMeetsItsDeadlineIsAnOrdinaryCall) {
+  auto [task, caller] = echo_service{}.start_task(rt(), 4, echo_config{});
+  auto a = caller.reserve_blocking();
+  auto b = caller.reserve_blocking();
+  auto c = caller.reserve_blocking();
+  auto d = caller.reserve_blocking();
+  ASSERT_TRUE(a && b && c && d);
+  EXPECT_EQ(a->send_request_blocking_for(5, 10s).value(), 10);
+  EXPECT_EQ(b->async_send_request_for(6, 10s, asio::use_future).get().value(), 12);
+  EXPECT_EQ(rt().block_on(c->send_request_until(7, std::chrono::steady_clock::now() + 10s)).value(),
+            14);
+  EXPECT_EQ(rt().block_on(d->send_request_for(8, 10s)).value(), 16);
+  EXPECT_FALSE(static_cast<bool>(*a)) << "single use";
+  EXPECT_THROW((void)a->send_request_blocking_for(1, 1s), std::logic_error);
+  EXPECT_THROW((void)b->async_send_request_for(1, 1s, asio::use_future), std::logic_error);
+}
+
+TEST(CallForms, APermitsTimedCallStillQueuedAtItsDeadlineComesBackAndFreesItsSlot) {
+  auto p = std::make_shared<probe>();
+  p->go = std::make_shared<gate>(rt().executor());  // the worker takes nothing yet
+  auto [task, caller] = probe_service{}.start_task(rt(), 1, p);
+  auto permit = caller.reserve_blocking();
+  ASSERT_TRUE(permit);
+  auto r = permit->send_request_blocking_for(3, 20ms);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind(), error_kind::timed_out);
+  EXPECT_EQ(r.error().request(), std::optional<int>(3)) << "never delivered: it comes back";
+  // The withdrawn request's slot is free again (the queue holds one).
+  auto f = caller.async_try_send_request(4, asio::use_future);
+  p->go->open();
+  EXPECT_EQ(f.get().value(), 8);
+  EXPECT_EQ(seen(*p), (std::vector<int>{4}));
+}
+
+TEST(CallForms, APermitsTimedCallTheWorkerHoldsIsAbandonedAtItsDeadline) {
+  auto report = std::make_shared<std::promise<std::string>>();
+  auto said = report->get_future();
+  auto [task, caller] = patient_service{}.start_task(rt(), 4, report);
+  auto permit = caller.reserve_blocking();
+  ASSERT_TRUE(permit);
+  auto r = rt().block_on(permit->send_request_for(60'000, 20ms));  // "work" takes a minute
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind(), error_kind::timed_out);
+  EXPECT_EQ(said.get(), "caller left");
+}
+
+TEST(CallForms, ADeferredTimedCallThroughAPermitDroppedUnlaunchedGivesItsSlotBack) {
+  auto p = std::make_shared<probe>();
+  p->go = std::make_shared<gate>(rt().executor());
+  auto [task, caller] = probe_service{}.start_task(rt(), 1, p);
+  {
+    auto permit = caller.reserve_blocking();
+    ASSERT_TRUE(permit);
+    auto op = permit->async_send_request_for(1, 10s, asio::deferred);
+    EXPECT_FALSE(static_cast<bool>(*permit)) << "the permit moved into the operation";
+  }  // never launched
+  auto f = caller.async_try_send_request(2, asio::use_future);
+  p->go->open();
+  EXPECT_EQ(f.get().value(), 4);
+  EXPECT_EQ(seen(*p), (std::vector<int>{2}));
+}
+
 TEST(CallForms, AWaitingReservationIsGrantedWhenASlotFrees) {
   auto p = std::make_shared<probe>();
   p->go = std::make_shared<gate>(rt().executor());

@@ -240,7 +240,8 @@ class caller : public call_forms<caller<Req, Resp, Err>, Req, Resp, Err> {
   // ends, also on an execution context being destroyed. The deadline's cancellation
   // withdraws a queued request or abandons a delivered one.
   template <class Handler>
-  void start_timed(Handler handler, Req req, clock::time_point deadline) const {
+  void start_timed(Handler handler, Req req, clock::time_point deadline,
+                   detail::call_mode mode = detail::call_mode::wait) const {
     const auto& st = core_->state;
     auto ex = boost::asio::get_associated_executor(handler, st->chan.get_executor());
     // The caller's own cancellation slot cancels the whole timed call.
@@ -253,9 +254,9 @@ class caller : public call_forms<caller<Req, Resp, Err>, Req, Resp, Err> {
                                                  ex, slot};
     // The call's handler runs on `ex`: bound to it, the call is seen as what it is (a
     // worker calling itself through a deadline is refused too).
-    auto start_call = [](auto h, caller self, Req r) {
+    auto start_call = [mode](auto h, caller self, Req r) {
       auto& s = self.core_->state;
-      s->initiate_call(std::move(h), s, std::move(r), detail::call_mode::wait, false);
+      s->initiate_call(std::move(h), s, std::move(r), mode, false);
     };
     using race = typename detail::deadline_race<signature>::template initiation<
         decltype(start_call)>;
@@ -307,7 +308,7 @@ class caller : public call_forms<caller<Req, Resp, Err>, Req, Resp, Err> {
     auto* st = core_->state.get();
     auto* op = detail::make_op<reserve_op<Handler>>(handler, st->chan.get_executor(), *this);
     detail::initiation_scope scope(op);
-    op->arm_cancellation();
+    detail::arm_or_abandon(op);  // the operation's caller goes with it
     // Waiting for room from the worker's own strand would wait for the worker itself.
     const send_status status = st->chan.reserve_or_wait(op, false, &op->executor());
     if (status == send_status::self_call) {
@@ -340,6 +341,7 @@ class permit {
  public:
   using caller_type = caller<Req, Resp, Err>;
   using result_type = typename caller_type::result_type;
+  using clock = std::chrono::steady_clock;
 
   permit(permit&& o) noexcept : owner_(std::move(o.owner_)) {}
   permit& operator=(permit&& o) noexcept {
@@ -379,6 +381,61 @@ class permit {
     detail::check_blocking_allowed("tenorite::permit::send_request_blocking");
     caller_type owner = take("send_request_blocking");
     return owner.core_->state->call_blocking(std::move(req), detail::call_mode::reserved);
+  }
+
+  /// Sends through the reserved slot and waits for the reply until `deadline`, then gives up
+  /// with error_kind::timed_out as the caller's forms do (a request still buffered then
+  /// comes back in the error; one the worker took is abandoned: it sees client.is_closed()).
+  template <class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
+  TENORITE_AWAITABLE_ENTRY auto async_send_request_until(Req req, clock::time_point deadline,
+                                                         Token&& token = {}) {
+    if (!owner_) take("async_send_request_until");  // throws: already used
+    return boost::asio::async_initiate<Token, typename caller_type::signature>(
+        [](auto handler, permit p, Req r, clock::time_point d) {
+          caller_type owner = std::move(p.owner_);
+          try {
+            owner.start_timed(std::move(handler), std::move(r), d, detail::call_mode::reserved);
+          } catch (...) {  // the call never started (no memory): the slot goes back
+            owner.core_->state->chan.release_reservation();
+            throw;
+          }
+        },
+        token, std::move(*this), std::move(req), deadline);
+  }
+  template <class Rep, class Period,
+            class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
+  TENORITE_AWAITABLE_ENTRY auto async_send_request_for(Req req,
+                                                       std::chrono::duration<Rep, Period> timeout,
+                                                       Token&& token = {}) {
+    return async_send_request_until(std::move(req), caller_type::deadline_after(timeout),
+                                    std::forward<Token>(token));
+  }
+  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> send_request_until(
+      Req req, clock::time_point deadline) {
+    return async_send_request_until(std::move(req), deadline, boost::asio::use_awaitable);
+  }
+  template <class Rep, class Period>
+  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> send_request_for(
+      Req req, std::chrono::duration<Rep, Period> timeout) {
+    return async_send_request_until(std::move(req), caller_type::deadline_after(timeout),
+                                    boost::asio::use_awaitable);
+  }
+  result_type send_request_blocking_until(Req req, clock::time_point deadline) {
+    detail::check_blocking_allowed("tenorite::permit::send_request_blocking_until");
+    caller_type owner = take("send_request_blocking_until");
+    detail::blocking_reply<result_type> reply;
+    try {
+      owner.start_timed(detail::blocking_handler<result_type>{&reply}, std::move(req), deadline,
+                        detail::call_mode::reserved);
+    } catch (...) {  // the call never started (no memory): the slot goes back
+      owner.core_->state->chan.release_reservation();
+      throw;
+    }
+    return reply.wait();
+  }
+  template <class Rep, class Period>
+  result_type send_request_blocking_for(Req req, std::chrono::duration<Rep, Period> timeout) {
+    return send_request_blocking_until(std::move(req), caller_type::deadline_after(timeout));
   }
 
   /// False once used (or moved from).

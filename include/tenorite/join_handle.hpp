@@ -76,7 +76,7 @@ class join_handle {
           using handler_t = decltype(handler);
           auto* op = detail::make_op<join_op<handler_t>>(handler, s->default_executor(), s);
           detail::initiation_scope scope(op);
-          op->arm_cancellation();
+          detail::arm_or_abandon(op);
           s->take(op);
         },
         token, lazy_join(state_));

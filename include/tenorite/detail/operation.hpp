@@ -421,6 +421,26 @@ class operation {
   Handler handler_;
 };
 
+/// Connects `op`'s cancellation slot. If that fails (out of memory), the operation goes as
+/// if it never started, before the exception leaves the initiation: `forget()` first lets go
+/// of whatever points at it, then a plain handler is destroyed with it; a coroutine's is left
+/// (its frames are being started: tearing them down from here may need the memory we lack),
+/// as channel::initiate_receive does.
+template <class Op, class Forget>
+void arm_or_abandon(Op* op, Forget&& forget) {
+  try {
+    op->arm_cancellation();
+  } catch (...) {
+    std::forward<Forget>(forget)();
+    if constexpr (!is_coroutine_handler<typename Op::handler_type>::value) op->destroy();
+    throw;
+  }
+}
+template <class Op>
+void arm_or_abandon(Op* op) {
+  arm_or_abandon(op, [] {});
+}
+
 /// Allocates and constructs an operation with op_allocator(handler): Op(handler, args...).
 template <class Op, class Handler, class... Args>
 Op* make_op(Handler& handler, Args&&... args) {

@@ -105,7 +105,8 @@ class service_state final : public abortable {
     initiation_scope scope(op);
     if (boost::asio::get_associated_cancellation_slot(op->handler()).is_connected()) {
       op->state = self;
-      op->arm_cancellation();
+      // The request goes with the call: its responder must not answer the call it is in.
+      arm_or_abandon(op, [op] { responder_access::release(op->value->client); });
     }
     // A call whose reply would resume the worker's own strand waits for itself.
     const boost::asio::any_io_executor* caller_ex = &op->executor();
@@ -181,7 +182,7 @@ class service_state final : public abortable {
     initiation_scope scope(op);
     if (boost::asio::get_associated_cancellation_slot(op->handler()).is_connected()) {
       op->state = std::move(self);
-      op->arm_cancellation();
+      arm_or_abandon(op);
     }
     // Waiting for room from the worker's own strand would wait for the worker itself.
     const send_status status = chan.send_or_wait(op, &op->executor(), false, true);
