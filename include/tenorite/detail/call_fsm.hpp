@@ -147,11 +147,11 @@ class call_fsm {
     while ((s & phase_mask) == pending) {
       if (!(s & pinned)) {
         if (cas(s, s | pinned)) return true;
-      } else if (!terminal || (s & terminal_requested)) {
-        return false;  // the pinned canceller does as much
-      } else if (cas(s, s | terminal_requested)) {
-        return false;
+        continue;
       }
+      // Another cancellation holds the pin: it does as much as a partial one, and a terminal
+      // one is recorded for it to act on.
+      if (!terminal || (s & terminal_requested) || cas(s, s | terminal_requested)) return false;
     }
     return false;
   }

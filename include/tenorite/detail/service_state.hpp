@@ -71,6 +71,7 @@ class service_state final : public abortable {
 
   /// Closes the queue for good; every request still queued goes back to its caller.
   void close_and_return_queued() noexcept {
+// cppcheck-suppress throwInNoexceptFunction ; close throws only what on_item throws, and it does not
     chan.close(
         [](item_type&& it) {
           responder_access::fail_undelivered(it.client, std::move(it.request));
@@ -267,6 +268,11 @@ class service_state final : public abortable {
         return true;
       }
       call_fsm::answer_result a = ctl->fsm.answer(false);
+      if (a.step == step::complete) {
+        if (a.watch) a.watch->fire(a.watch);  // answered: the watch ends too
+        self->finish(std::move(r));
+        return true;
+      }
       if (a.step == step::park_first) {
         // A cancellation is running on the call: the answer waits in the call for it.
         // cppcheck-suppress throwInNoexceptFunction ; a result's move does not throw
@@ -274,10 +280,6 @@ class service_state final : public abortable {
         a = ctl->fsm.answer(true);
       }
       switch (a.step) {
-        case step::complete:
-          if (a.watch) a.watch->fire(a.watch);  // answered: the watch ends too
-          self->finish(std::move(r));
-          return true;
         case step::complete_stored:
           if (a.watch) a.watch->fire(a.watch);
           self->finish_stored();

@@ -66,6 +66,7 @@ class worker_group {
       out.emplace(std::move(*outcome_));
       outcome_.reset();
     }
+// cppcheck-suppress throwInNoexceptFunction ; close_and_return_queued is noexcept (its on_item does not throw)
     st_.close_and_return_queued();
     const bool aborted = ts_.finish();
     if (aborted) out.emplace(std::unexpect, join_error::cancelled());
