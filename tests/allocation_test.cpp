@@ -6,7 +6,9 @@
 #include <atomic>
 #include <cstdlib>
 #include <new>
+#include <optional>
 #include <thread>
+#include <vector>
 
 // The replacement operator new/delete pair below uses malloc/free on purpose.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -30,6 +32,16 @@ void* operator new(std::size_t n) {
 }
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+// The queue's ring storage is allocated aligned: it fails the same way (and is not counted).
+void* operator new(std::size_t n, std::align_val_t a) {
+  if (fail_in.load(std::memory_order_relaxed) > 0 && fail_in.fetch_sub(1) == 1)
+    throw std::bad_alloc();
+  const std::size_t al = static_cast<std::size_t>(a);
+  if (void* p = std::aligned_alloc(al, (n + al - 1) / al * al)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 
 using namespace test;
 
@@ -125,15 +137,16 @@ TEST(Allocation, APoolThatRunsOutOfMemoryAtAnyPointOfItsStartStillEndsWhatItStar
   EXPECT_GT(failed_starts, 3);  // the later failures are past the first worker's start
 }
 
-// A cancellable call, notification, reservation or join that runs out of memory at any
+// A cancellable call, notification, reservation or join, or a permit's send, that runs out of
+// memory at any
 // allocation of its start (they failed before arm_or_abandon: the operation was left, and a
 // reservation's held its caller, so its service never ended) (the cancellation block, the slot's handler) either throws
 // bad_alloc and is gone (nothing completes later, nothing keeps the service or the context
 // alive: each round's context must stop) or completes exactly once.
 TEST(Allocation, ACancellableOperationThatRunsOutOfMemoryWhileStartingThrowsOrCompletesOnce) {
-  int thrown = 0, completed = 0;
+  int thrown = 0, completed = 0, permit_sends_thrown = 0;
   for (long n = 1; n < 40; ++n) {
-    for (int form = 0; form < 4; ++form) {
+    for (int form = 0; form < 5; ++form) {
       asio::io_context ioc;
       {  // the context's services first (as above), outside the failures
         auto [warm_task, warm_caller] = doubling_service{}.start_task(ioc, 4, doubling_handler{});
@@ -147,9 +160,19 @@ TEST(Allocation, ACancellableOperationThatRunsOutOfMemoryWhileStartingThrowsOrCo
         // A queue of one, filled first: the operation under test parks (it cannot complete
         // inside its start, where a failed allocation would be the completion's, not the
         // start's), and completes when the context runs, after the failures stop.
-        auto [task, caller] = doubling_service{}.start_task(ioc, 1, doubling_handler{});
+        // A permit's send (form 4) parks nothing: it must instead grow the queue's storage,
+        // which is full (4 of 8 slots buffered, the ring's first block holds 4).
+        const std::size_t capacity = form == 4 ? 8 : 1;
+        const int prefill = form == 4 ? 4 : 1;
+        auto [task, caller] = doubling_service{}.start_task(ioc, capacity, doubling_handler{});
         int first = 0;
-        caller.async_send_request(1, [&first](auto&&) { ++first; });
+        for (int i = 0; i < prefill; ++i)
+          caller.async_send_request(1, [&first](auto&&) { ++first; });
+        std::optional<decltype(caller.try_reserve())> permit;
+        if (form == 4) {
+          permit.emplace(caller.try_reserve());
+          ASSERT_TRUE(*permit);
+        }
         asio::cancellation_signal sig;  // a fresh signal: its handler memory is allocated
         auto count = [&completions](auto&&...) { ++completions; };
         // Started from a fresh thread: its thread-local caches (recycled operation memory,
@@ -168,8 +191,11 @@ TEST(Allocation, ACancellableOperationThatRunsOutOfMemoryWhileStartingThrowsOrCo
               case 2:
                 caller.async_reserve(asio::bind_cancellation_slot(sig.slot(), count));
                 break;
-              default:
+              case 3:
                 task.async_join(asio::bind_cancellation_slot(sig.slot(), count));
+                break;
+              default:
+                (*permit)->async_send_request(21, count);
                 break;
             }
             fail_in = 0;
@@ -186,10 +212,19 @@ TEST(Allocation, ACancellableOperationThatRunsOutOfMemoryWhileStartingThrowsOrCo
           while (ioc.poll() > 0) {
           }
         }
-        EXPECT_EQ(first, 1);
+        EXPECT_EQ(first, prefill);
+        if (form == 4) {  // the reserved slot went back exactly once: all 8 are free
+          std::vector<decltype(caller.try_reserve())> all;
+          for (int i = 0; i < 8; ++i) {
+            all.push_back(caller.try_reserve());
+            EXPECT_TRUE(all.back()) << "allocation " << n << ": slot " << i << " is lost";
+          }
+          EXPECT_FALSE(caller.try_reserve()) << "allocation " << n << ": a slot was counted twice";
+        }
         EXPECT_EQ(completions + (threw ? 1 : 0), 1)
             << "form " << form << ", allocation " << n << ": thrown and completed, or neither";
         (threw ? thrown : completed) += 1;
+        if (form == 4 && threw) ++permit_sends_thrown;
       }
       while (ioc.poll() > 0) {
       }
@@ -199,4 +234,5 @@ TEST(Allocation, ACancellableOperationThatRunsOutOfMemoryWhileStartingThrowsOrCo
   }
   EXPECT_GT(thrown, 0);
   EXPECT_GT(completed, 0);
+  EXPECT_GT(permit_sends_thrown, 0) << "the permit's send never failed to grow the ring";
 }

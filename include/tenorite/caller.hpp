@@ -308,7 +308,8 @@ class caller : public call_forms<caller<Req, Resp, Err>, Req, Resp, Err> {
     auto* st = core_->state.get();
     auto* op = detail::make_op<reserve_op<Handler>>(handler, st->chan.get_executor(), *this);
     detail::initiation_scope scope(op);
-    detail::arm_or_abandon(op);  // the operation's caller goes with it
+    // The operation's caller goes with it (a coroutine's operation is left, without it).
+    detail::arm_or_abandon(op, [op] { caller drop(std::move(op->owner)); });
     // Waiting for room from the worker's own strand would wait for the worker itself.
     const send_status status = st->chan.reserve_or_wait(op, false, &op->executor());
     if (status == send_status::self_call) {
@@ -380,7 +381,12 @@ class permit {
   result_type send_request_blocking(Req req) {
     detail::check_blocking_allowed("tenorite::permit::send_request_blocking");
     caller_type owner = take("send_request_blocking");
-    return owner.core_->state->call_blocking(std::move(req), detail::call_mode::reserved);
+    try {
+      return owner.core_->state->call_blocking(std::move(req), detail::call_mode::reserved);
+    } catch (...) {  // the call never started (no memory): the slot goes back
+      owner.core_->state->chan.release_reservation();
+      throw;
+    }
   }
 
   /// Sends through the reserved slot and waits for the reply until `deadline`, then gives up

@@ -243,6 +243,15 @@ class channel final : private detail::context_registry::entry {
     std::unique_lock lk(m_);
     if (closed_) return send_status::closed;
     if (is_self_locked(caller)) return send_status::self_call;
+    if (receivers_.empty()) {
+      // The one step that may fail (no memory to grow the ring) comes before the commit: a
+      // failed send leaves the reservation as it was, for its owner to give back once.
+      push_locked(std::move(value));
+      slots_.commit();
+      return send_status::sent;
+    }
+    // Built before anything is committed: a move that throws leaves the reservation as it was.
+    std::optional<T> v(std::move(value));
     slots_.commit();
     if (auto* r = receivers_.pop_front()) {
       ++accepted_;
@@ -255,12 +264,10 @@ class channel final : private detail::context_registry::entry {
       detail::fifo<detail::recv_waiter<T>> ended;
       if (at_end_locked()) ended = receivers_.take();
       lk.unlock();
-      r->ready(r, {}, std::optional<T>(std::move(value)));
+      r->ready(r, {}, std::move(v));
       more.run();
       ended.drain([](auto* e) { e->ready(e, {}, std::nullopt); });
-      return send_status::sent;
     }
-    push_locked(std::move(value));
     return send_status::sent;
   }
 
@@ -850,17 +857,30 @@ class channel final : private detail::context_registry::entry {
 
   void refill_locked(refill& out) {
     while (auto* s = slots_.grant(items_.size())) {
-      if (s->reservation) {
-        if (s->on_accepted) out.tell(s);
-      } else if (auto* r = receivers_.pop_front()) {
-        ++accepted_;
-        out.hand(s, r);  // the value skips the buffer: the slot stays free for the next
-      } else {
-        push_locked(std::move(*s->value));
-        s->value.reset();
-        if (s->on_accepted) out.tell(s);
+      if (!s->reservation) {
+        if (auto* r = receivers_.pop_front()) {
+          ++accepted_;
+          out.hand(s, r);  // the value skips the buffer: the slot stays free for the next
+          continue;
+        }
+        if (!place_locked(s)) return;  // out of memory: it waits on, first in line
       }
+      if (s->on_accepted) out.tell(s);  // a reservation granted, or a value placed
     }
+  }
+
+  // Moves a granted sender's value into the ring. Out of memory, the sender goes back first
+  // in line and waits for the next freed slot (nothing is lost; the callers of grant() run
+  // where an exception cannot go).
+  bool place_locked(detail::send_waiter<T>* s) noexcept {
+    try {
+      push_locked(std::move(*s->value));
+    } catch (...) {
+      slots_.regrant_later(s);
+      return false;
+    }
+    s->value.reset();
+    return true;
   }
 
   // A slot freed while no receiver can be waiting (the buffer was not empty): the oldest
@@ -869,10 +889,7 @@ class channel final : private detail::context_registry::entry {
   detail::send_waiter<T>* accept_one_locked() {
     auto* s = slots_.grant(items_.size());
     if (!s) return nullptr;
-    if (!s->reservation) {
-      push_locked(std::move(*s->value));
-      s->value.reset();
-    }
+    if (!s->reservation && !place_locked(s)) return nullptr;
     return s->on_accepted ? s : nullptr;
   }
 

@@ -194,6 +194,11 @@ class call_fsm {
            "tenorite: a withdrawn call had a responder side");
   }
 
+  /// The call's start failed before the request was queued (no memory): it goes with the
+  /// exception, and a cancellation emitted later finds it settled. No canceller can hold the
+  /// pin yet (a slot is emitted on the initiator's executor, after the initiation).
+  void abandon() noexcept { word_.store(withdrawn, std::memory_order_release); }
+
   /// The pinned canceller gives up on a delivered call (terminal cancellation). On success
   /// the call stays pinned: move what is needed out of it, fire the returned watch, then
   /// unpin() (which says whether this side frees it) and complete the handler.

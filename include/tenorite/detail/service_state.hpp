@@ -116,7 +116,17 @@ class service_state final : public abortable {
       // Take the item out first: once handed over, the reply may free `op` at any moment.
       item_type item(std::move(*op->value));
       op->value.reset();
-      status = chan.send_reserved(item, caller_ex);
+      try {
+        status = chan.send_reserved(item, caller_ex);
+      } catch (...) {
+        // No memory to queue it (the reservation is untouched, its owner gives it back): the
+        // call goes with the exception, as if never started, and its responder must not
+        // complete it on the way out.
+        responder_access::release(item.client);
+        if (op->ctl) op->ctl->fsm.abandon();
+        if constexpr (!is_coroutine_handler<Handler>::value) op->destroy();
+        throw;
+      }
       if (status == send_status::closed) {
         responder_access::fail_undelivered(item.client, std::move(item.request));
       } else if (status == send_status::self_call) {
@@ -160,7 +170,12 @@ class service_state final : public abortable {
     n.value.emplace(std::move(req), responder_type(&reply));
     send_status status;
     if (mode == call_mode::reserved) {
-      status = chan.send_reserved(*n.value);
+      try {
+        status = chan.send_reserved(*n.value);
+      } catch (...) {  // no memory: the responder must not complete `reply` on the way out
+        responder_access::release(n.value->client);
+        throw;
+      }
     } else {
       status = chan.send_or_wait(&n, nullptr, mode == call_mode::try_only);
     }

@@ -67,6 +67,10 @@ class slot_ledger {
     return s;
   }
 
+  /// Puts a granted sender back first in line: the queue could not place its value (no
+  /// memory to grow the ring). It waits on for the next freed slot; nothing is lost.
+  void regrant_later(send_waiter<T>* s) noexcept { waiting_.push_front(s); }
+
   /// The queue closes: every waiting sender is taken (marked returned: its value goes back
   /// to it), and reservations no longer count.
   fifo<send_waiter<T>> close() noexcept {

@@ -36,6 +36,16 @@ struct fifo {
     tail = n;
     n->linked = true;
   }
+  void push_front(N* n) noexcept {
+    n->prev = nullptr;
+    n->next = head;
+    if (head)
+      head->prev = n;
+    else
+      tail = n;
+    head = n;
+    n->linked = true;
+  }
   N* pop_front() noexcept {
     N* n = head;
     if (n) unlink(n);
