@@ -278,7 +278,7 @@ figures tenorite_remote(const std::string& url, const counts& n, bool on_executo
     remote_caller caller(call_conn, "bench.kv", calling.executor());
     f = run_tenorite(caller, calling.executor(), n);
     if (!srv.drain(10s)) fail("the server did not drain");
-    const auto s = srv.stats();
+    const auto s = srv.stats().endpoints.at(0);
     if (s.bad_requests || s.busy) fail("the server saw bad requests or was busy");
   }
   local = {};

@@ -50,7 +50,7 @@ int serve(const std::string& url, const std::string& subject) {
   int sig = 0;
   sigwait(&set, &sig);
   const bool drained = server.drain(10s);  // answer what was received, take nothing new
-  const auto s = server.stats();
+  const auto s = server.stats().endpoints.at(0);
   std::cout << "drained: " << s.received << " received, " << s.answered << " answered, "
             << s.bad_requests << " bad requests" << std::endl;
   return drained ? 0 : 1;

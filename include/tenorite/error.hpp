@@ -80,6 +80,12 @@ class error {
     r.service_error_.emplace(std::move(e));
     return r;
   }
+  /// A service error with a reason for people (a remote service's code and sentence).
+  static error service(Err e, const std::string& reason) {
+    error r = service(std::move(e));
+    r.reason_ = reason;
+    return r;
+  }
   /// A failure of another kind, with the request when it was never delivered.
   static error of_kind(error_kind k, std::optional<Req> req = std::nullopt) {
     error r(k);

@@ -111,7 +111,7 @@ TEST_P(NatsRemote, ASecondReplyToOneRequestIsNeverTakenForALaterCall) {
     ASSERT_TRUE(r) << r.error().message();
     ASSERT_EQ(*r, std::to_string(i));
   }
-  const auto a = f.srv->stats(), b = twin.stats();
+  const auto a = f.srv->stats().endpoints.at(0), b = twin.stats().endpoints.at(0);
   EXPECT_EQ(a.received, 300u);  // both servers saw every request: two replies each time
   EXPECT_EQ(b.received, 300u);
 }
@@ -290,14 +290,22 @@ TEST_P(NatsRemote, MalformedRequestsGetAnErrorReplyAndTheServerKeepsServing) {
     ASSERT_EQ(natsConnection_Request(&reply, nc, "probe", payload.data(),
                                      static_cast<int>(payload.size()), 5000),
               NATS_OK);
-    ASSERT_GT(natsMsg_GetDataLength(reply), 1);
-    EXPECT_EQ(natsMsg_GetData(reply)[0], static_cast<char>(tn::wire::status::bad_request));
+    // [version][status][why], and the NATS services error headers for any client.
+    ASSERT_GT(natsMsg_GetDataLength(reply), 2);
+    EXPECT_EQ(natsMsg_GetData(reply)[0], static_cast<char>(tn::wire::binary_version));
+    EXPECT_EQ(natsMsg_GetData(reply)[1], static_cast<char>(tn::wire::status::bad_request));
+    const char* code = nullptr;
+    ASSERT_EQ(natsMsgHeader_Get(reply, "Nats-Service-Error-Code", &code), NATS_OK);
+    EXPECT_STREQ(code, "400");
+    const char* why = nullptr;
+    ASSERT_EQ(natsMsgHeader_Get(reply, "Nats-Service-Error", &why), NATS_OK);
+    EXPECT_NE(std::string(why).find("undecodable request"), std::string::npos) << why;
     natsMsg_Destroy(reply);
   }
   auto ok = f.caller.send_request_blocking(probe::echo{"still here"});
   ASSERT_TRUE(ok);
   EXPECT_EQ(*ok, "still here");
-  EXPECT_EQ(f.srv->stats().bad_requests, hostile.size());
+  EXPECT_EQ(f.srv->stats().endpoints.at(0).bad_requests, hostile.size());
 }
 
 TEST_P(NatsRemote, PayloadLimitsBothWays) {
@@ -349,7 +357,7 @@ TEST_P(NatsRemote, BackpressureAnswersQueueFullBeyondMaxInFlight) {
   ASSERT_FALSE(busy);
   EXPECT_EQ(busy.error().kind(), error_kind::queue_full);
   ASSERT_TRUE(busy.error().request());
-  EXPECT_EQ(f.srv->stats().busy, 1u);
+  EXPECT_EQ(f.srv->stats().endpoints.at(0).busy, 1u);
   // Release through a second server instance would be needed if all slots were held; the
   // fixture's limit counts calls in flight, so release goes through once one slot is free:
   // use the local caller directly.

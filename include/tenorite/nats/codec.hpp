@@ -4,6 +4,7 @@
 // A codec is any type C with, for each type T it serves (see the codec_for concept):
 //   std::expected<void, codec_error> C::encode(const T&, std::string& out) const;  // appends
 //   std::expected<T, codec_error>    C::decode<T>(std::string_view bytes) const;
+// and optionally `static constexpr wire_format wire` (wire.hpp; micro when absent: plain payloads).
 // serve() and remote_caller take the codec as a template argument (binary_codec by default);
 // plug in another one (protobuf, JSON...) by writing such a type, e.g.
 //   struct proto_codec {
@@ -48,6 +49,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tenorite/nats/wire.hpp>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -368,6 +370,8 @@ bool decode_value(T& v, reader& r) {
 
 /// The default codec (format in the header comment). Copyable, stateless apart from limits.
 struct binary_codec {
+  /// Framed with a version and a status byte (wire.hpp, docs/binary-format.md).
+  static constexpr wire_format wire = wire_format::binary;
   /// The largest encoding accepted either way, in bytes.
   std::size_t max_size = 1u << 20;
   /// The deepest nesting of vectors, optionals and variants accepted when decoding.
@@ -405,5 +409,15 @@ struct binary_codec {
 };
 
 static_assert(codec_for<binary_codec, std::string>);
+
+/// The wire a codec's bytes travel in: its `wire` member, else micro (plain payloads).
+template <class C>
+constexpr wire_format wire_of() noexcept {
+  if constexpr (requires { C::wire; }) {
+    return C::wire;
+  } else {
+    return wire_format::micro;
+  }
+}
 
 }  // namespace tenorite::nats

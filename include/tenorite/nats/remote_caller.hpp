@@ -96,12 +96,39 @@ struct remote_caller_options {
 
 namespace detail {
 
-/// Turns a reply's payload (wire.hpp) into a call's outcome. `request` is the call's request:
-/// moved into the error when the outcome gives it back. Never throws on bad input: anything
+/// A reply as decode_reply reads it: the payload and the NATS services error headers (empty
+/// when absent).
+struct reply_view {
+  std::string_view payload;
+  std::string_view code;         // Nats-Service-Error-Code
+  std::string_view description;  // Nats-Service-Error
+  std::string_view kind;         // Tenorite-Error-Kind
+};
+
+inline reply_view view_of(natsMsg* msg) {
+  reply_view v;
+  const int len = natsMsg_GetDataLength(msg);
+  const char* data = natsMsg_GetData(msg);
+  if (data && len > 0) v.payload = std::string_view(data, static_cast<std::size_t>(len));
+  auto header = [msg](const char* key) {
+    const char* value = nullptr;
+    if (natsMsgHeader_Get(msg, key, &value) != NATS_OK || !value) return std::string_view();
+    return std::string_view(value);
+  };
+  v.code = header(wire::error_code_header_name);
+  if (!v.code.empty()) {
+    v.description = header(wire::error_header_name);
+    v.kind = header(wire::error_kind_header_name);
+  }
+  return v;
+}
+
+/// Turns a reply (wire.hpp) into a call's outcome. `request` is the call's request: moved
+/// into the error when the outcome gives it back. Never throws on bad input: anything
 /// undecodable is a fetch_failure with a reason.
 template <class Req, class Resp, class Err, class Codec>
 std::expected<Resp, tenorite::error<Req, Err>> decode_reply(const Codec& codec,
-                                                           std::string_view payload,
+                                                           const reply_view& reply,
                                                            std::optional<Req>& request) {
   using error_type = tenorite::error<Req, Err>;
   using result_type = std::expected<Resp, error_type>;
@@ -110,36 +137,76 @@ std::expected<Resp, tenorite::error<Req, Err>> decode_reply(const Codec& codec,
     if (give_back) back = std::move(request);
     return result_type(std::unexpect, error_type::of_kind(k, std::move(back), std::move(why)));
   };
-  if (payload.empty()) return fail(error_kind::fetch_failure, false, "undecodable reply: empty");
-  const std::string_view body = payload.substr(1);
-  switch (static_cast<wire::status>(payload[0])) {
-    case wire::status::response: {
-      auto v = codec.template decode<Resp>(body);
-      if (!v) return fail(error_kind::fetch_failure, false, "undecodable reply: " + v.error().reason);
-      return result_type(std::in_place, std::move(*v));
+  // A failure named by tenorite's serving side: the kind decides whether the request comes
+  // back (it never reached a worker); a kind a server cannot report is a fetch failure.
+  auto failed = [&](error_kind k, std::string_view why) {
+    if (k == error_kind::bad_request)
+      return fail(k, true, "the server rejected the request: " + std::string(why));
+    const bool give_back = k == error_kind::send_failure || k == error_kind::queue_full;
+    if (!give_back && k != error_kind::fetch_failure) k = error_kind::fetch_failure;
+    return fail(k, give_back, "remote: " + std::string(why));
+  };
+  // An error told only by the headers (another client's service, or a tenorite failure).
+  auto from_headers = [&](bool payload_is_err) {
+    error_kind k{};
+    if (!reply.kind.empty() && wire::kind_from_name(reply.kind, k))
+      return failed(k, reply.description);
+    std::string said = "NATS service error " + std::string(reply.code);
+    if (!reply.description.empty()) said += ": " + std::string(reply.description);
+    if (payload_is_err && !reply.payload.empty()) {
+      auto e = codec.template decode<Err>(reply.payload);
+      if (e) return result_type(std::unexpect, error_type::service(std::move(*e), said));
+      said += " (its payload is not the service's error type: " + e.error().reason + ")";
     }
-    case wire::status::service_error: {
-      auto e = codec.template decode<Err>(body);
-      if (!e)
-        return fail(error_kind::fetch_failure, false,
-                    "undecodable service error: " + e.error().reason);
-      return result_type(std::unexpect, error_type::service(std::move(*e)));
+    return fail(error_kind::fetch_failure, false, std::move(said));
+  };
+  if constexpr (wire_of<Codec>() == wire_format::micro) {
+    if (!reply.code.empty()) return from_headers(true);
+    auto v = codec.template decode<Resp>(reply.payload);
+    if (!v) return fail(error_kind::fetch_failure, false, "undecodable reply: " + v.error().reason);
+    return result_type(std::in_place, std::move(*v));
+  } else {
+    const std::string_view payload = reply.payload;
+    if (payload.empty() || static_cast<std::uint8_t>(payload[0]) != wire::binary_version) {
+      if (!reply.code.empty()) return from_headers(false);
+      return fail(error_kind::fetch_failure, false,
+                  "undecodable reply: " + wire::version_mismatch("the reply", payload));
     }
-    case wire::status::bad_request:  // never delivered to a worker: the request comes back
-      return fail(error_kind::bad_request, true,
-                  "the server rejected the request: " + std::string(body));
-    case wire::status::failed: {
-      if (body.empty() || static_cast<std::uint8_t>(body[0]) > wire::max_error_kind)
-        return fail(error_kind::fetch_failure, false, "undecodable reply: bad failure kind");
-      auto k = static_cast<error_kind>(body[0]);
-      bool give_back = k == error_kind::send_failure || k == error_kind::queue_full;
-      if (k != error_kind::send_failure && k != error_kind::queue_full &&
-          k != error_kind::fetch_failure)
-        k = error_kind::fetch_failure;
-      return fail(k, give_back, "remote: " + std::string(body.substr(1)));
+    if (payload.size() < 2)
+      return fail(error_kind::fetch_failure, false, "undecodable reply: no status byte");
+    const std::string_view body = payload.substr(2);
+    switch (static_cast<wire::status>(payload[1])) {
+      case wire::status::response: {
+        auto v = codec.template decode<Resp>(body);
+        if (!v)
+          return fail(error_kind::fetch_failure, false, "undecodable reply: " + v.error().reason);
+        return result_type(std::in_place, std::move(*v));
+      }
+      case wire::status::service_error: {
+        auto e = codec.template decode<Err>(body);
+        if (!e)
+          return fail(error_kind::fetch_failure, false,
+                      "undecodable service error: " + e.error().reason);
+        return result_type(std::unexpect, error_type::service(std::move(*e)));
+      }
+      case wire::status::bad_request:  // never delivered to a worker: the request comes back
+        return failed(error_kind::bad_request, body);
+      case wire::status::failed:
+        if (body.empty() || static_cast<std::uint8_t>(body[0]) > wire::max_error_kind)
+          return fail(error_kind::fetch_failure, false, "undecodable reply: bad failure kind");
+        return failed(static_cast<error_kind>(body[0]), body.substr(1));
     }
+    return fail(error_kind::fetch_failure, false, "undecodable reply: unknown status byte");
   }
-  return fail(error_kind::fetch_failure, false, "undecodable reply: unknown status byte");
+}
+
+/// A request's payload in the codec's wire (binary: the version byte first).
+template <class Codec, class Req>
+std::expected<void, codec_error> encode_request(const Codec& codec, const Req& req,
+                                                std::string& out) {
+  if constexpr (wire_of<Codec>() == wire_format::binary)
+    out.push_back(static_cast<char>(wire::binary_version));
+  return codec.encode(req, out);
 }
 
 template <class Req, class Resp, class Err, class Codec>
@@ -548,11 +615,7 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
 
   result_type outcome(pending* call, natsMsg* msg) {
     if (natsMsg_IsNoResponders(msg)) return no_responders(call);
-    const int len = natsMsg_GetDataLength(msg);
-    const char* data = natsMsg_GetData(msg);
-    std::string_view payload;
-    if (data && len > 0) payload = std::string_view(data, static_cast<std::size_t>(len));
-    return decode_reply<Req, Resp, Err>(codec, payload, call->request);
+    return decode_reply<Req, Resp, Err>(codec, view_of(msg), call->request);
   }
 
   // nats.c's last callback. When shutdown() is waiting it takes the state's own reference
@@ -670,7 +733,7 @@ class remote_caller
       h->state->loop->refuse_blocking_wait("remote_caller::send_request_blocking");
     blocking_call call;
     std::string payload;
-    if (auto e = h->state->codec.encode(req, payload); !e)
+    if (auto e = detail::encode_request(h->state->codec, req, payload); !e)
       return result_type(std::unexpect,
                          error_type::of_kind(error_kind::send_failure, std::move(req),
                                              "the request could not be encoded: " +
@@ -719,7 +782,7 @@ class remote_caller
   static void start_async(Handler handler, handle_ptr h, Req req, clock::time_point deadline) {
     auto& st = *h->state;
     std::string payload;
-    auto encoded = st.codec.encode(req, payload);
+    auto encoded = detail::encode_request(st.codec, req, payload);
     auto* call = tenorite::detail::make_op<async_call<Handler>>(handler, st.ex);
     tenorite::detail::initiation_scope scope(call);
     call->request.emplace(std::move(req));
