@@ -546,7 +546,12 @@ class micro_service {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     bool all = true;
     for (const auto& e : core_->snapshot()) all = e->drain(deadline) && all;
+    const connection conn = core_->conn;
     stop();
+    // The NATS server has the unsubscriptions when drain returns: nobody is sent here again.
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    (void)natsConnection_FlushTimeout(conn.native(), left.count() > 100 ? left.count() : 100);
     return all;
   }
 
