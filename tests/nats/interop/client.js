@@ -151,7 +151,14 @@ async function discover(client, verb, name, id) {
     for await (const r of await client[verb](name, id)) out.push(r);
     return out;
   };
-  const answers = await withTimeout(gather(), REQUEST_TIMEOUT_MS + 3000, what);
+  let answers;
+  try {
+    answers = await withTimeout(gather(), REQUEST_TIMEOUT_MS + 3000, what);
+  } catch (err) {
+    // No service at all: nats.js rejects with a no-responders error rather than answering none.
+    if (err instanceof CheckFailed) throw err;
+    fail(`${what}: ${err.message}`);
+  }
   check(answers.length === 1, `${what}: exactly one instance answers`, `${answers.length} answered`);
   return { r: answers[0], ctx: what };
 }
