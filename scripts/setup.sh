@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: BSL-1.0
 # Installs what tenorite's build needs on Debian 12, only what is missing.
 #   scripts/setup.sh            compiler, CMake, Ninja, Boost 1.81 (enough for the example)
-#   scripts/setup.sh --tests    plus GoogleTest, Clang 16 + libc++ (the whole test suite)
+#   scripts/setup.sh --tests    plus GoogleTest, Clang 16 + libc++ (the whole test suite), and
+#                               Node + the pinned nats.js packages of tests/nats/interop
 set -euo pipefail
 
 packages=(g++ cmake ninja-build libboost1.81-dev)
@@ -11,6 +12,12 @@ if [[ "${1:-}" == "--tests" ]]; then
              clang-tidy-16 cppcheck spin)
   # The optional NATS component (tenorite::nats) and its tests: a real nats-server.
   packages+=(nats-server libnats-dev pkg-config openssl)
+  # The interop test against nats.js (tests/nats/interop) needs Node 18 or newer and npm: Debian's
+  # nodejs and npm only when either is missing from PATH. A machine with nodesource's node has
+  # nodesource's npm (and a package named nodejs): Debian's npm would conflict with it.
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    packages+=(nodejs npm)
+  fi
 fi
 
 missing=()
@@ -23,4 +30,15 @@ if ((${#missing[@]})); then
   if [[ "$(id -u)" != 0 ]]; then sudo="sudo"; fi
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The pinned nats.js packages of the interop test, exactly as package-lock.json has them: again
+# whenever the lockfile is newer than the installed tree.
+if [[ "${1:-}" == "--tests" ]]; then
+  interop="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/nats/interop"
+  if [[ ! -d "$interop/node_modules" || "$interop/package-lock.json" -nt "$interop/node_modules" ]]; then
+    echo "setup: npm ci in $interop"
+    npm ci --no-audit --no-fund --prefix "$interop" </dev/null
+    touch "$interop/node_modules"
+  fi
 fi
