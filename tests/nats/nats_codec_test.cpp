@@ -8,6 +8,7 @@
 #include <random>
 #include <string>
 #include <tenorite/nats/codec.hpp>
+#include <tenorite/nats/remote_caller.hpp>
 #include <charconv>
 #include <variant>
 #include <vector>
@@ -263,5 +264,27 @@ struct text_codec {  // a plugged-in codec: decimal text for ints
 };
 static_assert(tenorite::nats::service_codec<text_codec, int, long, int>);
 static_assert(tenorite::nats::service_codec<binary_codec, kv::request, kv::response, kv::error>);
+
+// The example of docs/binary-format.md, byte for byte: the spec and the code agree.
+TEST(BinaryWire, TheSpecsExampleIsWhatTravels) {
+  std::string request;
+  ASSERT_TRUE(tenorite::nats::detail::encode_request(
+      binary_codec{}, kv::request(kv::set{"name", "tenorite"}), request));
+  EXPECT_EQ(request, std::string("\x01\x00\x04\x00\x00\x00name\x08\x00\x00\x00tenorite", 22));
+  std::optional<kv::request> back;
+  const std::string ok("\x01\x00\x00", 3);
+  auto r = tenorite::nats::detail::decode_reply<kv::request, kv::response, kv::error>(
+      binary_codec{}, tenorite::nats::detail::reply_view{ok, {}, {}, {}}, back);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(std::holds_alternative<kv::ok>(*r));
+  // The previous, unversioned format (status byte first) is refused with a reason.
+  const std::string old("\x00\x00", 2);
+  auto o = tenorite::nats::detail::decode_reply<kv::request, kv::response, kv::error>(
+      binary_codec{}, tenorite::nats::detail::reply_view{old, {}, {}, {}}, back);
+  ASSERT_FALSE(o);
+  EXPECT_EQ(o.error().kind(), tenorite::error_kind::fetch_failure);
+  EXPECT_NE(o.error().reason().find("binary wire version 1"), std::string::npos)
+      << o.error().reason();
+}
 
 }  // namespace
