@@ -32,7 +32,8 @@
 // - a request that cannot be decoded or is larger than max_payload is answered with
 //   bad_request and a reason; the endpoint keeps serving;
 // - drain(): no new requests, those received are served and answered, then it returns;
-//   stop(): no new requests (in-flight calls still reply). The destructor stops.
+//   stop(): no new requests; those nats.c already took are still passed on (at most 5 s),
+//   and calls in flight still reply, unwaited. The destructor stops.
 // On a connection that runs on an executor (connection_options::executor) the subscriptions
 // are synchronous and drained on that executor after each read event: requests reach the
 // service without a nats.c delivery thread (and without a thread switch when the service
@@ -209,7 +210,7 @@ class endpoint_state final : public subscriber<endpoint_state<Req, Resp, Err, Co
   bool drain(clock::time_point deadline) override {
     (void)this->drain_subscription(deadline);
     std::unique_lock lk(this->m);
-    return this->cv.wait_until(lk, deadline, [&] { return in_flight == 0; });
+    return this->cv.wait_until(lk, deadline, [&] { return unanswered == 0; });
   }
 
   std::shared_ptr<void> stop() noexcept override { return this->stop_subscription(); }
@@ -263,6 +264,7 @@ class endpoint_state final : public subscriber<endpoint_state<Req, Resp, Err, Co
         return;
       }
       ++in_flight;
+      ++unanswered;
     }
     guard.reset();
     // Never blocks: the call waits for room in the service's queue asynchronously.
@@ -276,10 +278,15 @@ class endpoint_state final : public subscriber<endpoint_state<Req, Resp, Err, Co
     std::string reply;
     clock::time_point start;
     void operator()(result_type r) {
-      self->answer(reply, start, r);
+      {
+        // The slot is free before the reply goes: a caller holding the reply may count on it.
+        std::lock_guard lk(self->m);
+        --self->in_flight;
+      }
       self->answered.fetch_add(1, std::memory_order_relaxed);
+      self->answer(reply, start, r);
       std::lock_guard lk(self->m);
-      if (--self->in_flight == 0) self->cv.notify_all();
+      if (--self->unanswered == 0) self->cv.notify_all();
     }
   };
 
@@ -295,8 +302,8 @@ class endpoint_state final : public subscriber<endpoint_state<Req, Resp, Err, Co
              "the response could not be encoded: " + e.error().reason);
         return;
       }
+      count(start);  // before the reply: whoever has it sees it counted
       publish(reply, payload);
-      count(start);
       return;
     }
     if (r.error().kind() != error_kind::service_error) {
@@ -315,14 +322,15 @@ class endpoint_state final : public subscriber<endpoint_state<Req, Resp, Err, Co
       return;
     }
     error_header h = header_of(err);
-    publish_error(reply, payload, h.code, h.description, nullptr);
     count(start, h.code, h.description);
+    publish_error(reply, payload, h.code, h.description, nullptr);
   }
 
   /// A failure that is not a service error: bad request, queue full, the local call failed.
   void fail(const std::string& reply, clock::time_point start, error_kind k,
             const std::string& why) {
     const int code = wire::code_of(k);
+    count(start, code, why);
     if constexpr (binary) {
       publish_error(reply, k == error_kind::bad_request ? wire::bad_request(why)
                                                         : wire::failed(k, why),
@@ -330,7 +338,6 @@ class endpoint_state final : public subscriber<endpoint_state<Req, Resp, Err, Co
     } else {
       publish_error(reply, std::string(), code, why, to_string(k));
     }
-    count(start, code, why);
   }
 
   void count(clock::time_point start) {
@@ -372,7 +379,8 @@ class endpoint_state final : public subscriber<endpoint_state<Req, Resp, Err, Co
   caller_type caller;
   serve_options opts;
   Codec codec;
-  std::size_t in_flight = 0;  // guarded by m
+  std::size_t in_flight = 0;   // guarded by m: local calls not yet completed (max_in_flight)
+  std::size_t unanswered = 0;  // guarded by m: local calls whose reply is not yet published
   std::atomic<std::uint64_t> received{0}, answered{0}, bad{0}, busy{0}, no_reply{0};
   std::atomic<std::uint64_t> replies{0}, errors{0}, processing_ns{0};
   mutable std::mutex error_m;
@@ -555,9 +563,12 @@ class micro_service {
     return all;
   }
 
-  /// Stops taking requests now (calls in flight still reply). Idempotent. Waits (at most 5 s
-  /// per subscription) until nats.c has returned from its last callback, so that the local
-  /// callers held by the endpoints are released here, not later on a nats.c thread.
+  /// Stops taking requests: the subscriptions are drained (what nats.c already took is still
+  /// passed to the service), calls in flight still reply, unwaited. Idempotent. Waits (at
+  /// most 5 s per subscription) until nats.c has returned from its last callback, so that the
+  /// local callers held by the endpoints are released here, not later on a nats.c thread. On
+  /// a thread of an executor connection's context it cannot wait for the loop: it
+  /// unsubscribes at once.
   void stop() noexcept {
     if (!core_) return;
     try {

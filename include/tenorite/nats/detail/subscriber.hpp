@@ -90,13 +90,19 @@ class subscriber : public std::enable_shared_from_this<Derived> {
                sub, static_cast<int64_t>(left.count() > 0 ? left.count() : 1)) == NATS_OK;
   }
 
-  /// Stops taking messages now. Idempotent. Returns the state's own reference for the owner
-  /// to release on its thread, after its own (see the top of this header).
+  /// Stops taking messages; those nats.c already holds are still handled (a drain, bounded
+  /// by 5 s; skipped on a thread of the loop's context, which the drain would wait for).
+  /// Idempotent. Returns the state's own reference for the owner to release on its thread,
+  /// after its own (see the top of this header).
   std::shared_ptr<Derived> stop_subscription() noexcept {
     std::shared_ptr<Derived> keep;
     if (stopped_) return keep;
     stopped_ = true;
     if (loop) {
+      if (!loop->on_loop_context() && natsSubscription_Drain(sub) == NATS_OK) {
+        loop->poke();  // the drainer takes what is queued
+        (void)natsSubscription_WaitForDrainCompletion(sub, 5000);
+      }
       sync_stopped.store(true, std::memory_order_release);
       loop->remove_drainer(drainer);
       (void)natsSubscription_Unsubscribe(sub);
@@ -112,14 +118,17 @@ class subscriber : public std::enable_shared_from_this<Derived> {
       std::lock_guard lk(m);
       stopping = true;
     }
-    (void)natsSubscription_Unsubscribe(sub);
-    natsSubscription_Destroy(sub);
-    std::unique_lock lk(m);
-    if (cv.wait_for(lk, std::chrono::seconds(5), [&] { return sub_done; })) {
-      keep = std::move(self_keep);
-    } else {
-      stopping = false;  // nats.c never called back: its callback releases it later
+    // A drain: nats.c delivers what it holds, then calls on_complete.
+    if (natsSubscription_Drain(sub) != NATS_OK) (void)natsSubscription_Unsubscribe(sub);
+    {
+      std::unique_lock lk(m);
+      if (cv.wait_for(lk, std::chrono::seconds(5), [&] { return sub_done; })) {
+        keep = std::move(self_keep);
+      } else {
+        stopping = false;  // nats.c never called back: its callback releases it later
+      }
     }
+    natsSubscription_Destroy(sub);
     return keep;
   }
 
