@@ -61,6 +61,14 @@ struct codec_error {
   std::string reason;
 };
 
+/// How a codec's bytes travel on NATS: the server and the remote caller read it from the
+/// codec's static member `wire`.
+///   binary  tenorite's framed binary wire (tenorite/nats/wire.hpp): a status byte, then the
+///           response's or the service error's bytes; only tenorite speaks it (binary_codec)
+///   micro   plain payloads, errors in the NATS service headers (Nats-Service-Error,
+///           Nats-Service-Error-Code): what every NATS client speaks (json_codec)
+enum class wire_format { binary, micro };
+
 /// C can encode a T into bytes and decode one back.
 template <class C, class T>
 concept codec_for = requires(const C& c, const T& value, std::string& out, std::string_view in) {
@@ -372,6 +380,8 @@ struct binary_codec {
   std::size_t max_size = 1u << 20;
   /// The deepest nesting of vectors, optionals and variants accepted when decoding.
   std::size_t max_depth = 64;
+  /// tenorite's framed binary wire (see wire_format).
+  static constexpr wire_format wire = wire_format::binary;
 
   template <class T>
   std::expected<void, codec_error> encode(const T& value, std::string& out) const {
