@@ -49,7 +49,7 @@ if(WAY STREQUAL "find_package")
   list(APPEND configure_args -DCMAKE_PREFIX_PATH=${prefix})
   if(NATS)
     list(APPEND configure_args -DTENORITE_CONSUMER_NATS=ON)
-    list(APPEND programs consumer_nats)
+    list(APPEND programs consumer_nats consumer_json)
   endif()
 
   # pkg-config: the version, and an include directory that holds the headers.

@@ -8,6 +8,12 @@
 // sanitizers watch), and for what decodes, that re-encoding gives back exactly the input
 // (binary_codec's format is canonical) and that decode(encode(x)) re-encodes the same. Used
 // by the libFuzzer target (clang, TENORITE_FUZZ) and by the corpus replay test (any compiler).
+//
+// With TENORITE_NATS_FUZZ_JSON, selectors 6 to 9 decode the bytes as json_codec text (the kv
+// types, described in kv_remote/kv_json.hpp, and a type using every JSON feature). JSON has
+// many texts for one value (whitespace, escapes, number forms, missing optionals), so the
+// check is: what decodes encodes, and that encoding decodes to an equal value which encodes
+// to the same text.
 #pragma once
 
 #include <array>
@@ -25,6 +31,18 @@
 #include <vector>
 
 #include "kv_service/kv.hpp"
+
+#ifndef TENORITE_NATS_FUZZ_JSON
+#define TENORITE_NATS_FUZZ_JSON 0
+#endif
+#if TENORITE_NATS_FUZZ_JSON
+#include <boost/describe/class.hpp>
+#include <boost/describe/enum.hpp>
+#include <map>
+#include <tenorite/nats/json_codec.hpp>
+
+#include "kv_remote/kv_json.hpp"
+#endif
 
 namespace nats_fuzz {
 
@@ -94,12 +112,89 @@ inline void reply(std::string_view in) {
   }
 }
 
+#if TENORITE_NATS_FUZZ_JSON
+namespace json {
+enum class shade { light, dark };
+BOOST_DESCRIBE_ENUM(shade, light, dark)
+enum class level : std::int8_t { low = -1, high = 1 };  // not described: its integer
+struct leaf {
+  bool flag;
+  double ratio;
+  float f;
+  shade s;
+  level l;
+  std::optional<std::vector<std::int32_t>> numbers;
+  bool operator==(const leaf&) const = default;
+};
+BOOST_DESCRIBE_STRUCT(leaf, (), (flag, ratio, f, s, l, numbers))
+struct base {
+  std::uint32_t id;
+  bool operator==(const base&) const = default;
+};
+BOOST_DESCRIBE_STRUCT(base, (), (id))
+// A type using every feature of json_codec.
+struct rich : base {
+  std::string name;
+  std::vector<leaf> items;
+  std::array<std::uint16_t, 2> two;
+  std::tuple<std::int64_t, std::uint64_t> t;
+  std::pair<std::uint8_t, std::vector<bool>> bits;
+  std::map<std::string, std::int16_t> m;
+  std::variant<std::monostate, std::string, std::vector<std::optional<std::string>>, leaf> v;
+  bool operator==(const rich&) const = default;
+};
+BOOST_DESCRIBE_STRUCT(rich, (base), (name, items, two, t, bits, m, v))
+}  // namespace json
+
+// Equality of the kv types through their canonical encoding (kv.hpp has no operator==); the
+// rich type compares member by member.
+template <class T>
+bool same(const tenorite::nats::json_codec& codec, const T& a, const T& b) {
+  std::string ea, eb;
+  return codec.encode(a, ea) && codec.encode(b, eb) && ea == eb;
+}
+inline bool same(const tenorite::nats::json_codec&, const json::rich& a, const json::rich& b) {
+  return a == b;
+}
+
+template <class T>
+void json_round_trip(const tenorite::nats::json_codec& codec, std::string_view in) {
+  auto decoded = codec.decode<T>(in);
+  if (!decoded) {
+    if (decoded.error().reason.rfind("json_codec: ", 0) != 0)
+      violated("a JSON error without its prefix");
+    return;
+  }
+  std::string text;
+  if (!codec.encode(*decoded, text)) violated("a decoded value does not encode");
+  auto again = codec.decode<T>(text);
+  if (!again) violated("decode(encode(x)) fails");
+  if (!same(codec, *decoded, *again)) violated("decode(encode(x)) != x");
+  std::string text2;
+  if (!codec.encode(*again, text2) || text2 != text) violated("encode is not deterministic");
+}
+#endif
+
 inline void run(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return;
   const std::string_view in(reinterpret_cast<const char*>(data) + 1, size - 1);
   const tenorite::nats::binary_codec codec;
   const tenorite::nats::binary_codec tight{.max_size = 4096, .max_depth = 4};
-  switch (data[0] % 6) {
+#if TENORITE_NATS_FUZZ_JSON
+  constexpr unsigned selectors = 10;
+  const tenorite::nats::json_codec json;
+  const tenorite::nats::json_codec shallow{.max_depth = 4};
+  switch (data[0] % selectors) {
+    case 6: return json_round_trip<kv::request>(json, in);
+    case 7: return json_round_trip<kv::response>(json, in);
+    case 8: return json_round_trip<kv::error>(json, in);
+    case 9: return json_round_trip<json::rich>(data[0] % 20 < 10 ? json : shallow, in);
+    default: break;
+  }
+#else
+  constexpr unsigned selectors = 6;
+#endif
+  switch (data[0] % selectors) {
     case 0: round_trip<kv::request>(codec, in); break;
     case 1: round_trip<kv::response>(codec, in); break;
     case 2: round_trip<kv::error>(codec, in); break;

@@ -63,6 +63,9 @@ struct codec_error {
   std::string reason;
 };
 
+// wire_format (wire.hpp): how a codec's bytes travel on NATS; the server and the remote
+// caller read it from the codec's static member `wire` (wire_of<C>()).
+
 /// C can encode a T into bytes and decode one back.
 template <class C, class T>
 concept codec_for = requires(const C& c, const T& value, std::string& out, std::string_view in) {
