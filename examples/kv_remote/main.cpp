@@ -12,8 +12,8 @@
 // framed binary_codec, docs/binary-format.md); json speaks JSON (json_codec, docs/json.md),
 // the payloads every NATS client reads and writes, e.g. with the nats CLI:
 //   nats micro info kv
-//   nats request kv '{"set":{"key":"name","value":"tenorite"}}'     -> {"ok":{}}
-//   nats request kv '{"get":{"key":"name"}}'                         -> {"found":{"value":"tenorite"}}
+//   nats request kv '{"set":{"key":"name","value":"tenorite"}}'   -> {"ok":{}}
+//   nats request kv '{"get":{"key":"name"}}'                  -> {"found":{"value":"tenorite"}}
 // Start a nats-server, one or more `kv_remote serve` (they share the requests), then
 // `kv_remote call`.
 #include <signal.h>

@@ -6,9 +6,11 @@
 #include <future>
 #include <optional>
 #include <set>
+#include <tenorite/nats/json_codec.hpp>
 #include <tenorite/nats/remote_caller.hpp>
 #include <tenorite/nats/server.hpp>
 
+#include "kv_remote/kv_json.hpp"
 #include "nats_test_support.hpp"
 #include "probe_service.hpp"
 
@@ -341,6 +343,118 @@ TEST(NatsMicroForeign, ErrorsFromTheHeadersMapOntoTheCallersErrorKinds) {
   EXPECT_EQ(newer.error().kind(), error_kind::fetch_failure);
   EXPECT_NE(newer.error().reason().find("newer tenorite"), std::string::npos)
       << newer.error().reason();
+  natsSubscription_Unsubscribe(sub);
+  natsSubscription_Destroy(sub);
+}
+
+// A JSON endpoint speaks what any NATS client speaks: plain JSON, errors in the headers.
+TEST_P(NatsMicro, AJsonEndpointAnswersPlainJsonAndErrorsInTheHeaders) {
+  fixture f(GetParam());
+  auto [kv_task, kv_caller] = kv::service{}.start_task(f.rt.executor(), 8, kv::config{});
+  auto svc = tn::add_service(f.serve_conn, {.name = "kv", .version = "1.0.0"});
+  svc.add_endpoint("kv", kv_caller, {}, tn::json_codec{});
+  struct exchange {
+    const char* request;
+    const char* reply;
+    const char* code;
+    const char* description;
+  };
+  const exchange script[] = {
+      {R"({"set":{"key":"name","value":"tenorite"}})", R"({"ok":{}})", "<none>", "<none>"},
+      {R"({"get":{"key":"name"}})", R"({"found":{"value":"tenorite"}})", "<none>", "<none>"},
+      {R"({"get":{"key":"missing"}})", R"({"found":{"value":null}})", "<none>", "<none>"},
+      {R"({"set":{"key":"a b","value":"x"}})", R"({"invalid_key":{"key":"a b"}})", "400",
+       R"(invalid key "a b")"},
+      {R"({"del":{"key":"missing"}})", R"({"unexpected":{"what":"no such key: missing"}})",
+       "404", "no such key: missing"},
+  };
+  for (const auto& x : script) {
+    reply_guard r;
+    ASSERT_EQ(f.request(r, "kv", x.request), NATS_OK) << x.request;
+    EXPECT_EQ(r.data(), x.reply) << x.request;
+    EXPECT_EQ(r.header("Nats-Service-Error-Code"), x.code) << x.request;
+    EXPECT_EQ(r.header("Nats-Service-Error"), x.description) << x.request;
+  }
+  reply_guard bad;
+  ASSERT_EQ(f.request(bad, "kv", "not json"), NATS_OK);
+  EXPECT_EQ(bad.data(), "");
+  EXPECT_EQ(bad.header("Nats-Service-Error-Code"), "400");
+  EXPECT_EQ(bad.header("Tenorite-Error-Kind"), "bad_request");
+  EXPECT_EQ(bad.header("Nats-Service-Error").rfind("undecodable request: json_codec: ", 0), 0u)
+      << bad.header("Nats-Service-Error");
+  // tenorite's caller in JSON reads the same replies as kv values and errors.
+  tn::remote_caller<kv::request, kv::response, kv::error, tn::json_codec> caller(
+      f.call_conn, "kv", f.rt.executor());
+  auto invalid = caller.send_request_blocking(kv::set{"a b", "x"});
+  ASSERT_FALSE(invalid);
+  ASSERT_EQ(invalid.error().kind(), error_kind::service_error);
+  EXPECT_EQ(std::get<kv::invalid_key>(invalid.error().service_error()).key, "a b");
+  EXPECT_EQ(invalid.error().reason(), R"(NATS service error 400: invalid key "a b")");
+  auto found = caller.send_request_blocking(kv::get{"name"});
+  ASSERT_TRUE(found) << found.error().message();
+  EXPECT_EQ(std::get<kv::found>(*found).value, "tenorite");
+  svc.stop();
+  kv_caller = kv::caller();
+  EXPECT_TRUE(kv_task.wait());
+}
+
+// Another client's JSON service: an error may come with the error type, another body or none.
+TEST(NatsMicroForeign, AJsonCallerMapsHeaderErrorsWithAndWithoutABody) {
+  nats_test::server nats;
+  tenorite::runtime rt(1);
+  auto serve_conn = tn::connection::connect({.servers = {nats.url()}});
+  auto call_conn = tn::connection::connect({.servers = {nats.url()}});
+  // By the key asked for: "boom" 500 without a body, "odd" 500 with a body that is no
+  // kv::error, "gone" 404 with a kv::error; anything else is found.
+  auto on_msg = [](natsConnection* nc, natsSubscription*, natsMsg* m, void*) {
+    const std::string in(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m)));
+    std::string body = R"({"found":{"value":"v"}})";
+    const char* code = nullptr;
+    const char* text = nullptr;
+    if (in.find("boom") != std::string::npos) {
+      body.clear(), code = "500", text = "boom";
+    } else if (in.find("odd") != std::string::npos) {
+      body = R"({"reason":"odd"})", code = "500", text = "odd";
+    } else if (in.find("gone") != std::string::npos) {
+      body = R"({"unexpected":{"what":"gone"}})", code = "404", text = "gone";
+    }
+    natsMsg* out = nullptr;
+    natsMsg_Create(&out, natsMsg_GetReply(m), nullptr, body.data(),
+                   static_cast<int>(body.size()));
+    if (code) {
+      natsMsgHeader_Set(out, "Nats-Service-Error-Code", code);
+      natsMsgHeader_Set(out, "Nats-Service-Error", text);
+    }
+    natsConnection_PublishMsg(nc, out);
+    natsMsg_Destroy(out);
+    natsMsg_Destroy(m);
+  };
+  natsSubscription* sub = nullptr;
+  ASSERT_EQ(natsConnection_Subscribe(&sub, serve_conn.native(), "foreign.kv", on_msg, nullptr),
+            NATS_OK);
+  ASSERT_EQ(natsConnection_Flush(serve_conn.native()), NATS_OK);
+  tn::remote_caller<kv::request, kv::response, kv::error, tn::json_codec> caller(
+      call_conn, "foreign.kv", rt.executor());
+  auto boom = caller.send_request_blocking(kv::get{"boom"});
+  ASSERT_FALSE(boom);
+  EXPECT_EQ(boom.error().kind(), error_kind::fetch_failure);
+  EXPECT_EQ(boom.error().reason(), "NATS service error 500: boom");
+  auto odd = caller.send_request_blocking(kv::get{"odd"});
+  ASSERT_FALSE(odd);
+  EXPECT_EQ(odd.error().kind(), error_kind::fetch_failure);
+  EXPECT_EQ(odd.error().reason().rfind("NATS service error 500: odd (its payload is not the "
+                                       "service's error type: json_codec: ",
+                                       0),
+            0u)
+      << odd.error().reason();
+  auto gone = caller.send_request_blocking(kv::get{"gone"});
+  ASSERT_FALSE(gone);
+  ASSERT_EQ(gone.error().kind(), error_kind::service_error);
+  EXPECT_EQ(std::get<kv::unexpected>(gone.error().service_error()).what, "gone");
+  EXPECT_EQ(gone.error().reason(), "NATS service error 404: gone");
+  auto ok = caller.send_request_blocking(kv::get{"k"});
+  ASSERT_TRUE(ok) << ok.error().message();
+  EXPECT_EQ(std::get<kv::found>(*ok).value, "v");
   natsSubscription_Unsubscribe(sub);
   natsSubscription_Destroy(sub);
 }
