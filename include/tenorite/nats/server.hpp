@@ -598,9 +598,8 @@ class micro_service {
   friend class micro_group;
   friend micro_service add_service(connection, service_config);
 
-  micro_service(std::shared_ptr<detail::service_core> core,
-                std::vector<std::shared_ptr<detail::control_state>> control) noexcept
-      : core_(std::move(core)), control_(std::move(control)) {}
+  explicit micro_service(std::shared_ptr<detail::service_core> core) noexcept
+      : core_(std::move(core)) {}
 
   const std::shared_ptr<detail::service_core>& checked(const char* what) const {
     if (!core_)
@@ -663,7 +662,7 @@ class micro_group {
   }
   /// A group inside this one: its prefix is this group's, a dot, then `prefix`.
   micro_group add_group(const std::string& prefix,
-                        std::optional<std::string> queue_group = std::nullopt) const {
+                        const std::optional<std::string>& queue_group = std::nullopt) const {
     return micro_group(core_, detail::join_subject(prefix_, prefix),
                        queue_group ? queue_group : queue_);
   }
@@ -714,16 +713,17 @@ inline micro_service add_service(connection conn, service_config cfg) {
   natsInbox_Destroy(ib);
   core->who.id = inbox.substr(inbox.rfind('.') + 1);
   core->started = std::chrono::system_clock::now();
-  core->conn = conn;
-  if (const auto& l = conn.loop_internal()) l->refuse_blocking_wait("add_service()");
+  core->conn = std::move(conn);
+  const connection& c = core->conn;
+  if (const auto& l = c.loop_internal()) l->refuse_blocking_wait("add_service()");
   std::vector<std::shared_ptr<detail::control_state>> control;
-  micro_service svc(core, {});
+  micro_service svc(core);
   for (const auto& subject : detail::micro::control_subjects(core->who)) {
-    auto c = std::make_shared<detail::control_state>(conn, core);
-    c->subscribe(subject, std::string(), 1024, 8 * 1024 * 1024);  // throws: svc stops the rest
-    svc.control_.push_back(std::move(c));
+    auto ctl = std::make_shared<detail::control_state>(c, core);
+    ctl->subscribe(subject, std::string(), 1024, 8 * 1024 * 1024);  // throws: svc stops the rest
+    svc.control_.push_back(std::move(ctl));
   }
-  (void)natsConnection_Flush(conn.native());
+  (void)natsConnection_Flush(c.native());
   return svc;
 }
 
@@ -733,7 +733,7 @@ inline micro_service add_service(connection conn, service_config cfg) {
 /// subscription fails.
 template <class Req, class Resp, class Err, class Codec = binary_codec>
 micro_service serve(connection conn, const std::string& subject, const std::string& queue_group,
-                    tenorite::caller<Req, Resp, Err> caller, serve_options opts = {},
+                    tenorite::caller<Req, Resp, Err> caller, const serve_options& opts = {},
                     Codec codec = {}) {
   std::string name = subject;
   for (char& c : name)

@@ -60,7 +60,7 @@ inline std::string name_problem(std::string_view what, std::string_view name) {
 /// MAJOR.MINOR.PATCH with optional -prerelease and +build (semver 2.0.0, leading zeros
 /// refused in the numbers as the spec says). Empty when valid, else why not.
 inline std::string version_problem(std::string_view v) {
-  const std::string why = "the version '" + std::string(v) +
+  std::string why = "the version '" + std::string(v) +
                           "' is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.0.0)";
   std::size_t i = 0;
   for (int part = 0; part < 3; ++part) {
