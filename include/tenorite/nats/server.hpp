@@ -52,6 +52,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -208,9 +209,9 @@ class endpoint_state final : public subscriber<endpoint_state<Req, Resp, Err, Co
   }
 
   bool drain(clock::time_point deadline) override {
-    (void)this->drain_subscription(deadline);
+    const bool taken = this->drain_subscription(deadline);
     std::unique_lock lk(this->m);
-    return this->cv.wait_until(lk, deadline, [&] { return unanswered == 0; });
+    return this->cv.wait_until(lk, deadline, [&] { return unanswered == 0; }) && taken;
   }
 
   std::shared_ptr<void> stop() noexcept override { return this->stop_subscription(); }
@@ -267,27 +268,57 @@ class endpoint_state final : public subscriber<endpoint_state<Req, Resp, Err, Co
       ++unanswered;
     }
     guard.reset();
-    // Never blocks: the call waits for room in the service's queue asynchronously.
-    caller.async_send_request(std::move(*req),
-                              reply_handler{this->shared_from_this(), std::move(reply), start});
+    // Never blocks: the call waits for room in the service's queue asynchronously. The
+    // handler answers exactly once: when called, or (never called) when destroyed.
+    caller.async_send_request(std::move(*req), reply_handler(this->shared_from_this(),
+                                                             std::move(reply), start));
   }
 
  private:
-  struct reply_handler {
+  // The local call's completion. If it is destroyed uncalled (the call's executor went away,
+  // or starting the call threw), the request is still answered, with fetch_failure.
+  class reply_handler {
+   public:
+    reply_handler(std::shared_ptr<endpoint_state> s, std::string r, clock::time_point t)
+        : self(std::move(s)), reply(std::move(r)), start(t) {}
+    reply_handler(reply_handler&&) noexcept = default;
+    reply_handler(const reply_handler&) = delete;
+    reply_handler& operator=(const reply_handler&) = delete;
+    reply_handler& operator=(reply_handler&&) = delete;
+    ~reply_handler() {
+      if (self) settle(nullptr, "the serving side's call ended without an outcome");
+    }
+    void operator()(result_type r) {
+      if (self) settle(&r, nullptr);
+    }
+
+   private:
+    void settle(result_type* r, const char* lost) noexcept {
+      const std::shared_ptr<endpoint_state> s = std::move(self);
+      {
+        // The slot is free before the reply goes: a caller holding the reply may count on it.
+        std::lock_guard lk(s->m);
+        --s->in_flight;
+      }
+      if (r) s->answered.fetch_add(1, std::memory_order_relaxed);
+      try {
+        if (r) {
+          s->answer(reply, start, *r);
+        } else {
+          s->fail(reply, start, error_kind::fetch_failure, lost);
+        }
+      } catch (...) {  // out of memory, or a throwing codec or error hook: a plain failure
+        try {
+          s->fail(reply, start, error_kind::fetch_failure, "the reply could not be built");
+        } catch (...) {  // nothing can be sent: the caller's deadline ends its call
+        }
+      }
+      std::lock_guard lk(s->m);
+      if (--s->unanswered == 0) s->cv.notify_all();
+    }
     std::shared_ptr<endpoint_state> self;
     std::string reply;
     clock::time_point start;
-    void operator()(result_type r) {
-      {
-        // The slot is free before the reply goes: a caller holding the reply may count on it.
-        std::lock_guard lk(self->m);
-        --self->in_flight;
-      }
-      self->answered.fetch_add(1, std::memory_order_relaxed);
-      self->answer(reply, start, r);
-      std::lock_guard lk(self->m);
-      if (--self->unanswered == 0) self->cv.notify_all();
-    }
   };
 
   void answer(const std::string& reply, clock::time_point start, result_type& r) {
@@ -369,9 +400,14 @@ class endpoint_state final : public subscriber<endpoint_state<Req, Resp, Err, Co
     std::unique_ptr<natsMsg, void (*)(natsMsg*)> guard(m, &natsMsg_Destroy);
     const std::string code_text = std::to_string(code);
     const std::string text = header_value(description.empty() ? code_text : description);
-    (void)natsMsgHeader_Set(m, wire::error_header_name, text.c_str());
-    (void)natsMsgHeader_Set(m, wire::error_code_header_name, code_text.c_str());
-    if (kind) (void)natsMsgHeader_Set(m, wire::error_kind_header_name, kind);
+    bool headers = natsMsgHeader_Set(m, wire::error_header_name, text.c_str()) == NATS_OK &&
+                   natsMsgHeader_Set(m, wire::error_code_header_name, code_text.c_str()) ==
+                       NATS_OK;
+    if (kind && headers)
+      headers = natsMsgHeader_Set(m, wire::error_kind_header_name, kind) == NATS_OK;
+    // Without its headers a micro reply would read as a success: better none (the caller's
+    // deadline ends the call). A binary reply says what it is in its status byte.
+    if (!headers && !binary) return;
     (void)natsConnection_PublishMsg(this->conn.native(), m);
   }
 
@@ -438,16 +474,25 @@ struct service_core {
         throw std::logic_error("tenorite::nats: add_endpoint on a service that was stopped");
     }
     st->start();
-    bool late = false;
+    bool late = false, kept = false;
     {
       std::lock_guard lk(m);
       late = stopped;
-      if (!late) endpoints.push_back(st);
+      if (!late) {
+        try {
+          endpoints.push_back(st);
+          kept = true;
+        } catch (...) {  // out of memory: the endpoint goes, below
+        }
+      }
     }
-    if (late) {  // stopped meanwhile: this endpoint goes too, released here
+    if (!kept) {  // stopped meanwhile, or no room: this endpoint goes too, released here
       auto keep = st->stop();
       st.reset();
-      throw std::logic_error("tenorite::nats: add_endpoint on a service that was stopped");
+      keep.reset();
+      if (late)
+        throw std::logic_error("tenorite::nats: add_endpoint on a service that was stopped");
+      throw std::bad_alloc();
     }
     // Make sure the server knows the subscription before anyone relies on it.
     (void)natsConnection_Flush(conn.native());
@@ -485,8 +530,9 @@ inline std::string join_subject(const std::string& prefix, const std::string& s)
 class micro_group;
 
 /// A NATS service (from add_service() or serve()): its endpoints and its discovery subjects.
-/// Move-only; the destructor stops it. Thread-safe: endpoints may be added, and stats read,
-/// from any thread while it serves.
+/// Move-only; the destructor stops it. Endpoints may be added, and stats read, from any
+/// thread while it serves, but not while the same object is stopped, drained, moved or
+/// destroyed (like any object: those change it).
 class micro_service {
  public:
   micro_service(micro_service&& o) noexcept
@@ -571,11 +617,6 @@ class micro_service {
   /// unsubscribes at once.
   void stop() noexcept {
     if (!core_) return;
-    try {
-      last_ = stats();
-    } catch (...) {  // out of memory: the last figures are lost, the service still stops
-      last_.reset();
-    }
     for (auto& c : control_) {
       auto keep = c->stop_subscription();
       c.reset();
@@ -587,9 +628,18 @@ class micro_service {
       core_->stopped = true;
       eps.swap(core_->endpoints);
     }
-    for (auto& e : eps) {
-      auto keep = e->stop();
-      e.reset();
+    std::vector<std::shared_ptr<void>> keeps(eps.size());
+    for (std::size_t i = 0; i < eps.size(); ++i) keeps[i] = eps[i]->stop();
+    try {  // the last figures, with what the stops' drains served
+      last_.emplace(service_stats{core_->who.name, core_->who.id, core_->who.version,
+                                  core_->started, {}});
+      for (const auto& e : eps) last_->endpoints.push_back(e->stats());
+    } catch (...) {  // out of memory: the figures are lost, the service still stops
+      last_.reset();
+    }
+    for (std::size_t i = 0; i < eps.size(); ++i) {
+      eps[i].reset();  // ours first, then the state's own: released here, on this thread
+      keeps[i].reset();
     }
     core_.reset();
   }
@@ -632,6 +682,9 @@ class micro_service {
     info.subject = detail::join_subject(prefix, opts.subject.empty() ? name : opts.subject);
     if (auto p = detail::micro::subject_problem("the endpoint subject", info.subject); !p.empty())
       bad(p);
+    if (info.subject == "$SRV" || info.subject.rfind("$SRV.", 0) == 0)
+      bad("the endpoint subject '" + info.subject +
+          "' is under $SRV, the NATS services' discovery subjects");
     info.queue_group = opts.queue_group ? *opts.queue_group
                                         : (group_queue ? *group_queue : core->queue_group);
     if (!info.queue_group.empty())
@@ -716,9 +769,10 @@ inline micro_service add_service(connection conn, service_config cfg) {
   core->conn = std::move(conn);
   const connection& c = core->conn;
   if (const auto& l = c.loop_internal()) l->refuse_blocking_wait("add_service()");
-  std::vector<std::shared_ptr<detail::control_state>> control;
   micro_service svc(core);
-  for (const auto& subject : detail::micro::control_subjects(core->who)) {
+  const auto subjects = detail::micro::control_subjects(core->who);
+  svc.control_.reserve(subjects.size());  // the pushes below cannot throw once subscribed
+  for (const auto& subject : subjects) {
     auto ctl = std::make_shared<detail::control_state>(c, core);
     ctl->subscribe(subject, std::string(), 1024, 8 * 1024 * 1024);  // throws: svc stops the rest
     svc.control_.push_back(std::move(ctl));

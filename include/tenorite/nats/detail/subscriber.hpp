@@ -5,11 +5,11 @@
 //
 // Two modes, chosen by the connection:
 // - nats.c's threads: an asynchronous subscription; nats.c calls handle() on its delivery
-//   thread. The state keeps itself alive (self_keep) until nats.c's last callback
-//   (on_complete) has returned. stop() waits for that callback (at most 5 s) and hands the
-//   state's own reference to the owner, who releases it on its thread: released on the
-//   delivery thread it could end a local service there while the owner destroys that
-//   service's execution context.
+//   thread. The state keeps itself alive (self_keep) until the owner stops it. stop() waits
+//   for nats.c's last callback (on_complete) and hands the state's own reference to the
+//   owner, who releases it on its thread: released on the delivery thread it could end a
+//   local service there while the owner destroys that service's execution context. Only when
+//   nats.c never calls back in time is the reference left to that callback.
 // - an executor (connection_options::executor): a synchronous subscription drained on the
 //   connection's loop after each read event (no nats.c thread). Once the drainer is removed
 //   nothing of nats.c calls us.
@@ -39,7 +39,11 @@ class subscriber : public std::enable_shared_from_this<Derived> {
   connection conn;
   natsSubscription* sub = nullptr;
 
-  /// Subscribes (queue group empty: none). Throws nats_error when nats.c refuses.
+  /// How long a stop waits for nats.c to deliver what it holds.
+  static constexpr int drain_ms = 5000;
+
+  /// Subscribes (queue group empty: none). Throws nats_error when nats.c refuses, or
+  /// std::bad_alloc; either way nothing is left subscribed.
   void subscribe(const std::string& subject, const std::string& queue_group, int pending_msgs,
                  int pending_bytes) {
     Derived& self = static_cast<Derived&>(*this);
@@ -50,11 +54,19 @@ class subscriber : public std::enable_shared_from_this<Derived> {
                                                              queue_group.c_str());
       if (s != NATS_OK) throw nats_error("subscribe to " + subject, s);
       (void)natsSubscription_SetPendingLimits(sub, pending_msgs, pending_bytes);
+      try {
+        loop = l;
+        drainer = loop->add_drainer([w = this->weak_from_this()] {
+          if (auto me = w.lock()) me->drain_sync();
+        });
+      } catch (...) {
+        (void)natsSubscription_Unsubscribe(sub);
+        natsSubscription_Destroy(sub);
+        sub = nullptr;
+        loop.reset();
+        throw;
+      }
       self_keep = this->shared_from_this();
-      loop = l;
-      drainer = loop->add_drainer([w = this->weak_from_this()] {
-        if (auto me = w.lock()) me->drain_sync();
-      });
       return;
     }
     self_keep = this->shared_from_this();
@@ -71,37 +83,52 @@ class subscriber : public std::enable_shared_from_this<Derived> {
     if (natsSubscription_SetOnCompleteCB(sub, &on_complete, &self) != NATS_OK) {
       // Already closed (the connection went away): no callback will come.
       std::lock_guard lk(m);
-      self_keep.reset();
+      sub_done = true;
     }
   }
 
-  /// Stops taking messages and lets those received be handled; true when the subscription
-  /// ended by `deadline` (blocks the calling thread).
+  /// Stops taking messages and lets those received be handled: when this returns true every
+  /// message the subscription took has been handed to Derived::handle and returned from it.
+  /// False when that did not happen by `deadline` (blocks the calling thread).
   bool drain_subscription(std::chrono::steady_clock::time_point deadline) {
     if (loop) loop->refuse_blocking_wait("drain()");
-    if (natsSubscription_Drain(sub) != NATS_OK) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    const int64_t ms = left.count() > 0 ? left.count() : 1;
+    if (natsSubscription_DrainTimeout(sub, ms) != NATS_OK) {
       (void)natsSubscription_Unsubscribe(sub);
       return false;
     }
-    if (loop) loop->poke();  // what is queued is taken by the loop's drainer
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    return natsSubscription_WaitForDrainCompletion(
-               sub, static_cast<int64_t>(left.count() > 0 ? left.count() : 1)) == NATS_OK;
+    if (loop) {
+      loop->poke();  // what is queued is taken by the loop's drainer
+      const bool drained = natsSubscription_WaitForDrainCompletion(sub, ms) == NATS_OK;
+      // nats.c counts the drain complete once the last message is taken, before it is
+      // handled: removing the drainer waits for that call to return.
+      sync_stopped.store(true, std::memory_order_release);
+      loop->remove_drainer(drainer);
+      return drained;
+    }
+    // on_complete comes after the last message callback returned.
+    std::unique_lock lk(m);
+    return cv.wait_until(lk, deadline, [&] { return sub_done; });
   }
 
   /// Stops taking messages; those nats.c already holds are still handled (a drain, bounded
-  /// by 5 s; skipped on a thread of the loop's context, which the drain would wait for).
-  /// Idempotent. Returns the state's own reference for the owner to release on its thread,
-  /// after its own (see the top of this header).
+  /// by drain_ms; skipped on a thread of the loop's context, which the drain would wait for,
+  /// and while the connection is reconnecting, when no drain can complete). Idempotent.
+  /// Returns the state's own reference for the owner to release on its thread, after its
+  /// own (see the top of this header).
   std::shared_ptr<Derived> stop_subscription() noexcept {
     std::shared_ptr<Derived> keep;
     if (stopped_) return keep;
     stopped_ = true;
+    const bool can_drain = !natsConnection_IsReconnecting(conn.native()) &&
+                           !natsConnection_IsClosed(conn.native());
     if (loop) {
-      if (!loop->on_loop_context() && natsSubscription_Drain(sub) == NATS_OK) {
+      if (can_drain && !loop->on_loop_context() &&
+          natsSubscription_DrainTimeout(sub, drain_ms) == NATS_OK) {
         loop->poke();  // the drainer takes what is queued
-        (void)natsSubscription_WaitForDrainCompletion(sub, 5000);
+        (void)natsSubscription_WaitForDrainCompletion(sub, drain_ms);
       }
       sync_stopped.store(true, std::memory_order_release);
       loop->remove_drainer(drainer);
@@ -112,22 +139,23 @@ class subscriber : public std::enable_shared_from_this<Derived> {
       keep = std::move(self_keep);
       return keep;
     }
-    {
-      // Before the unsubscription: nats.c's last callback may come at once and must then
-      // leave the state to this thread.
-      std::lock_guard lk(m);
-      stopping = true;
+    // A drain: nats.c delivers what it holds, then calls on_complete; at its timeout nats.c
+    // ends the subscription itself, so on_complete follows either way.
+    if (!can_drain || natsSubscription_DrainTimeout(sub, drain_ms) != NATS_OK)
+      (void)natsSubscription_Unsubscribe(sub);
+    std::unique_lock lk(m);
+    if (!cv.wait_for(lk, std::chrono::milliseconds(drain_ms + 1000), [&] { return sub_done; })) {
+      lk.unlock();
+      (void)natsSubscription_Unsubscribe(sub);  // the drain is stuck: end it now
+      lk.lock();
+      (void)cv.wait_for(lk, std::chrono::seconds(1), [&] { return sub_done; });
     }
-    // A drain: nats.c delivers what it holds, then calls on_complete.
-    if (natsSubscription_Drain(sub) != NATS_OK) (void)natsSubscription_Unsubscribe(sub);
-    {
-      std::unique_lock lk(m);
-      if (cv.wait_for(lk, std::chrono::seconds(5), [&] { return sub_done; })) {
-        keep = std::move(self_keep);
-      } else {
-        stopping = false;  // nats.c never called back: its callback releases it later
-      }
+    if (sub_done) {
+      keep = std::move(self_keep);
+    } else {
+      abandoned = true;  // nats.c never called back: its callback releases the state later
     }
+    lk.unlock();
     natsSubscription_Destroy(sub);
     return keep;
   }
@@ -135,7 +163,7 @@ class subscriber : public std::enable_shared_from_this<Derived> {
  protected:
   ~subscriber() = default;
 
-  std::mutex m;  // guards sub_done, stopping, self_keep's hand-over, and Derived's own fields
+  std::mutex m;  // guards sub_done, abandoned, self_keep's hand-over, and Derived's own fields
   std::condition_variable cv;
 
  private:
@@ -145,38 +173,50 @@ class subscriber : public std::enable_shared_from_this<Derived> {
       natsMsg* msg = nullptr;
       const natsStatus s = natsSubscription_NextMsg(&msg, sub, 0);
       if (s == NATS_OK) {
-        static_cast<Derived&>(*this).handle(msg);
-      } else if (s != NATS_SLOW_CONSUMER) {  // slow consumer: told once, messages follow
-        return;                               // none waiting, or the subscription has ended
+        deliver(msg);
+      } else if (s != NATS_SLOW_CONSUMER && s != NATS_NO_RESPONDERS) {
+        // slow consumer: told once, messages follow; no responders: a status message that
+        // nats.c consumed (anyone may publish one here), the rest follow
+        return;  // none waiting, or the subscription has ended
       }
     }
   }
 
-  static void on_msg(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
-    static_cast<Derived*>(closure)->handle(msg);
+  // Derived::handle must not throw (it answers failures itself); an exception escaping it
+  // would unwind through nats.c's C frames or stop the event loop's reading for good.
+  void deliver(natsMsg* msg) noexcept {
+    try {
+      static_cast<Derived&>(*this).handle(msg);
+    } catch (...) {  // out of memory while handling: that message is lost, the next come
+    }
   }
 
-  // nats.c's last callback. When stop_subscription() is waiting, the state's own reference
-  // goes to it; nothing of `self` is touched after the unlock.
+  static void on_msg(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+    static_cast<Derived*>(closure)->deliver(msg);
+  }
+
+  // nats.c's last callback. The owner takes the state's own reference (stop_subscription)
+  // unless it gave up waiting for this callback: then it is released here. Nothing of `self`
+  // is touched after the unlock.
   static void on_complete(void* closure) {
     auto* self = static_cast<Derived*>(closure);
     std::shared_ptr<Derived> keep;
     {
       std::lock_guard lk(self->m);
       self->sub_done = true;
-      if (!self->stopping) keep = std::move(self->self_keep);
+      if (self->abandoned) keep = std::move(self->self_keep);
       self->cv.notify_all();
     }
-    // `keep` may be the last reference (nobody stopped us): released here, after the lock.
+    // `keep` may be the last reference: released here, after the lock.
   }
 
   std::shared_ptr<Derived> self_keep;  // guarded by m once subscribed
   std::shared_ptr<event_loop> loop;
   std::uint64_t drainer = 0;
   std::atomic<bool> sync_stopped{false};
-  bool sub_done = false;  // guarded by m
-  bool stopping = false;  // guarded by m
-  bool stopped_ = false;  // the owner's
+  bool sub_done = false;   // guarded by m
+  bool abandoned = false;  // guarded by m
+  bool stopped_ = false;   // the owner's
 };
 
 }  // namespace tenorite::nats::detail
