@@ -35,6 +35,7 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -81,22 +82,37 @@ class connection_events {
     listeners_.emplace(++next_, std::move(l));
     return next_;
   }
+  /// Removes a listener: it is not called after this returns. A call of it in progress (on
+  /// nats.c's thread) is waited for, unless this is made from inside that call: what the
+  /// call holds (a state's last reference, with the last connection handle) is let go before
+  /// the owner goes on, never later on nats.c's thread.
   void remove(std::uint64_t id) {
-    std::lock_guard lk(m_);
+    std::unique_lock lk(m_);
     listeners_.erase(id);
+    cv_.wait(lk, [&] { return calling_ != id || calling_thread_ == std::this_thread::get_id(); });
   }
 
   static void on_closed(natsConnection*, void* closure) {
     auto* self = static_cast<connection_events*>(closure);
-    std::map<std::uint64_t, listener> ls;
     std::shared_ptr<connection_events> keep;
-    {
-      std::lock_guard lk(self->m_);
-      self->closed_ = true;
-      ls.swap(self->listeners_);
-      keep = std::move(self->self_keep);
+    std::unique_lock lk(self->m_);
+    self->closed_ = true;
+    keep = std::move(self->self_keep);
+    while (!self->listeners_.empty()) {
+      auto it = self->listeners_.begin();
+      const std::uint64_t id = it->first;
+      listener l = std::move(it->second);
+      self->listeners_.erase(it);
+      self->calling_ = id;
+      self->calling_thread_ = std::this_thread::get_id();
+      lk.unlock();
+      l();
+      l = nullptr;  // its captures go before remove() may return
+      lk.lock();
+      self->calling_ = 0;
+      self->calling_thread_ = {};
+      self->cv_.notify_all();
     }
-    for (auto& [id, l] : ls) l();
   }
 
   std::shared_ptr<connection_events> self_keep;  // until on_closed has run
@@ -106,6 +122,9 @@ class connection_events {
   std::map<std::uint64_t, listener> listeners_;  // guarded by m_
   std::uint64_t next_ = 0;                        // guarded by m_
   bool closed_ = false;                           // guarded by m_
+  std::condition_variable cv_;
+  std::uint64_t calling_ = 0;         // guarded by m_: the listener being called, or 0
+  std::thread::id calling_thread_{};  // guarded by m_
 };
 
 /// nats.c's external event loop on an Asio executor. Every piece of the loop's state is the
@@ -113,10 +132,20 @@ class connection_events {
 /// and each is applied on the strand. After each read event the loop runs its drainers: the
 /// functions that take what arrived on synchronous subscriptions (serve()'s).
 ///
+/// Closing retires the loop: from then on none of its handlers touches nats.c or the loop's
+/// state (each enters through an `entry`, which a retired loop refuses), and the descriptor
+/// is released from the reactor before nats.c closes the socket. Retiring from off the strand
+/// waits for the handler in progress, if any (a running loop is always waited for, however
+/// slow), and needs nothing more of the loop: a loop whose context is stopped, or being
+/// destroyed, never runs again and cannot race.
+///
 /// Invariants:
-/// - the socket is nats.c's: the descriptor is released, never closed;
+/// - the socket is nats.c's: the descriptor is released, never closed, and released before
+///   nats.c closes it when the close (or a disconnect) is done on the loop or by close();
 /// - a wait completion from an earlier socket (before a reconnect or the detach) is ignored
 ///   (generation count), so nats.c is never called for a socket it no longer uses;
+/// - nats.c is never called by the loop once close() has begun closing the connection, and
+///   the connection is closed before it is destroyed (connection's deleter);
 /// - a drainer never runs after remove_drainer() returned, except when removed from inside its
 ///   own call (then that call finishes and the drainer is dropped on the loop).
 class event_loop : public std::enable_shared_from_this<event_loop> {
@@ -135,6 +164,13 @@ class event_loop : public std::enable_shared_from_this<event_loop> {
     auto& ctx = boost::asio::query(strand_.get_inner_executor(), boost::asio::execution::context);
     return boost::asio::has_service<boost::asio::detail::scheduler>(ctx) &&
            boost::asio::use_service<boost::asio::detail::scheduler>(ctx).can_dispatch();
+  }
+  /// True when the executor's context is stopped (its loop runs no more handlers, except the
+  /// end of a batch in progress). Told for io_context and thread_pool; false otherwise.
+  bool loop_context_stopped() const {
+    auto& ctx = boost::asio::query(strand_.get_inner_executor(), boost::asio::execution::context);
+    return boost::asio::has_service<boost::asio::detail::scheduler>(ctx) &&
+           boost::asio::use_service<boost::asio::detail::scheduler>(ctx).stopped();
   }
   void refuse_blocking_wait(const char* what) const {
     if (on_loop_context())
@@ -169,7 +205,10 @@ class event_loop : public std::enable_shared_from_this<event_loop> {
   }
   /// Runs the drainers soon, on the loop (messages may wait on a subscription unannounced).
   void poke() {
-    boost::asio::post(strand_, [self = shared_from_this()] { self->run_drainers(); });
+    boost::asio::post(strand_, [self = shared_from_this()] {
+      entry e(*self);
+      if (e.ok) self->run_drainers();
+    });
   }
 
   static natsStatus on_attach(void** user, void* loop, natsConnection* nc, natsSock sock) {
@@ -188,8 +227,14 @@ class event_loop : public std::enable_shared_from_this<event_loop> {
   static natsStatus on_read(void* user, bool add) {
     auto* self = static_cast<event_loop*>(user);
     self->on_strand([self, add] {
-      self->reading_ = add;
-      self->arm_read();
+      if (add) {
+        self->reading_ = true;
+        self->arm_read();
+      } else {
+        // nats.c stops reading only to close the socket next (close, or a disconnect):
+        // the descriptor leaves the reactor first (on the loop, that is before the close).
+        self->drop_socket();
+      }
     });
     return NATS_OK;
   }
@@ -210,53 +255,22 @@ class event_loop : public std::enable_shared_from_this<event_loop> {
     return NATS_OK;
   }
 
-  /// Runs `f` on the loop after everything posted there before (the connection's last act:
-  /// natsConnection_Destroy, so that no read event is processed for a destroyed connection).
-  template <class F>
-  void post(F f) {
-    boost::asio::post(strand_, std::move(f));
-  }
-
-  /// Closes `nc` on the loop: nats.c closes the socket the loop polls, which must not happen
-  /// beside the loop arming a wait on it. From another thread this waits for the loop (at
-  /// most about two seconds: a loop that does not run, its context stopped, cannot race, and
-  /// the connection is then closed here); on the executor's context it is queued.
+  /// Closes `nc` and retires the loop; when this returns the connection is closed and no
+  /// handler of the loop is inside nats.c (but on the loop itself, where the caller is that
+  /// handler). From another thread the close is done on the loop, after what is queued there
+  /// (a write in progress goes out first), when the loop runs it in time; otherwise (the
+  /// context stopped or being destroyed, the loop slow, or the caller on a thread of the
+  /// executor's context, where waiting for the loop could wait for ourselves) it is done here
+  /// once the handler in progress has returned. Idempotent.
   void close(natsConnection* nc) {
-    if (strand_.running_in_this_thread()) {
-      natsConnection_Close(nc);
-      return;
-    }
-    if (on_loop_context()) {
-      post([nc] { natsConnection_Close(nc); });
-      return;
-    }
-    struct claim {
-      std::mutex m;
-      std::condition_variable cv;
-      bool taken = false, done = false;
-    };
-    auto c = std::make_shared<claim>();
-    post([c, nc] {
-      {
-        std::lock_guard lk(c->m);
-        if (c->taken) return;
-        c->taken = true;
-      }
-      natsConnection_Close(nc);
-      std::lock_guard lk(c->m);
-      c->done = true;
-      c->cv.notify_all();
-    });
-    std::unique_lock lk(c->m);
-    if (c->cv.wait_for(lk, std::chrono::seconds(2), [&] { return c->done; })) return;
-    if (c->taken) {
-      c->cv.wait(lk, [&] { return c->done; });  // the loop is closing it right now
-      return;
-    }
-    c->taken = true;
-    lk.unlock();
+    if (!strand_.running_in_this_thread() && !on_loop_context() && !loop_context_stopped())
+      close_on_loop(nc);
+    retire();
     natsConnection_Close(nc);
   }
+
+  /// True once the loop is retired (close() began): its handlers no longer run.
+  bool retired() const noexcept { return retired_.load(std::memory_order_seq_cst); }
 
  private:
   struct drainer {
@@ -266,16 +280,113 @@ class event_loop : public std::enable_shared_from_this<event_loop> {
     bool removed = false;      // guarded by m
   };
 
+  /// Every handler of the loop enters through one: refused (ok == false, the handler then
+  /// touches nothing) once the loop is retired; retire() waits for those that got in.
+  /// Dekker's handshake on two seq_cst atomics: either retire() sees the handler counted in
+  /// `active_`, or the handler sees `retired_`.
+  struct entry {
+    event_loop& l;
+    bool ok;
+    explicit entry(event_loop& loop) noexcept : l(loop) {
+      l.active_.fetch_add(1, std::memory_order_seq_cst);
+      ok = !l.retired_.load(std::memory_order_seq_cst);
+    }
+    entry(const entry&) = delete;
+    entry& operator=(const entry&) = delete;
+    ~entry() {
+      if (l.active_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
+          l.retired_.load(std::memory_order_seq_cst))
+        l.active_.notify_all();
+    }
+  };
+
+  /// From now on no handler of the loop touches nats.c or the loop's state. Off the strand,
+  /// waits for the handlers that got in first; then the descriptor leaves the reactor (the
+  /// socket stays nats.c's, which closes it next).
+  void retire() noexcept {
+    retired_.store(true, std::memory_order_seq_cst);
+    if (!strand_.running_in_this_thread()) {
+      for (int n = active_.load(std::memory_order_seq_cst); n != 0;
+           n = active_.load(std::memory_order_seq_cst))
+        active_.wait(n, std::memory_order_seq_cst);
+    }
+    std::lock_guard lk(retire_m_);  // two closers: the second waits for the first's release
+    if (released_) return;
+    released_ = true;
+    drop_socket();
+    nc_ = nullptr;
+  }
+
+  /// Closes on the loop, waiting for it at most about two seconds (beyond that the close is
+  /// done by the caller, safely: see close()). Returns early when the loop will never run it
+  /// (the handler is destroyed unrun: the context is being destroyed).
+  void close_on_loop(natsConnection* nc) {
+    struct claim {
+      std::mutex m;
+      std::condition_variable cv;
+      bool taken = false, finished = false;  // guarded by m
+    };
+    // Tells the waiter when it is run, or destroyed without having run.
+    struct closer {
+      std::shared_ptr<claim> c;
+      std::shared_ptr<event_loop> self;
+      natsConnection* nc;
+      closer(std::shared_ptr<claim> cl, std::shared_ptr<event_loop> s, natsConnection* n)
+          : c(std::move(cl)), self(std::move(s)), nc(n) {}
+      closer(closer&&) noexcept = default;
+      closer(const closer&) = delete;
+      closer& operator=(const closer&) = delete;
+      closer& operator=(closer&&) = delete;
+      ~closer() {
+        if (c) finish();  // never run
+      }
+      void operator()() {
+        bool mine = false;
+        {
+          std::lock_guard lk(c->m);
+          mine = !std::exchange(c->taken, true);
+        }
+        if (mine) {
+          entry e(*self);
+          if (e.ok) {
+            self->retire();
+            natsConnection_Close(nc);
+          }
+        }
+        finish_and_drop();
+      }
+      void finish() {
+        std::lock_guard lk(c->m);
+        c->finished = true;
+        c->cv.notify_all();
+      }
+      void finish_and_drop() {
+        finish();
+        c.reset();
+      }
+    };
+    auto c = std::make_shared<claim>();
+    boost::asio::post(strand_, closer(c, shared_from_this(), nc));
+    std::unique_lock lk(c->m);
+    if (!c->cv.wait_for(lk, std::chrono::seconds(2), [&] { return c->finished; }) && c->taken)
+      c->cv.wait(lk, [&] { return c->finished; });  // the loop is closing it right now
+    c->taken = true;  // not run yet: the caller closes (close() retires the loop first)
+  }
+
   // dispatch, not post: on a thread of the executor's context with the strand idle it runs at
   // once (a publish from the service's worker arms the write without a trip through the
   // scheduler). The callbacks' work never calls back into nats.c, which may hold its lock.
   template <class F>
   void on_strand(F f) {
+    if (retired()) return;  // nats.c's callbacks while closing: the loop has let go already
     if (strand_.running_in_this_thread()) {
-      f();
+      entry e(*this);
+      if (e.ok) f();
     } else {
-      boost::asio::dispatch(strand_,
-                            [keep = shared_from_this(), f = std::move(f)]() mutable { f(); });
+      boost::asio::dispatch(strand_, [keep = shared_from_this(), f = std::move(f)]() mutable {
+        entry e(*keep);
+        if (e.ok) f();
+      });
     }
   }
   void drop_socket() {
@@ -292,10 +403,12 @@ class event_loop : public std::enable_shared_from_this<event_loop> {
     read_armed_ = true;
     sd_->async_wait(boost::asio::posix::stream_descriptor::wait_read,
                     [self = shared_from_this(), gen = generation_](boost::system::error_code ec) {
-                      if (gen != self->generation_) return;
+                      entry e(*self);
+                      if (!e.ok || gen != self->generation_) return;
                       self->read_armed_ = false;
                       if (ec || !self->nc_) return;
                       natsConnection_ProcessReadEvent(self->nc_);
+                      if (self->retired()) return;  // closed from inside (a drainer's call)
                       self->run_drainers();
                       self->arm_read();
                     });
@@ -305,7 +418,8 @@ class event_loop : public std::enable_shared_from_this<event_loop> {
     write_armed_ = true;
     sd_->async_wait(boost::asio::posix::stream_descriptor::wait_write,
                     [self = shared_from_this(), gen = generation_](boost::system::error_code ec) {
-                      if (gen != self->generation_) return;
+                      entry e(*self);
+                      if (!e.ok || gen != self->generation_) return;
                       self->write_armed_ = false;
                       if (ec || !self->nc_) return;
                       natsConnection_ProcessWriteEvent(self->nc_);
@@ -331,11 +445,16 @@ class event_loop : public std::enable_shared_from_this<event_loop> {
   }
 
   boost::asio::strand<boost::asio::any_io_executor> strand_;
-  // The strand's:
+  // The strand's (the retiring thread's once retired):
   natsConnection* nc_ = nullptr;
   std::optional<boost::asio::posix::stream_descriptor> sd_;
   std::uint64_t generation_ = 0;
   bool reading_ = false, writing_ = false, read_armed_ = false, write_armed_ = false;
+
+  std::atomic<bool> retired_{false};
+  std::atomic<int> active_{0};  // handlers inside an entry
+  std::mutex retire_m_;
+  bool released_ = false;  // guarded by retire_m_
 
   std::mutex m_;
   std::map<std::uint64_t, std::shared_ptr<drainer>> drainers_;  // guarded by m_
@@ -455,23 +574,12 @@ class connection {
                                                           natsConnection_Destroy(c);
                                                         }),
                         std::move(events), nullptr);
-    // Closed on the loop; destroyed there after every event queued (which may still name
-    // the connection). Never run (its context gone first), the guard destroys it anyway.
-    struct destroy_later {
-      natsConnection* c;
-      explicit destroy_later(natsConnection* n) noexcept : c(n) {}
-      destroy_later(destroy_later&& o) noexcept : c(std::exchange(o.c, nullptr)) {}
-      destroy_later(const destroy_later&) = delete;
-      destroy_later& operator=(const destroy_later&) = delete;
-      destroy_later& operator=(destroy_later&&) = delete;
-      ~destroy_later() {
-        if (c) natsConnection_Destroy(c);
-      }
-      void operator()() { natsConnection_Destroy(std::exchange(c, nullptr)); }
-    };
+    // Closed first, always (close() retires the loop: no handler of it touches nats.c again,
+    // none is inside it), then destroyed here. The loop lives as long as this deleter, so
+    // nats.c's callbacks during the close find it (they do nothing: it is retired).
     std::shared_ptr<natsConnection> handle(nc, [loop](natsConnection* c) {
       loop->close(c);
-      loop->post(destroy_later(c));
+      natsConnection_Destroy(c);
     });
     return connection(std::move(handle), std::move(events), std::move(loop));
   }
@@ -491,8 +599,9 @@ class connection {
   bool is_closed() const noexcept { return natsConnection_IsClosed(nc_.get()); }
   bool is_reconnecting() const noexcept { return natsConnection_IsReconnecting(nc_.get()); }
   /// Closes the connection now (every copy sees it closed; subscriptions end). On a
-  /// connection that runs on an executor the close is done there: called on a thread of that
-  /// executor's context it is queued, not done when this returns.
+  /// connection that runs on an executor its loop stops for good: the close is done on the
+  /// loop when it runs it in time, else here once the loop's handler in progress returned
+  /// (detail::event_loop::close); either way it is done when this returns.
   void close() const {
     if (loop_) {
       loop_->close(nc_.get());
