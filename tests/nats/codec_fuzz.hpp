@@ -9,7 +9,8 @@
 // (binary_codec's format is canonical) and that decode(encode(x)) re-encodes the same. Used
 // by the libFuzzer target (clang, TENORITE_FUZZ) and by the corpus replay test (any compiler).
 //
-// With TENORITE_NATS_FUZZ_JSON, selectors 6 to 9 decode the bytes as json_codec text (the kv
+// With TENORITE_NATS_FUZZ_JSON, selector 10 decodes a micro-wire reply (json_reply) and
+// selectors 6 to 9 decode the bytes as json_codec text (the kv
 // types, described in kv_remote/kv_json.hpp, and a type using every JSON feature). JSON has
 // many texts for one value (whitespace, escapes, number forms, missing optionals), so the
 // check is: what decodes encodes, and that encoding decodes to an equal value which encodes
@@ -175,20 +176,56 @@ void json_round_trip(const tenorite::nats::json_codec& codec, std::string_view i
 }
 #endif
 
+#if TENORITE_NATS_FUZZ_JSON
+// A micro-wire reply (json_codec) as any NATS service may send it: the first byte picks the
+// error headers (none, a code, a code with a Tenorite-Error-Kind), the rest is the payload.
+inline void json_reply(std::string_view in) {
+  if (in.empty()) return;
+  const tenorite::nats::json_codec codec;
+  static constexpr std::string_view kinds[] = {"", "", "queue_full", "bad_request",
+                                               "fetch_failure", "timed_out", "nonsense"};
+  const auto pick = static_cast<unsigned char>(in[0]);
+  tenorite::nats::detail::reply_view v{in.substr(1), {}, {}, {}};
+  if (pick % 2) {
+    v.code = "500";
+    v.description = "fuzzed";
+    v.kind = kinds[pick / 2 % std::size(kinds)];
+  }
+  std::optional<kv::request> request(kv::get{"the-key"});
+  auto r = tenorite::nats::detail::decode_reply<kv::request, kv::response, kv::error>(codec, v,
+                                                                                     request);
+  if (r) {
+    if (!v.code.empty()) violated("an error header read as a success");
+    if (!codec.decode<kv::response>(v.payload)) violated("a success from an undecodable body");
+    return;
+  }
+  const auto& e = r.error();
+  if (e.kind() == tenorite::error_kind::service_error &&
+      (v.code.empty() || !codec.decode<kv::error>(v.payload)))
+    violated("a service error without its header and body");
+  if (e.message().empty()) violated("a failure without a message");
+  const bool back = e.kind() == tenorite::error_kind::queue_full ||
+                    e.kind() == tenorite::error_kind::bad_request ||
+                    e.kind() == tenorite::error_kind::send_failure;
+  if (back != e.request().has_value()) violated("the request given back or kept wrongly");
+}
+#endif
+
 inline void run(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return;
   const std::string_view in(reinterpret_cast<const char*>(data) + 1, size - 1);
   const tenorite::nats::binary_codec codec;
   const tenorite::nats::binary_codec tight{.max_size = 4096, .max_depth = 4};
 #if TENORITE_NATS_FUZZ_JSON
-  constexpr unsigned selectors = 10;
+  constexpr unsigned selectors = 11;
   const tenorite::nats::json_codec json;
   const tenorite::nats::json_codec shallow{.max_depth = 4};
   switch (data[0] % selectors) {
     case 6: return json_round_trip<kv::request>(json, in);
     case 7: return json_round_trip<kv::response>(json, in);
     case 8: return json_round_trip<kv::error>(json, in);
-    case 9: return json_round_trip<json::rich>(data[0] % 20 < 10 ? json : shallow, in);
+    case 9: return json_round_trip<json::rich>(data[0] % 22 < 11 ? json : shallow, in);
+    case 10: return json_reply(in);
     default: break;
   }
 #else
