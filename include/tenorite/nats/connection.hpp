@@ -206,8 +206,7 @@ class event_loop : public std::enable_shared_from_this<event_loop> {
   /// Runs the drainers soon, on the loop (messages may wait on a subscription unannounced).
   void poke() {
     boost::asio::post(strand_, [self = shared_from_this()] {
-      entry e(*self);
-      if (e.ok) self->run_drainers();
+      if (!self->retired()) self->run_drainers();
     });
   }
 
@@ -350,6 +349,7 @@ class event_loop : public std::enable_shared_from_this<event_loop> {
           entry e(*self);
           if (e.ok) {
             self->retire();
+            in_nats mark(*self);
             natsConnection_Close(nc);
           }
         }
@@ -378,17 +378,35 @@ class event_loop : public std::enable_shared_from_this<event_loop> {
   // scheduler). The callbacks' work never calls back into nats.c, which may hold its lock.
   template <class F>
   void on_strand(F f) {
-    if (retired()) return;  // nats.c's callbacks while closing: the loop has let go already
     if (strand_.running_in_this_thread()) {
-      entry e(*this);
-      if (e.ok) f();
-    } else {
-      boost::asio::dispatch(strand_, [keep = shared_from_this(), f = std::move(f)]() mutable {
-        entry e(*keep);
+      if (inside_nats_) {
+        // nats.c processing an event inside a handler that got in, or the closer closing:
+        // run now, retired or not. A disconnect found while processing stops reading and
+        // closes the socket next: the descriptor must leave the reactor first.
+        f();
+      } else {
+        // Other code on the strand (a drainer's user completion publishing): as a handler.
+        entry e(*this);
         if (e.ok) f();
-      });
+      }
+      return;
     }
+    if (retired()) return;  // nats.c's callbacks while closing: the loop has let go already
+    boost::asio::dispatch(strand_, [keep = shared_from_this(), f = std::move(f)]() mutable {
+      entry e(*keep);
+      if (e.ok) f();
+    });
   }
+  /// Marks the strand's thread as inside a call into nats.c (on_strand runs its callbacks).
+  struct in_nats {
+    event_loop& l;
+    bool prev;
+    explicit in_nats(event_loop& loop) noexcept
+        : l(loop), prev(std::exchange(l.inside_nats_, true)) {}
+    in_nats(const in_nats&) = delete;
+    in_nats& operator=(const in_nats&) = delete;
+    ~in_nats() { l.inside_nats_ = prev; }
+  };
   void drop_socket() {
     ++generation_;
     read_armed_ = write_armed_ = false;
@@ -403,14 +421,21 @@ class event_loop : public std::enable_shared_from_this<event_loop> {
     read_armed_ = true;
     sd_->async_wait(boost::asio::posix::stream_descriptor::wait_read,
                     [self = shared_from_this(), gen = generation_](boost::system::error_code ec) {
+                      {
+                        // Only nats.c's processing is inside the entry: retire() waits for
+                        // it, never for the drainers, which run users' completions (one may
+                        // close another connection of this context, or wait for a drainer).
+                        entry e(*self);
+                        if (!e.ok || gen != self->generation_) return;
+                        self->read_armed_ = false;
+                        if (ec || !self->nc_) return;
+                        in_nats mark(*self);
+                        natsConnection_ProcessReadEvent(self->nc_);
+                      }
+                      if (self->retired()) return;  // closed meanwhile
+                      self->run_drainers();  // subscriptions' own calls: safe when closed
                       entry e(*self);
-                      if (!e.ok || gen != self->generation_) return;
-                      self->read_armed_ = false;
-                      if (ec || !self->nc_) return;
-                      natsConnection_ProcessReadEvent(self->nc_);
-                      if (self->retired()) return;  // closed from inside (a drainer's call)
-                      self->run_drainers();
-                      self->arm_read();
+                      if (e.ok && gen == self->generation_) self->arm_read();
                     });
   }
   void arm_write() {
@@ -422,7 +447,10 @@ class event_loop : public std::enable_shared_from_this<event_loop> {
                       if (!e.ok || gen != self->generation_) return;
                       self->write_armed_ = false;
                       if (ec || !self->nc_) return;
-                      natsConnection_ProcessWriteEvent(self->nc_);
+                      {
+                        in_nats mark(*self);
+                        natsConnection_ProcessWriteEvent(self->nc_);
+                      }
                       self->arm_write();
                     });
   }
@@ -450,6 +478,7 @@ class event_loop : public std::enable_shared_from_this<event_loop> {
   std::optional<boost::asio::posix::stream_descriptor> sd_;
   std::uint64_t generation_ = 0;
   bool reading_ = false, writing_ = false, read_armed_ = false, write_armed_ = false;
+  bool inside_nats_ = false;  // the strand's thread is inside a call into nats.c
 
   std::atomic<bool> retired_{false};
   std::atomic<int> active_{0};  // handlers inside an entry

@@ -59,6 +59,7 @@
 #pragma once
 
 #include <array>
+#include <boost/container/pmr/memory_resource.hpp>
 #include <boost/describe/enumerators.hpp>
 #include <boost/describe/members.hpp>
 #include <boost/describe/modifiers.hpp>
@@ -67,6 +68,7 @@
 #include <boost/json/value.hpp>
 #include <boost/json/value_stack.hpp>
 #include <boost/mp11/algorithm.hpp>
+#include <boost/system/error_code.hpp>
 #include <charconv>
 #include <cmath>
 #include <cstddef>
@@ -566,32 +568,32 @@ class strict_handler {
 
   bj::value_stack st;
 
-  bool on_document_begin(bj::error_code&) { return true; }
-  bool on_document_end(bj::error_code&) { return true; }
-  bool on_object_begin(bj::error_code&) {
+  bool on_document_begin(boost::system::error_code&) { return true; }
+  bool on_document_end(boost::system::error_code&) { return true; }
+  bool on_object_begin(boost::system::error_code&) {
     frames_.push_back({true, 0, {}, {}});
     return true;
   }
-  bool on_object_end(std::size_t n, bj::error_code&) {
+  bool on_object_end(std::size_t n, boost::system::error_code&) {
     st.push_object(n);
     frames_.pop_back();
     return value_done();
   }
-  bool on_array_begin(bj::error_code&) {
+  bool on_array_begin(boost::system::error_code&) {
     frames_.push_back({false, 0, {}, {}});
     return true;
   }
-  bool on_array_end(std::size_t n, bj::error_code&) {
+  bool on_array_end(std::size_t n, boost::system::error_code&) {
     st.push_array(n);
     frames_.pop_back();
     return value_done();
   }
-  bool on_key_part(bj::string_view s, std::size_t, bj::error_code&) {
+  bool on_key_part(bj::string_view s, std::size_t, boost::system::error_code&) {
     st.push_chars(s);
     key_.append(s.data(), s.size());
     return true;
   }
-  bool on_key(bj::string_view s, std::size_t, bj::error_code& ec) {
+  bool on_key(bj::string_view s, std::size_t, boost::system::error_code& ec) {
     st.push_key(s);
     key_.append(s.data(), s.size());
     auto& f = frames_.back();
@@ -605,37 +607,37 @@ class strict_handler {
     key_.clear();
     return true;
   }
-  bool on_string_part(bj::string_view s, std::size_t, bj::error_code&) {
+  bool on_string_part(bj::string_view s, std::size_t, boost::system::error_code&) {
     st.push_chars(s);
     return true;
   }
-  bool on_string(bj::string_view s, std::size_t, bj::error_code&) {
+  bool on_string(bj::string_view s, std::size_t, boost::system::error_code&) {
     st.push_string(s);
     return value_done();
   }
-  bool on_number_part(bj::string_view, bj::error_code&) { return true; }
-  bool on_int64(std::int64_t i, bj::string_view, bj::error_code&) {
+  bool on_number_part(bj::string_view, boost::system::error_code&) { return true; }
+  bool on_int64(std::int64_t i, bj::string_view, boost::system::error_code&) {
     st.push_int64(i);
     return value_done();
   }
-  bool on_uint64(std::uint64_t u, bj::string_view, bj::error_code&) {
+  bool on_uint64(std::uint64_t u, bj::string_view, boost::system::error_code&) {
     st.push_uint64(u);
     return value_done();
   }
-  bool on_double(double d, bj::string_view, bj::error_code&) {
+  bool on_double(double d, bj::string_view, boost::system::error_code&) {
     st.push_double(d);
     return value_done();
   }
-  bool on_bool(bool b, bj::error_code&) {
+  bool on_bool(bool b, boost::system::error_code&) {
     st.push_bool(b);
     return value_done();
   }
-  bool on_null(bj::error_code&) {
+  bool on_null(boost::system::error_code&) {
     st.push_null();
     return value_done();
   }
-  bool on_comment_part(bj::string_view, bj::error_code&) { return true; }
-  bool on_comment(bj::string_view, bj::error_code&) { return true; }
+  bool on_comment_part(bj::string_view, boost::system::error_code&) { return true; }
+  bool on_comment(bj::string_view, boost::system::error_code&) { return true; }
 
   const std::string& duplicate() const noexcept { return duplicate_; }
 
@@ -668,7 +670,7 @@ class strict_handler {
 
 // The JSON value of `in`, allocated from mr, or why not.
 inline std::expected<bj::value, std::string> parse(std::string_view in, std::size_t max_depth,
-                                                   bj::memory_resource& mr) {
+                                                   boost::container::pmr::memory_resource& mr) {
   if (const auto bad = invalid_utf8_at(in); bad != std::string_view::npos)
     return std::unexpected("invalid UTF-8 at byte " + std::to_string(bad) +
                            " (JSON text must be UTF-8)");
@@ -677,7 +679,7 @@ inline std::expected<bj::value, std::string> parse(std::string_view in, std::siz
   try {
     bj::basic_parser<strict_handler> p(opt);
     p.handler().st.reset(&mr);
-    bj::error_code ec;
+    boost::system::error_code ec;
     const std::size_t n = p.write_some(false, in.data(), in.size(), ec);
     if (!p.handler().duplicate().empty()) return std::unexpected(p.handler().duplicate());
     if (ec == bj::error::too_deep)

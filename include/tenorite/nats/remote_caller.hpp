@@ -295,9 +295,7 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
       drainer = loop->add_drainer([w = this->weak_from_this()] {
         if (auto self = w.lock()) self->drain_replies();
       });
-      closed_watch = conn.watch_closed([w = this->weak_from_this()] {
-        if (auto self = w.lock()) self->fail_all();
-      });
+      closed_watch = conn.watch_closed([w = this->weak_from_this()] { on_closed(w); });
       return;
     }
     self_keep = this->shared_from_this();
@@ -314,23 +312,37 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
       waits_for_delivery = true;
     }
     // A closed connection brings no reply: its calls fail at once, not at their deadline.
-    closed_watch = conn.watch_closed([w = this->weak_from_this()] {
-      if (auto self = w.lock()) self->fail_all();
-    });
+    closed_watch = conn.watch_closed([w = this->weak_from_this()] { on_closed(w); });
   }
 
-  /// The connection closed: every pending call ends now with fetch_failure (its request was
-  /// published, so it may have been served: it is not given back).
-  void fail_all() {
+  /// The connection closed (on nats.c's thread): every pending call ends now with
+  /// fetch_failure (its request was published, so it may have been served: it is not given
+  /// back). Every reference this thread holds to the caller's state (ours, and each call's
+  /// handle) goes before any call completes: once the user has every outcome they may destroy
+  /// the executor the state's timer belongs to, and the state must not end after that, here.
+  static void on_closed(const std::weak_ptr<remote_state>& w) {
     std::vector<pending*> all;
-    {
-      std::lock_guard lk(m);
-      for (auto& [id, p] : calls) {
-        deadlines.erase(p->deadline);
-        all.push_back(p);
-      }
-      calls.clear();
+    std::vector<std::shared_ptr<void>> handles;
+    if (auto self = w.lock()) {
+      all = self->take_all();
+      handles.reserve(all.size());
+      for (pending* p : all) handles.push_back(std::move(p->keep));
     }
+    handles.clear();  // may end the state (and the connection handle it holds), here
+    fail_taken(all);
+  }
+  std::vector<pending*> take_all() {
+    std::vector<pending*> all;
+    std::lock_guard lk(m);
+    all.reserve(calls.size());
+    for (auto& [id, p] : calls) {
+      deadlines.erase(p->deadline);
+      all.push_back(p);
+    }
+    calls.clear();
+    return all;
+  }
+  static void fail_taken(const std::vector<pending*>& all) {
     for (pending* p : all)
       p->deliver(p, result_type(std::unexpect,
                                 error_type::of_kind(error_kind::fetch_failure, std::nullopt,
@@ -558,7 +570,7 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
         } else if (st == NATS_SLOW_CONSUMER) {
           continue;  // told once (limits are off), the messages follow
         } else {
-          next = retire;  // the subscription ended with the connection (fail_all ends its call)
+          next = retire;  // the subscription ended with the connection (on_closed ends its call)
         }
         break;
       }
