@@ -255,8 +255,9 @@ class event_loop : public std::enable_shared_from_this<event_loop> {
   }
 
   /// Closes `nc` and retires the loop; when this returns the connection is closed and no
-  /// handler of the loop is inside nats.c (but on the loop itself, where the caller is that
-  /// handler). From another thread the close is done on the loop, after what is queued there
+  /// handler of the loop is inside nats.c's event processing (but on the loop itself, where
+  /// the caller is that handler; a drainer may still be taking messages from its
+  /// subscriptions, which nats.c allows on a closed connection). From another thread the close is done on the loop, after what is queued there
   /// (a write in progress goes out first), when the loop runs it in time; otherwise (the
   /// context stopped or being destroyed, the loop slow, or the caller on a thread of the
   /// executor's context, where waiting for the loop could wait for ourselves) it is done here

@@ -320,35 +320,42 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
   /// back). Every reference this thread holds to the caller's state (ours, and each call's
   /// handle) goes before any call completes: once the user has every outcome they may destroy
   /// the executor the state's timer belongs to, and the state must not end after that, here.
-  static void on_closed(const std::weak_ptr<remote_state>& w) {
+  static void on_closed(const std::weak_ptr<remote_state>& w) noexcept {
     std::vector<pending*> all;
     std::vector<std::shared_ptr<void>> handles;
     if (auto self = w.lock()) {
-      all = self->take_all();
-      handles.reserve(all.size());
-      for (pending* p : all) handles.push_back(std::move(p->keep));
+      try {
+        self->take_all(all, handles);
+      } catch (...) {  // out of memory: the calls go one by one, each keeping its handle
+        while (pending* p = self->take_any()) fail_closed(p);
+        return;
+      }
     }
     handles.clear();  // may end the state (and the connection handle it holds), here
-    fail_taken(all);
+    for (pending* p : all) fail_closed(p);
   }
-  std::vector<pending*> take_all() {
-    std::vector<pending*> all;
+  /// Takes every pending call and its handle; throws (bad_alloc) before taking any.
+  void take_all(std::vector<pending*>& all, std::vector<std::shared_ptr<void>>& handles) {
     std::lock_guard lk(m);
     all.reserve(calls.size());
+    handles.reserve(calls.size());
     for (auto& [id, p] : calls) {
       deadlines.erase(p->deadline);
       all.push_back(p);
+      handles.push_back(std::move(p->keep));
     }
     calls.clear();
-    return all;
   }
-  static void fail_taken(const std::vector<pending*>& all) {
-    for (pending* p : all)
-      p->deliver(p, result_type(std::unexpect,
-                                error_type::of_kind(error_kind::fetch_failure, std::nullopt,
-                                                    "the NATS connection was closed before the "
-                                                    "reply came")),
-                 false);
+  pending* take_any() noexcept {
+    std::lock_guard lk(m);
+    return calls.empty() ? nullptr : take_locked(calls.begin()->first);
+  }
+  static void fail_closed(pending* p) {
+    p->deliver(p, result_type(std::unexpect,
+                              error_type::of_kind(error_kind::fetch_failure, std::nullopt,
+                                                  "the NATS connection was closed before the "
+                                                  "reply came")),
+               false);
   }
 
   /// The caller's handle is gone (no call is pending): stop the inbox and the timer.

@@ -270,8 +270,10 @@ class endpoint_state final : public subscriber<endpoint_state<Req, Resp, Err, Co
     guard.reset();
     // Never blocks: the call waits for room in the service's queue asynchronously. The
     // handler answers exactly once: when called, or (never called) when destroyed.
-    caller.async_send_request(std::move(*req), reply_handler(this->shared_from_this(),
-                                                             std::move(reply), start));
+    // Made before the request is moved (an argument's order is unspecified, and a move may
+    // throw): if the call cannot start, the handler's destruction answers.
+    reply_handler answer_once(this->shared_from_this(), std::move(reply), start);
+    caller.async_send_request(std::move(*req), std::move(answer_once));
   }
 
  private:
@@ -628,7 +630,18 @@ class micro_service {
       core_->stopped = true;
       eps.swap(core_->endpoints);
     }
-    std::vector<std::shared_ptr<void>> keeps(eps.size());
+    std::vector<std::shared_ptr<void>> keeps;
+    try {
+      keeps.resize(eps.size());
+    } catch (...) {  // out of memory: each endpoint stopped and released in turn, no figures
+      last_.reset();
+      for (auto& e : eps) {
+        auto keep = e->stop();
+        e.reset();
+      }
+      core_.reset();
+      return;
+    }
     for (std::size_t i = 0; i < eps.size(); ++i) keeps[i] = eps[i]->stop();
     try {  // the last figures, with what the stops' drains served
       last_.emplace(service_stats{core_->who.name, core_->who.id, core_->who.version,

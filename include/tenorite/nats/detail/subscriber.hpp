@@ -69,19 +69,26 @@ class subscriber : public std::enable_shared_from_this<Derived> {
       self_keep = this->shared_from_this();
       return;
     }
+    // nats.c's callbacks get a box of their own: a delivery locks the weak reference (never
+    // the last one: the owner takes its reference only after on_complete, which follows the
+    // last delivery), on_complete uses the raw one (alive: self_keep) and frees the box.
+    auto* b = new callback_box{this->weak_from_this(), &self};
     self_keep = this->shared_from_this();
     natsStatus s = queue_group.empty()
                        ? natsConnection_Subscribe(&sub, conn.native(), subject.c_str(), &on_msg,
-                                                  &self)
+                                                  b)
                        : natsConnection_QueueSubscribe(&sub, conn.native(), subject.c_str(),
-                                                       queue_group.c_str(), &on_msg, &self);
+                                                       queue_group.c_str(), &on_msg, b);
     if (s != NATS_OK) {
+      delete b;
       self_keep.reset();
       throw nats_error("subscribe to " + subject, s);
     }
     (void)natsSubscription_SetPendingLimits(sub, pending_msgs, pending_bytes);
-    if (natsSubscription_SetOnCompleteCB(sub, &on_complete, &self) != NATS_OK) {
-      // Already closed (the connection went away): no callback will come.
+    if (natsSubscription_SetOnCompleteCB(sub, &on_complete, b) != NATS_OK) {
+      // Already closed (the connection went away): no on_complete will come, but a delivery
+      // may still be under way, holding the box: the box is left to it (a few bytes, on this
+      // path only), and the delivery's locked reference keeps the state.
       std::lock_guard lk(m);
       sub_done = true;
     }
@@ -108,9 +115,12 @@ class subscriber : public std::enable_shared_from_this<Derived> {
       loop->remove_drainer(drainer);
       return drained;
     }
-    // on_complete comes after the last message callback returned.
+    // on_complete comes after the last message callback returned; the drain's status says
+    // whether every message was delivered (not when the connection closed meanwhile).
     std::unique_lock lk(m);
-    return cv.wait_until(lk, deadline, [&] { return sub_done; });
+    if (!cv.wait_until(lk, deadline, [&] { return sub_done; })) return false;
+    lk.unlock();
+    return natsSubscription_DrainCompletionStatus(sub) == NATS_OK;
   }
 
   /// Stops taking messages; those nats.c already holds are still handled (a drain, bounded
@@ -191,15 +201,26 @@ class subscriber : public std::enable_shared_from_this<Derived> {
     }
   }
 
+  struct callback_box {
+    std::weak_ptr<Derived> weak;
+    Derived* raw;
+  };
+
   static void on_msg(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
-    static_cast<Derived*>(closure)->deliver(msg);
+    if (auto self = static_cast<callback_box*>(closure)->weak.lock()) {
+      self->deliver(msg);
+    } else {
+      natsMsg_Destroy(msg);
+    }
   }
 
   // nats.c's last callback. The owner takes the state's own reference (stop_subscription)
   // unless it gave up waiting for this callback: then it is released here. Nothing of `self`
   // is touched after the unlock.
   static void on_complete(void* closure) {
-    auto* self = static_cast<Derived*>(closure);
+    auto* box = static_cast<callback_box*>(closure);
+    auto* self = box->raw;
+    delete box;  // no callback follows this one
     std::shared_ptr<Derived> keep;
     {
       std::lock_guard lk(self->m);
