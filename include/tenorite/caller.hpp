@@ -54,6 +54,10 @@ class permit;
 template <class Req, class Resp, class Err>
 class sharded_caller;
 
+namespace detail {
+struct caller_access;
+}
+
 /// A handle for calling a service: `co_await caller.send_request(req)`.
 ///
 /// Req, Resp and Err must be move-constructible (they may be move-only). The request is
@@ -156,6 +160,7 @@ class caller : public call_forms<caller<Req, Resp, Err>, Req, Resp, Err> {
   friend class permit<Req, Resp, Err>;
   friend class sharded_caller<Req, Resp, Err>;
   friend forms;
+  friend struct detail::caller_access;
 
   using state_type = detail::service_state<Req, Resp, Err>;
   using item_type = typename state_type::item_type;
@@ -488,5 +493,15 @@ weak_caller<Req, Resp, Err> caller<Req, Resp, Err>::weak() const {
   checked("weak");
   return weak_caller<Req, Resp, Err>(core_);
 }
+
+namespace detail {
+/// The library's own way to a caller's service state (start_sharded marks its shards).
+struct caller_access {
+  template <class Req, class Resp, class Err>
+  static service_state<Req, Resp, Err>& state(const caller<Req, Resp, Err>& c) {
+    return *c.core_->state;
+  }
+};
+}  // namespace detail
 
 }  // namespace tenorite

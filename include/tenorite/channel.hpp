@@ -157,6 +157,7 @@ class channel final : private detail::context_registry::entry {
     if (auto* r = receivers_.pop_front()) {
       ++accepted_;
       lk.unlock();
+      delivering(value);
       r->ready(r, {}, std::optional<T>(std::move(value)));
       return send_status::sent;
     }
@@ -183,6 +184,7 @@ class channel final : private detail::context_registry::entry {
       lk.unlock();
       std::optional<T> v(std::move(*node->value));
       node->value.reset();
+      delivering(*v);
       r->ready(r, {}, std::move(v));
       return send_status::sent;
     }
@@ -264,6 +266,7 @@ class channel final : private detail::context_registry::entry {
       detail::fifo<detail::recv_waiter<T>> ended;
       if (at_end_locked()) ended = receivers_.take();
       lk.unlock();
+      delivering(*v);
       r->ready(r, {}, std::move(v));
       more.run();
       ended.drain([](auto* e) { e->ready(e, {}, std::nullopt); });
@@ -287,6 +290,12 @@ class channel final : private detail::context_registry::entry {
     more.run();
     ended.drain([](auto* r) { r->ready(r, {}, std::nullopt); });
   }
+
+  /// Called with each item as it leaves for a receiver (a service stamps when a worker took
+  /// a request, for its metrics). Set before the channel is used; null (the default) costs
+  /// one branch per item.
+  using deliver_fn = void (*)(T&) noexcept;
+  void set_on_deliver(deliver_fn f) noexcept { on_deliver_ = f; }
 
   /// Pending operations whose handlers run on the channel's own execution context count as
   /// outstanding work there unless the owner keeps that context busy itself (a service does,
@@ -792,8 +801,19 @@ class channel final : private detail::context_registry::entry {
   // stays queued.
   template <class Put>
   void take_locked(Put&& put, detail::send_waiter<T>*& refilled) {
-    items_.pop_front(std::forward<Put>(put));
+    if (on_deliver_) {
+      items_.pop_front([&put, f = on_deliver_](T&& it) {
+        f(it);
+        put(std::move(it));
+      });
+    } else {
+      items_.pop_front(std::forward<Put>(put));
+    }
     refilled = accept_one_locked();
+  }
+
+  void delivering(T& v) const noexcept {
+    if (on_deliver_) on_deliver_(v);
   }
 
   bool is_self_locked(const executor_type* caller) const noexcept {
@@ -811,6 +831,7 @@ class channel final : private detail::context_registry::entry {
   // the buffer; the senders that want to be told are told. The nodes are chained through
   // their own `next` (they are out of the channel's lists, so withdraw leaves them alone).
   struct refill {
+    deliver_fn on_deliver = nullptr;           // the channel's, for the handed values
     detail::send_waiter<T>* handed = nullptr;  // paired, in order, with `to`
     detail::send_waiter<T>* handed_tail = nullptr;
     detail::recv_waiter<T>* to = nullptr;
@@ -844,6 +865,7 @@ class channel final : private detail::context_registry::entry {
         std::optional<T> v(std::move(*s->value));
         s->value.reset();
         if (s->on_accepted) s->on_accepted(s);
+        if (on_deliver) on_deliver(*v);
         r->ready(r, {}, std::move(v));
         s = next_s;
       }
@@ -856,6 +878,7 @@ class channel final : private detail::context_registry::entry {
   };
 
   void refill_locked(refill& out) {
+    out.on_deliver = on_deliver_;
     while (auto* s = slots_.grant(items_.size())) {
       if (!s->reservation) {
         if (auto* r = receivers_.pop_front()) {
@@ -908,6 +931,7 @@ class channel final : private detail::context_registry::entry {
   bool send_closed_ = false;
   bool no_senders_ = false;
   bool track_work_ = true;
+  deliver_fn on_deliver_ = nullptr;
   std::uint64_t accepted_ = 0;  // values that entered the buffer or went straight to a receiver
   executor_type ex_;
   detail::ring<T> items_;        // the values (storage grows on demand: an idle queue has none)

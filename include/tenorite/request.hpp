@@ -265,6 +265,11 @@ struct responder_access {
   static const void* slot(const responder<Req, Resp, Err>& r) noexcept {
     return r.slot_;
   }
+  // The queue hands the request to a worker now (metrics on): the call's split starts here.
+  template <class Req, class Resp, class Err>
+  static void stamp_delivered(responder<Req, Resp, Err>& r, std::int64_t at) noexcept {
+    if (r.slot_) r.slot_->stamp_delivered(at);
+  }
   // Under the queue's lock: this undelivered request is on its way back to its caller.
   template <class Req, class Resp, class Err>
   static void mark_returning(responder<Req, Resp, Err>& r) noexcept {

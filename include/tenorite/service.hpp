@@ -41,6 +41,8 @@
 #include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <string>
+#include <string_view>
 #include <tenorite/caller.hpp>
 #include <tenorite/detail/config.hpp>
 #include <tenorite/detail/small_mutex.hpp>
@@ -48,6 +50,7 @@
 #include <tenorite/join_handle.hpp>
 #include <tenorite/metrics.hpp>
 #include <tenorite/receiver.hpp>
+#include <tenorite/registry.hpp>
 #include <tenorite/request.hpp>
 #include <tenorite/runtime.hpp>
 #include <tenorite/supervision.hpp>
@@ -80,7 +83,51 @@ struct service_options {
   bool metrics = false;
   /// Called at every call's start and completion (turns metrics on).
   trace_hook trace;
+  /// The name it is listed under (registry.hpp) and that its trace events and exported
+  /// metrics carry; empty: the Worker type's name (e.g. "kv_worker"). A name already taken
+  /// in the registry gets a suffix ("kv-2").
+  std::string name{};
+  /// The registry that lists it while it lives; nullptr: not listed anywhere.
+  service_registry* registry = &service_registry::global();
 };
+
+namespace detail {
+
+/// The unqualified name of T as the compiler spells it ("kv_worker" for ns::kv_worker).
+template <class T>
+std::string type_name() {
+#if defined(__clang__) || defined(__GNUC__)
+  std::string_view f = __PRETTY_FUNCTION__;
+  // GCC: "... [with T = ns::kv_worker; std::string = ...]"; Clang: "... [T = ns::kv_worker]".
+  const auto at = f.find("T = ");
+  if (at == std::string_view::npos) return "service";
+  f.remove_prefix(at + 4);
+  std::size_t end = 0;
+  int depth = 0;
+  for (; end < f.size(); ++end) {
+    const char c = f[end];
+    if (c == '<' || c == '(') ++depth;
+    if (c == '>' || c == ')') --depth;
+    if (depth == 0 && (c == ';' || c == ']')) break;
+    if (depth < 0) break;
+  }
+  f = f.substr(0, end);
+  // The last component outside template arguments: ns::kv_worker -> kv_worker.
+  std::size_t last = 0;
+  depth = 0;
+  for (std::size_t i = 0; i + 1 < f.size(); ++i) {
+    if (f[i] == '<') ++depth;
+    if (f[i] == '>') --depth;
+    if (depth == 0 && f[i] == ':' && f[i + 1] == ':') last = i + 2;
+  }
+  f.remove_prefix(last);
+  return f.empty() ? std::string("service") : std::string(f);
+#else
+  return "service";
+#endif
+}
+
+}  // namespace detail
 
 /// A service: Request, Response, Error, the Worker type and its Config, bound together.
 ///
@@ -222,8 +269,12 @@ class service {
     std::shared_ptr<detail::task_state<TaskResult>> ts(block, &block->task);
     std::shared_ptr<detail::worker_group<TaskResult, Req, Resp, Err>> group(block, &block->group);
     ts->set_self(ts);
-    if (opts.metrics || opts.trace)
-      st->metrics = std::make_shared<detail::service_metrics>(std::move(opts.trace));
+    st->workers = opts.workers;
+    st->started = std::chrono::system_clock::now();
+    if (opts.workers > 1) st->kind.store(service_kind::pool, std::memory_order_relaxed);
+    std::string name = opts.name.empty() ? detail::type_name<Worker>() : std::move(opts.name);
+    if (opts.registry) name = st->list_in(opts.registry->list(), std::move(name));
+    if (opts.metrics || opts.trace) st->measure(std::move(opts.trace), std::move(name));
     auto core = std::make_shared<detail::caller_core<Req, Resp, Err>>(st);
     block.reset();
 

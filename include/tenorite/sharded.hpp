@@ -21,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <stdexcept>
+#include <string>
 #include <tenorite/call_forms.hpp>
 #include <tenorite/caller.hpp>
 #include <tenorite/service.hpp>
@@ -140,15 +141,21 @@ started_shards<TaskResult, Req, Resp, Err> start_sharded(
   // Shards call the factory again when they restart a worker: they share one copy of it.
   auto factory = std::make_shared<std::decay_t<ConfigOrFactory>>(
       std::forward<ConfigOrFactory>(config));
+  // Each shard is listed as "<name>[<i>]" (the set's name, or the Worker type's).
+  const std::string base = opts.name.empty() ? detail::type_name<Worker>() : opts.name;
   for (std::size_t i = 0; i < shards; ++i) {
+    service_options shard_opts = opts;
+    shard_opts.name = base + "[" + std::to_string(i) + "]";
     auto one = [&] {
       if constexpr (std::is_invocable_r_v<Config, std::decay_t<ConfigOrFactory>&, std::size_t>) {
-        return svc.start(where, opts, [factory, i] { return (*factory)(i); });
+        return svc.start(where, std::move(shard_opts), [factory, i] { return (*factory)(i); });
       } else {
         const auto& config = *factory;
-        return svc.start(where, opts, Config(config));
+        return svc.start(where, std::move(shard_opts), Config(config));
       }
     }();
+    detail::caller_access::state(one.caller).kind.store(service_kind::shard,
+                                                        std::memory_order_relaxed);
     out.tasks.push_back(std::move(one.task));
     callers.push_back(std::move(one.caller));
   }

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstddef>
 #include <exception>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -29,13 +30,21 @@ namespace tenorite {
 /// Restart on exception, at most `max_restarts` times within any `window`, waiting
 /// `backoff` before the first restart and `backoff_factor` times longer before each
 /// consecutive one (capped at `max_backoff`).
+///
+/// `on_restart`, when set, is called on the worker's strand each time a failed worker is
+/// about to be restarted (before the back-off), with what it threw and the number of this
+/// restart (1 for the first). It is not called when the supervisor gives up: the join
+/// outcome carries that (restart_limit_reached). It must not block; an exception it throws
+/// is caught and dropped (the restart goes ahead).
 struct restart_policy {
   using duration = std::chrono::steady_clock::duration;
+  using restart_hook = std::function<void(const std::exception_ptr&, std::size_t restart_count)>;
   std::size_t max_restarts = 3;
   duration window = std::chrono::seconds(10);
   duration backoff = std::chrono::milliseconds(10);
   double backoff_factor = 2.0;
   duration max_backoff = std::chrono::seconds(1);
+  restart_hook on_restart = nullptr;
 };
 
 /// The join outcome's exception when a supervised worker failed more often than its policy
@@ -89,6 +98,14 @@ class restart_tracker {
     return clock::duration(static_cast<clock::duration::rep>(delay));
   }
   bool supervised() const noexcept { return policy_.has_value(); }
+  /// Tells the policy's on_restart hook about the restart next() just granted.
+  void notify(const std::exception_ptr& failure) noexcept {
+    if (!policy_ || !policy_->on_restart) return;
+    try {
+      policy_->on_restart(failure, total_);
+    } catch (...) {  // a hook must not stop the restart it observes
+    }
+  }
   std::size_t restarts() const noexcept { return total_; }
 
  private:

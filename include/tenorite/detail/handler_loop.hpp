@@ -148,6 +148,7 @@ class handler_machine {
     guard_.finish(std::move(r));
   }
   void fail(const std::exception_ptr& e) noexcept {
+    guard_.state().worker_failed(e);
     finish(std::expected<void, join_error>(std::unexpect, join_error::panic(e)));
   }
 

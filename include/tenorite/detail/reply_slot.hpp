@@ -62,6 +62,11 @@ class reply_slot {
   void mark_returning() noexcept { returning_.store(true, std::memory_order_relaxed); }
   bool returning() const noexcept { return returning_.load(std::memory_order_relaxed); }
 
+  /// When a worker took the request (steady_clock nanoseconds; 0: not yet, or not measured).
+  /// Stamped by the queue as it hands the request out, read by whoever completes the slot.
+  void stamp_delivered(std::int64_t at) noexcept { delivered_.store(at, std::memory_order_relaxed); }
+  std::int64_t delivered() const noexcept { return delivered_.load(std::memory_order_relaxed); }
+
   /// Unregisters `w`; true when it was still registered (it will not fire).
   bool unwatch(closed_watch* w) noexcept {
     return watch_ && watch_(this, w, false) == watch_status::registered;
@@ -78,6 +83,7 @@ class reply_slot {
   watch_fn watch_ = nullptr;  // null: the waiter can never give up
   std::atomic<bool> waiter_gone_{false};
   std::atomic<bool> returning_{false};  // the lock orders it; atomic for the late reader
+  std::atomic<std::int64_t> delivered_{0};
 };
 
 /// A one-time wake-up for a plain thread: set() once from any thread, wait() once.

@@ -31,6 +31,7 @@
 #include <tenorite/error.hpp>
 #include <tenorite/detail/task_state.hpp>
 #include <tenorite/metrics.hpp>
+#include <tenorite/registry.hpp>
 #include <tenorite/detail/reply_slot.hpp>
 #include <tenorite/request.hpp>
 #include <tenorite/runtime.hpp>
@@ -59,6 +60,30 @@ class service_state final : public abortable {
   // Set before the service starts (never changed after): null when metrics are off.
   std::shared_ptr<service_metrics> metrics;
 
+  // ---- what a registry lists (registry.hpp); plain fields are set before the start ----
+  std::size_t workers = 1;
+  std::chrono::system_clock::time_point started{};
+  std::atomic<service_kind> kind{service_kind::service};
+  std::atomic<bool> draining{false};
+  std::atomic<bool> ended{false};
+  std::atomic<int> restarting{0};  // workers waiting for their restart
+  std::atomic<std::uint64_t> restarts{0};
+  failure_log failures;
+
+  /// Counts calls from now on (before the start): the metrics, and the queue stamping when
+  /// a worker takes each request.
+  void measure(trace_hook hook, std::string service_name) {
+    metrics = std::make_shared<service_metrics>(std::move(hook), std::move(service_name));
+    chan.set_on_deliver(&stamp_delivery);
+  }
+
+  /// Lists the service (before the start); returns the name it got.
+  std::string list_in(const std::shared_ptr<registry_list>& list, std::string name) {
+    return listing.join(list, std::move(name), &describe, this);
+  }
+
+  void worker_failed(const std::exception_ptr& e) noexcept { failures.record(e); }
+
   static std::optional<error_kind> outcome_of(const result_type& r) noexcept {
     if (r) return std::nullopt;
     return r.error().kind();
@@ -67,10 +92,14 @@ class service_state final : public abortable {
   void abort_receivers() noexcept override {
     chan.abort_receivers(boost::asio::error::operation_aborted);
   }
-  void drain() noexcept override { chan.close_for_send(); }
+  void drain() noexcept override {
+    draining.store(true, std::memory_order_relaxed);
+    chan.close_for_send();
+  }
 
   /// Closes the queue for good; every request still queued goes back to its caller.
   void close_and_return_queued() noexcept {
+    ended.store(true, std::memory_order_relaxed);
 // cppcheck-suppress throwInNoexceptFunction ; close throws only what on_item throws, and it does not
     chan.close(
         [](item_type&& it) {
@@ -86,10 +115,6 @@ class service_state final : public abortable {
   void initiate_call(Handler handler, const std::shared_ptr<service_state>& self, R&& req,
                      call_mode mode, bool measured = true) {
     auto* op = make_op<call_op<Handler>>(handler, chan.get_executor());
-    if (metrics && measured) {
-      op->metrics = metrics;
-      op->mark = metrics->call_started();
-    }
     // Built in place: the request is moved once on its way into the call. The responder is
     // pointed at the call only once the request is in: a request whose copy (a deferred
     // operation launched as an lvalue) or move throws must not complete the call as well.
@@ -101,6 +126,16 @@ class service_state final : public abortable {
       // down the frames that are starting it).
       if constexpr (!is_coroutine_handler<Handler>::value) op->destroy();
       throw;
+    }
+    // Counted once it can no longer vanish unstarted (the request is in).
+    if (metrics) {
+      op->metrics = metrics;
+      op->counted = measured;
+      if (measured) {
+        op->mark = metrics->call_started();
+      } else {
+        op->mark.start = service_metrics::clock::now();
+      }
     }
     op->value->client = responder_type(op);
     initiation_scope scope(op);
@@ -124,6 +159,8 @@ class service_state final : public abortable {
         // complete it on the way out.
         responder_access::release(item.client);
         if (op->ctl) op->ctl->fsm.abandon();
+        if (op->metrics && op->counted)  // counted as started: it ends counted too
+          op->metrics->call_completed(op->mark, error_kind::send_failure);
         if constexpr (!is_coroutine_handler<Handler>::value) op->destroy();
         throw;
       }
@@ -155,14 +192,26 @@ class service_state final : public abortable {
   }
 
   result_type call_blocking(Req&& req, call_mode mode) {
-    if (!metrics) return call_blocking_unmeasured(std::move(req), mode);
+    if (!metrics) return call_blocking_unmeasured(std::move(req), mode, nullptr);
     auto mark = metrics->call_started();
-    result_type r = call_blocking_unmeasured(std::move(req), mode);
-    metrics->call_completed(mark, outcome_of(r));
+    std::int64_t delivered = 0;
+    // Out of memory queueing it: the call still ends counted (it throws bad_alloc).
+    struct count_on_throw {
+      service_metrics* m;
+      const service_metrics::call_mark* mark;
+      bool armed = true;
+      ~count_on_throw() {
+        if (armed) m->call_completed(*mark, error_kind::send_failure);
+      }
+    } guard{metrics.get(), &mark};
+    result_type r = call_blocking_unmeasured(std::move(req), mode, &delivered);
+    guard.armed = false;
+    metrics->call_completed(mark, outcome_of(r), delivered);
     return r;
   }
 
-  result_type call_blocking_unmeasured(Req&& req, call_mode mode) {
+  // `delivered`, when given, gets when a worker took the request (0: it never did).
+  result_type call_blocking_unmeasured(Req&& req, call_mode mode, std::int64_t* delivered) {
     struct node final : send_waiter<item_type> {
       node() : send_waiter<item_type>(nullptr, &return_request) {}
     } n;
@@ -186,7 +235,9 @@ class service_state final : public abortable {
       return result_type(std::unexpect,
                          error_type::of_kind(error_kind::queue_full, std::move(item.request)));
     }
-    return reply.wait();
+    result_type r = reply.wait();
+    if (delivered) *delivered = reply.delivered();
+    return r;
   }
 
   // ---- notifications: delivered with backpressure, no reply ----
@@ -245,6 +296,35 @@ class service_state final : public abortable {
   }
 
  private:
+  static void stamp_delivery(item_type& it) noexcept {
+    responder_access::stamp_delivered(it.client, service_metrics::stamp());
+  }
+
+  static void describe(const void* ctx, service_info& out) {
+    const auto* s = static_cast<const service_state*>(ctx);
+    out.kind = s->kind.load(std::memory_order_relaxed);
+    out.workers = s->workers;
+    out.queue_capacity = s->chan.capacity();
+    auto [depth, accepted] = s->chan.counts();
+    out.queue_depth = depth;
+    out.started = s->started;
+    out.restarts = s->restarts.load(std::memory_order_relaxed);
+    out.last_failure = s->failures.last();
+    if (s->ended.load(std::memory_order_relaxed)) {
+      out.status = service_status::ended;
+    } else if (s->restarting.load(std::memory_order_relaxed) > 0) {
+      out.status = service_status::restarting;
+    } else if (s->draining.load(std::memory_order_relaxed)) {
+      out.status = service_status::draining;
+    } else {
+      out.status = service_status::running;
+    }
+    if (s->metrics) out.metrics = s->metrics->snapshot(depth, accepted);
+  }
+
+  // Last: it leaves the registry before anything describe() reads is destroyed.
+  registry_entry listing;
+
   // The channel handed the undelivered request back: complete the call with send_failure.
   static void return_request(send_waiter<item_type>* n) noexcept {
     item_type item(std::move(*n->value));
@@ -327,7 +407,13 @@ class service_state final : public abortable {
     // Completes the handler and frees the call. `r` never lives in the call (it is the
     // responder's answer, or an error made for this completion).
     void finish(result_type&& r) noexcept {
-      if (metrics) metrics->call_completed(mark, outcome_of(r));
+      if (metrics) {
+        if (counted) {
+          metrics->call_completed(mark, outcome_of(r), this->delivered());
+        } else {
+          metrics->call_split(mark.start, this->delivered());
+        }
+      }
       this->base::complete_outside(std::move(r));
     }
     // Completes with the answer stored in the call (it is moved out first: finish frees it).
@@ -401,7 +487,7 @@ class service_state final : public abortable {
       Handler h(std::move(this->handler()));
       boost::asio::any_io_executor ex = this->executor();
       // The call completes here (the responder side will only free it): count it now.
-      if (metrics) metrics->call_completed(mark, error_kind::cancelled);
+      if (metrics && counted) metrics->call_completed(mark, error_kind::cancelled);
       // Still pinned: a worker answering from inside the watch's completion leaves the call.
       if (g.watch) g.watch->fire(g.watch);
       if (ctl->fsm.unpin().step == call_fsm::unpin_step::free) this->destroy();
@@ -427,6 +513,7 @@ class service_state final : public abortable {
     std::shared_ptr<service_state> state;      // set when cancellable
     std::shared_ptr<service_metrics> metrics;  // set when the service counts its calls
     service_metrics::call_mark mark;
+    bool counted = true;  // false: a timed call, counted by its deadline (the split is here)
     std::optional<result_type> answer;  // an answer that came while a cancellation ran
   };
 
@@ -475,7 +562,10 @@ struct caller_core {
       : state(std::move(s)) {}
   caller_core(const caller_core&) = delete;
   caller_core& operator=(const caller_core&) = delete;
-  ~caller_core() { state->chan.mark_no_senders(); }
+  ~caller_core() {
+    state->draining.store(true, std::memory_order_relaxed);
+    state->chan.mark_no_senders();
+  }
   std::shared_ptr<service_state<Req, Resp, Err>> state;
 };
 

@@ -200,6 +200,7 @@ struct worker_end {
   void operator()(const std::exception_ptr& e) {
     using result_type = std::expected<void, join_error>;
     if (e) {
+      guard.state().worker_failed(e);
       guard.finish(result_type(std::unexpect, join_error::panic(e)));
     } else {
       guard.finish(result_type());
@@ -230,6 +231,8 @@ boost::asio::awaitable<void> run_worker(worker_guard<T, Req, Resp, Err> guard,
       failure = std::current_exception();
     }
     // The frame of the failed task is gone: the request it held got fetch_failure.
+    auto& st = guard.state();
+    if (!guard.aborted()) st.worker_failed(failure);
     std::optional<std::chrono::steady_clock::duration> delay;
     if (!guard.aborted()) delay = restarts.next(std::chrono::steady_clock::now());
     if (!delay) {
@@ -238,7 +241,11 @@ boost::asio::awaitable<void> run_worker(worker_guard<T, Req, Resp, Err> guard,
       guard.finish(result_type(std::unexpect, join_error::panic(failure)));
       co_return;
     }
-    if (guard.state().metrics) guard.state().metrics->restarted();
+    st.restarts.fetch_add(1, std::memory_order_relaxed);
+    if (st.metrics) st.metrics->restarted();
+    // Restarting before the hook hears of it: what the hook does next sees the status.
+    if (delay->count() > 0) st.restarting.fetch_add(1, std::memory_order_relaxed);
+    restarts.notify(failure);
     if (delay->count() > 0) {
       bool cancelled = false;
       try {
@@ -246,6 +253,7 @@ boost::asio::awaitable<void> run_worker(worker_guard<T, Req, Resp, Err> guard,
       } catch (...) {  // aborted (or the runtime is going away) during the back-off
         cancelled = true;
       }
+      st.restarting.fetch_sub(1, std::memory_order_relaxed);
       if (cancelled) {
         guard.finish(result_type(std::unexpect, join_error::cancelled()));
         co_return;
