@@ -9,7 +9,9 @@
 #include <tenorite/handler.hpp>
 #include <tenorite/join_handle.hpp>
 #include <tenorite/metrics.hpp>
+#include <tenorite/prometheus.hpp>
 #include <tenorite/receiver.hpp>
+#include <tenorite/registry.hpp>
 #include <tenorite/request.hpp>
 #include <tenorite/runtime.hpp>
 #include <tenorite/service.hpp>
