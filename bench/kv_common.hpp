@@ -204,7 +204,10 @@ impl asio_floor_impl();
 // Tenorite-only figures (topologies): a pool of `workers` serving CPU-bound requests from
 // `callers` coroutines, and the s1 echo with metrics on or off.
 double pool_calls_per_s(std::size_t workers, std::size_t callers, std::size_t per_caller);
-double echo_ns_per_call(bool metrics, std::size_t warmup, std::size_t calls);
+/// What the echo figure measures with: nothing, metrics (counters, split latencies, the
+/// oldest call's age), or everything (metrics, a trace hook, a trace context on every call).
+enum class observed { off, metrics, everything };
+double echo_ns_per_call(observed what, std::size_t warmup, std::size_t calls);
 impl std_threads_impl();
 
 }  // namespace bench

@@ -163,10 +163,13 @@ void run_topologies(double scale) {
   const double two = bench::pool_calls_per_s(2, callers, per);
   std::printf("# pool scaling, 2 workers / 1 worker: %.2fx\n", two / one);
   const std::size_t warmup = scaled(scale, 10'000), calls = scaled(scale, 200'000);
-  const double off = bench::echo_ns_per_call(false, warmup, calls);
-  const double on = bench::echo_ns_per_call(true, warmup, calls);
+  const double off = bench::echo_ns_per_call(bench::observed::off, warmup, calls);
+  const double on = bench::echo_ns_per_call(bench::observed::metrics, warmup, calls);
+  const double all = bench::echo_ns_per_call(bench::observed::everything, warmup, calls);
   std::printf("impl=tenorite scenario=echo_metrics_off value=%.1f unit=ns_per_call\n", off);
   std::printf("impl=tenorite scenario=echo_metrics_on value=%.1f unit=ns_per_call\n", on);
+  std::printf("impl=tenorite scenario=echo_observed_everything value=%.1f unit=ns_per_call\n",
+              all);
   std::fflush(stdout);
 }
 

@@ -4,7 +4,9 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <exception>
+#include <atomic>
 #include <latch>
+#include <memory>
 #include <tenorite/tenorite.hpp>
 #include <utility>
 
@@ -84,17 +86,30 @@ double pool_calls_per_s(std::size_t workers, std::size_t callers, std::size_t pe
   return static_cast<double>(callers * per) / (ns * 1e-9);
 }
 
-double echo_ns_per_call(bool metrics, std::size_t warmup, std::size_t calls) {
+double echo_ns_per_call(observed what, std::size_t warmup, std::size_t calls) {
   tenorite::runtime rt(runtime_threads);
   tenorite::service_options opts;
   opts.queue_size = queue_capacity;
-  opts.metrics = metrics;
+  opts.metrics = what != observed::off;
+  auto events = std::make_shared<std::atomic<std::uint64_t>>(0);
+  if (what == observed::everything)
+    opts.trace = [events](const tenorite::trace_event&) {
+      events->fetch_add(1, std::memory_order_relaxed);
+    };
   auto [task, caller] = echo_service{}.start(rt, opts, echo_handler{});
+  if (what == observed::everything) {
+    auto ctx = tenorite::trace_context::parse(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    if (!ctx) fail("the benchmark's traceparent does not parse");
+    caller = caller.with_trace(*ctx);
+  }
   const double ns = rt.block_on(echo_loop(caller, warmup, calls));
-  if (metrics) {
+  if (what != observed::off) {
     auto m = caller.metrics();
     if (!m || m->answered != warmup + calls) fail("metrics did not count every call");
   }
+  if (what == observed::everything && events->load() != 2 * (warmup + calls))
+    fail("the trace hook did not hear every call twice");
   caller = {};
   if (!task.wait()) fail("the echo service did not end cleanly");
   return ns / static_cast<double>(calls);

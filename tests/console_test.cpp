@@ -190,6 +190,31 @@ TEST(Console, EventsArriveAtEveryIntervalWithTheCurrentFigures) {
   }
 }
 
+// The registry may go before the console stops: the console keeps reading its (empty) list.
+TEST(Console, ARegistryDestroyedBeforeTheConsoleLeavesItServingAnEmptyList) {
+  auto reg = std::make_unique<tenorite::service_registry>();
+  asio::io_context ioc;
+  tenorite::console::options o;
+  o.registry = reg.get();
+  o.interval = std::chrono::milliseconds(5);
+  auto console = tenorite::console::serve(ioc.get_executor(), 0, o);
+  std::thread runner([&] { ioc.run(); });
+  {
+    auto a = test::echo_service{}.start(rt(), listed(*reg, "short-lived", false),
+                                        test::echo_config{});
+    auto v = json::parse(request(console.endpoint(), http::verb::get, "/api/services").body);
+    EXPECT_EQ(v.at("services").as_array().size(), 1u);
+    EXPECT_TRUE(a.caller.send_request_blocking(1));
+  }
+  reg.reset();  // the service may still be ending; its entry outlives the registry too
+  auto v = json::parse(request(console.endpoint(), http::verb::get, "/api/services").body);
+  EXPECT_LE(v.at("services").as_array().size(), 1u);
+  EXPECT_EQ(request(console.endpoint(), http::verb::get, "/metrics").status, 200u);
+  console.stop();
+  EXPECT_FALSE(console);
+  runner.join();
+}
+
 TEST(Console, RefusesAnAddressOtherThanLoopbackUnlessAllowed) {
   asio::io_context ioc;
   const tcp::endpoint any(asio::ip::address_v4::any(), 0);

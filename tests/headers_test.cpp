@@ -13,6 +13,7 @@
 #include <tenorite/prometheus.hpp>
 #include <tenorite/receiver.hpp>
 #include <tenorite/registry.hpp>
+#include <tenorite/trace.hpp>
 #include <tenorite/request.hpp>
 #include <tenorite/runtime.hpp>
 #include <tenorite/service.hpp>

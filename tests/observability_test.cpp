@@ -263,6 +263,40 @@ TEST(Supervision, AnUnsupervisedWorkerThatThrowsLeavesItsMessage) {
   EXPECT_EQ(s->restarts, 0u);
 }
 
+// The oldest call's age, with the times given: a call stuck far longer than the ring's 64
+// epochs (about 4.3 s) on a quiet service still shows its age; one stuck behind a busy
+// stream of later calls too (moved to the older ones); each completes back to nothing.
+TEST(Metrics, TheOldestCallInFlightKeepsItsAgeHoweverLongItIsStuck) {
+  using clock = tenorite::detail::service_metrics::clock;
+  using epochs = tenorite::detail::service_metrics::flight_epochs;
+  const clock::time_point t0{std::chrono::seconds(1000)};
+  const auto epoch = std::chrono::nanoseconds(std::int64_t{1} << epochs::epoch_shift);
+  auto near = [&](std::chrono::nanoseconds got, std::chrono::nanoseconds want) {
+    EXPECT_LE(got, want + epoch) << got.count();
+    EXPECT_GE(got, want - epoch) << got.count();
+  };
+  {
+    epochs quiet;
+    quiet.started(t0);
+    near(quiet.oldest_age(t0 + 1s), 1s);
+    near(quiet.oldest_age(t0 + 60s), 60s);
+    quiet.completed(t0);
+    EXPECT_EQ(quiet.oldest_age(t0 + 61s), 0ns);
+  }
+  {
+    epochs busy;
+    busy.started(t0);
+    // A call in every epoch for 10 s: the stuck call's slot is reused, it moves on.
+    for (auto t = t0 + epoch; t < t0 + 10s; t += epoch) {
+      busy.started(t);
+      busy.completed(t);
+    }
+    near(busy.oldest_age(t0 + 10s), 10s);
+    busy.completed(t0);
+    EXPECT_EQ(busy.oldest_age(t0 + 10s), 0ns);
+  }
+}
+
 TEST(Metrics, ACallInFlightHasAnAgeAndEveryAnsweredCallIsSplitInQueuedAndWorkerTime) {
   tenorite::service_registry reg;
   tenorite::service_options opts;

@@ -41,6 +41,7 @@
 #include <tenorite/detail/reply_slot.hpp>
 #include <tenorite/request.hpp>
 #include <tenorite/runtime.hpp>
+#include <tenorite/trace.hpp>
 #include <utility>
 
 namespace tenorite {
@@ -92,11 +93,23 @@ class caller : public call_forms<caller<Req, Resp, Err>, Req, Resp, Err> {
   caller() noexcept = default;
   caller(const caller&) = default;
   caller& operator=(const caller&) = default;
-  caller(caller&& o) noexcept : core_(std::move(o.core_)) {}
+  caller(caller&& o) noexcept : core_(std::move(o.core_)), trace_(o.trace_) {}
   caller& operator=(caller&& o) noexcept {
     core_ = std::move(o.core_);
+    trace_ = o.trace_;
     return *this;
   }
+
+  /// A copy of this handle whose every call, notification and permit carries `trace` to the
+  /// worker (responder::trace): `co_await kv.with_trace(ctx).send_request(req)`. An empty
+  /// context makes a copy that carries none. Throws std::logic_error on an empty caller.
+  caller with_trace(const trace_context& trace) const {
+    caller c = checked_copy("with_trace");
+    c.trace_ = trace;
+    return c;
+  }
+  /// The trace this handle's calls carry (empty unless made by with_trace).
+  const trace_context& trace() const noexcept { return trace_; }
 
   /// A snapshot of the service's counters, or an empty optional when the service was
   /// started without metrics (service_options::metrics). Safe from any thread.
@@ -183,7 +196,8 @@ class caller : public call_forms<caller<Req, Resp, Err>, Req, Resp, Err> {
     return boost::asio::async_initiate<Token, signature>(
         [mode](auto handler, caller self, auto&& r) {
           auto& st = self.core_->state;
-          st->initiate_call(std::move(handler), st, std::forward<decltype(r)>(r), mode);
+          st->initiate_call(std::move(handler), st, std::forward<decltype(r)>(r), mode,
+                            self.trace_);
         },
         token, *this, std::move(req));
   }
@@ -200,12 +214,12 @@ class caller : public call_forms<caller<Req, Resp, Err>, Req, Resp, Err> {
     return boost::asio::async_initiate<Token, void(notify_result)>(
         [](auto handler, caller self, auto&& r) {
           auto& st = self.core_->state;
-          st->initiate_notify(std::move(handler), st, std::forward<decltype(r)>(r));
+          st->initiate_notify(std::move(handler), st, std::forward<decltype(r)>(r), self.trace_);
         },
         token, *this, std::move(req));
   }
   result_type call_blocking(Req&& req, detail::call_mode mode) const {
-    return core_->state->call_blocking(std::move(req), mode);
+    return core_->state->call_blocking(std::move(req), mode, trace_);
   }
   result_type call_blocking_until(Req&& req, clock::time_point deadline) const {
     detail::blocking_reply<result_type> reply;
@@ -213,11 +227,28 @@ class caller : public call_forms<caller<Req, Resp, Err>, Req, Resp, Err> {
     return reply.wait();
   }
   notify_result notify_now(Req&& req, bool try_only) const {
-    return core_->state->notify_now(std::move(req), try_only);
+    return core_->state->notify_now(std::move(req), try_only, trace_);
   }
 
   // A timed call's handler: counts the call with its final outcome. A named type, so that a
   // coroutine's handler inside is still seen as one (detail::is_coroutine_handler).
+  // A timed call counted in: counted out when its handler runs, or, if the handler is never
+  // run (starting the call threw, or its executor's context went first), as cancelled.
+  struct timed_mark {
+    std::shared_ptr<detail::service_metrics> metrics;
+    detail::service_metrics::call_mark mark;
+    timed_mark(std::shared_ptr<detail::service_metrics> m,
+               detail::service_metrics::call_mark k) noexcept
+        : metrics(std::move(m)), mark(k) {}
+    timed_mark(timed_mark&&) noexcept = default;
+    timed_mark& operator=(timed_mark&&) noexcept = default;
+    ~timed_mark() {
+      if (metrics) metrics->call_completed(mark, error_kind::cancelled);
+    }
+    void completed(std::optional<error_kind> outcome) noexcept {
+      if (auto m = std::move(metrics)) m->call_completed(mark, outcome);
+    }
+  };
   template <class Handler, class Slot>
   struct timed_count {
     using wrapped_handler = Handler;
@@ -225,8 +256,7 @@ class caller : public call_forms<caller<Req, Resp, Err>, Req, Resp, Err> {
     using cancellation_slot_type = Slot;
     using allocator_type = boost::asio::associated_allocator_t<Handler>;
     Handler handler;
-    std::shared_ptr<detail::service_metrics> metrics;
-    detail::service_metrics::call_mark mark;
+    timed_mark count;
     executor_type ex;
     Slot slot;
     executor_type get_executor() const noexcept { return ex; }
@@ -235,7 +265,7 @@ class caller : public call_forms<caller<Req, Resp, Err>, Req, Resp, Err> {
       return boost::asio::get_associated_allocator(handler);
     }
     void operator()(result_type r) {
-      if (metrics) metrics->call_completed(mark, state_type::outcome_of(r));
+      count.completed(state_type::outcome_of(r));
       std::move(handler)(std::move(r));
     }
   };
@@ -255,13 +285,13 @@ class caller : public call_forms<caller<Req, Resp, Err>, Req, Resp, Err> {
     std::shared_ptr<detail::service_metrics> metrics = st->metrics;
     detail::service_metrics::call_mark mark;
     if (metrics) mark = metrics->call_started();
-    timed_count<Handler, decltype(slot)> counted{std::move(handler), std::move(metrics), mark,
-                                                 ex, slot};
+    timed_count<Handler, decltype(slot)> counted{
+        std::move(handler), timed_mark(std::move(metrics), mark), ex, slot};
     // The call's handler runs on `ex`: bound to it, the call is seen as what it is (a
     // worker calling itself through a deadline is refused too).
     auto start_call = [mode](auto h, caller self, Req r) {
       auto& s = self.core_->state;
-      s->initiate_call(std::move(h), s, std::move(r), mode, false);
+      s->initiate_call(std::move(h), s, std::move(r), mode, self.trace_, false);
     };
     using race = typename detail::deadline_race<signature>::template initiation<
         decltype(start_call)>;
@@ -337,6 +367,7 @@ class caller : public call_forms<caller<Req, Resp, Err>, Req, Resp, Err> {
   }
 
   std::shared_ptr<detail::caller_core<Req, Resp, Err>> core_;
+  trace_context trace_{};
 };
 
 /// A reserved slot in a service's queue (from caller::reserve): sending through it never
@@ -372,7 +403,8 @@ class permit {
           caller_type owner = std::move(p.owner_);
           auto& st = owner.core_->state;
           try {
-            st->initiate_call(std::move(handler), st, std::move(r), detail::call_mode::reserved);
+            st->initiate_call(std::move(handler), st, std::move(r), detail::call_mode::reserved,
+                              owner.trace_);
           } catch (...) {  // the call never started (no memory): the slot goes back
             st->chan.release_reservation();
             throw;
@@ -387,7 +419,8 @@ class permit {
     detail::check_blocking_allowed("tenorite::permit::send_request_blocking");
     caller_type owner = take("send_request_blocking");
     try {
-      return owner.core_->state->call_blocking(std::move(req), detail::call_mode::reserved);
+      return owner.core_->state->call_blocking(std::move(req), detail::call_mode::reserved,
+                                               owner.trace_);
     } catch (...) {  // the call never started (no memory): the slot goes back
       owner.core_->state->chan.release_reservation();
       throw;

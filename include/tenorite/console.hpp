@@ -307,7 +307,8 @@ class core : public std::enable_shared_from_this<core> {
       : strand_(asio::make_strand(ex)),
         acceptor_(strand_),
         timer_(strand_),
-        opts_(opts) {}
+        opts_(opts),
+        list_(opts.registry ? opts.registry->list() : nullptr) {}
 
   void listen(const tcp::endpoint& ep) {
     acceptor_.open(ep.protocol());
@@ -398,6 +399,17 @@ class core : public std::enable_shared_from_this<core> {
       stream_.expires_never();
       outbox_.push_back(std::make_shared<const std::string>(std::move(head)));
       write_next_event();
+      watch_peer();
+    }
+
+    // An open stream is kept by a read that waits for the browser to go (end of file, an
+    // error, or anything it sends: a stream takes no requests); between events nothing else
+    // holds the session.
+    void watch_peer() {
+      stream_.socket().async_read_some(
+          asio::buffer(sink_), [self = shared_from_this()](beast::error_code, std::size_t) {
+            self->close();
+          });
     }
 
     void write_next_event() {
@@ -415,6 +427,7 @@ class core : public std::enable_shared_from_this<core> {
     beast::flat_buffer buffer_;
     std::optional<http::request_parser<http::string_body>> parser_;
     std::deque<std::shared_ptr<const std::string>> outbox_;
+    char sink_[64];
     bool closed_ = false;
   };
 
@@ -451,7 +464,7 @@ class core : public std::enable_shared_from_this<core> {
   }
 
   void sample() {
-    latest_ = opts_.registry ? opts_.registry->snapshot() : std::vector<service_info>{};
+    latest_ = latest_now();
     const auto now = std::chrono::steady_clock::now();
     const double t = unix_seconds(std::chrono::system_clock::now());
     std::set<std::string> names;
@@ -463,13 +476,15 @@ class core : public std::enable_shared_from_this<core> {
     sampled_at_ = t;
   }
 
-  std::string services_json() const {
+  // `list`: the last sample (events), or the registry read now (a request wants the current
+  // figures); the history is the samples'.
+  std::string services_json(const std::vector<service_info>& list, double at) const {
     std::string out = "{\"time\":";
-    json_number(out, sampled_at_);
+    json_number(out, at);
     out += ",\"interval_ms\":" + std::to_string(opts_.interval.count());
     out += ",\"services\":[";
     bool first = true;
-    for (const service_info& s : latest_) {
+    for (const service_info& s : list) {
       if (!first) out += ',';
       first = false;
       auto it = history_.find(s.name);
@@ -482,7 +497,8 @@ class core : public std::enable_shared_from_this<core> {
   void broadcast() {
     std::erase_if(events_, [](const std::weak_ptr<session>& w) { return w.expired(); });
     if (events_.empty()) return;
-    auto event = std::make_shared<const std::string>("data: " + services_json() + "\n\n");
+    auto event =
+        std::make_shared<const std::string>("data: " + services_json(latest_, sampled_at_) + "\n\n");
     for (auto& w : events_)
       if (auto s = w.lock()) s->push(event);
   }
@@ -521,16 +537,16 @@ class core : public std::enable_shared_from_this<core> {
         return out;
       }());
     if (target == "/api/services")
-      return reply(status::ok, "application/json", services_json());
+      return reply(status::ok, "application/json",
+                   services_json(latest_now(), unix_seconds(std::chrono::system_clock::now())));
     constexpr std::string_view one = "/api/services/";
     if (target.substr(0, one.size()) == one) {
       auto name = percent_decode(target.substr(one.size()));
       if (name) {
-        for (const service_info& si : latest_) {
-          if (si.name != *name) continue;
+        if (auto si = list_ ? tenorite::detail::find_in(*list_, *name) : std::nullopt) {
           std::string out;
-          auto it = history_.find(si.name);
-          json_service(out, si, it == history_.end() ? nullptr : &it->second);
+          auto it = history_.find(si->name);
+          json_service(out, *si, it == history_.end() ? nullptr : &it->second);
           return reply(status::ok, "application/json", std::move(out));
         }
       }
@@ -542,22 +558,25 @@ class core : public std::enable_shared_from_this<core> {
       std::string head =
           "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
           "Connection: close\r\nX-Accel-Buffering: no\r\n\r\n";
-      head += "retry: 2000\n\ndata: " + services_json() + "\n\n";
+      head += "retry: 2000\n\ndata: " +
+              services_json(latest_now(), unix_seconds(std::chrono::system_clock::now())) + "\n\n";
       return s.start_events(std::move(head));
     }
     reply(status::not_found, "text/plain; charset=utf-8",
           "not found: the console serves /, /events, /api/services and /metrics\n");
   }
 
-  // /metrics reads the registry now (a scrape wants the current counters, not the sample).
+  // A request reads the registry now (a scrape wants the current counters, not the sample).
   std::vector<service_info> latest_now() const {
-    return opts_.registry ? opts_.registry->snapshot() : std::vector<service_info>{};
+    return list_ ? tenorite::detail::snapshot_of(*list_) : std::vector<service_info>{};
   }
 
   strand_type strand_;
   tcp::acceptor acceptor_;
   asio::steady_timer timer_;
   options opts_;
+  // The registry's list, not the registry: the registry may go before the console stops.
+  std::shared_ptr<tenorite::detail::registry_list> list_;
   tcp::endpoint bound_;
   bool stopped_ = false;
   std::vector<service_info> latest_;
@@ -603,18 +622,27 @@ class server {
   /// Closes the listener and every connection. Safe from any thread, more than once, and
   /// after the executor's context was destroyed (then there is nothing left to close).
   void stop() noexcept {
-    auto c = core_.lock();
-    core_.reset();
-    if (!c || !life_) return;
+    if (!life_) return;  // empty: nothing was started
+    // Under the context's lock: while it is alive its services exist, so the core may be
+    // locked (and its last reference dropped) here; once its shutdown began, the core is
+    // the shutdown's to destroy and is not touched.
     std::lock_guard lk(life_->m);
+    std::weak_ptr<detail::core> w = std::exchange(core_, {});
     if (!life_->alive) return;
-    try {
-      boost::asio::post(c->strand(), [c] { c->stop_here(); });
-    } catch (...) {  // no memory to post: the context's shutdown closes it instead
+    if (auto c = w.lock()) {
+      try {
+        boost::asio::post(c->strand(), [c] { c->stop_here(); });
+      } catch (...) {  // no memory to post: the context's shutdown closes it instead
+      }
     }
   }
 
-  explicit operator bool() const noexcept { return !core_.expired(); }
+  /// False once stopped (or for an empty handle).
+  explicit operator bool() const noexcept {
+    if (!life_) return false;
+    std::lock_guard lk(life_->m);
+    return !core_.expired();
+  }
 
  private:
   template <class Executor>

@@ -130,6 +130,8 @@ class service_metrics {
       : trace_(std::move(hook)), service_(std::move(service)) {}
 
   const std::string& service() const noexcept { return service_; }
+  /// The name the service got in its registry (before any call: nothing reads it yet).
+  void rename(std::string service) { service_ = std::move(service); }
 
   call_mark call_started() noexcept {
     call_mark m{calls_.fetch_add(1, std::memory_order_relaxed), clock::now()};
@@ -215,6 +217,8 @@ class service_metrics {
            std::chrono::duration_cast<std::chrono::nanoseconds>(now - at));
   }
 
+ public:
+  // (Public for its tests: it takes its times as arguments.)
   // Calls in flight by the epoch (2^26 ns, about 67 ms) they started in, in a ring of 64
   // epochs: each slot is one word, the epoch's tag (high half) and its count (low half), so
   // a start reusing a slot of an older epoch and a completion race on that one word. The
@@ -260,16 +264,14 @@ class service_metrics {
       const std::uint64_t e_now = epoch_of(now);
       std::uint64_t oldest = no_epoch;
       if (older_.load(std::memory_order_relaxed) > 0) oldest = older_epoch_.load();
-      if (oldest == no_epoch) {
-        for (std::size_t back = slot_count; back-- > 0;) {
-          if (back > e_now) continue;
-          const std::uint64_t e = e_now - back;
-          const std::uint64_t w = slots_[e % slot_count].load(std::memory_order_relaxed);
-          if ((w >> 32) == (e & 0xffffffffu) && (w & 0xffffffffu) != 0) {
-            oldest = e;
-            break;
-          }
-        }
+      // Every slot: one whose calls are stuck keeps its tag while no later epoch of the same
+      // slot starts (a quiet service), however long ago that was.
+      for (const auto& slot : slots_) {
+        const std::uint64_t w = slot.load(std::memory_order_relaxed);
+        if ((w & 0xffffffffu) == 0) continue;
+        std::uint64_t full = (e_now & ~std::uint64_t{0xffffffffu}) | (w >> 32);
+        if (full > e_now) full -= std::uint64_t{1} << 32;
+        if (oldest == no_epoch || full < oldest) oldest = full;
       }
       if (oldest == no_epoch || oldest > e_now) return std::chrono::nanoseconds(0);
       const auto since = std::chrono::nanoseconds(
@@ -299,6 +301,7 @@ class service_metrics {
     std::atomic<std::uint64_t> older_epoch_{no_epoch};
   };
 
+ private:
   void emit(const trace_event& e) noexcept {
     if (!trace_) return;
     try {

@@ -194,6 +194,27 @@ class registry_entry {
   const void* ctx_ = nullptr;
 };
 
+/// Every service of `list`, sorted by name (service_registry::snapshot).
+inline std::vector<service_info> snapshot_of(const registry_list& list) {
+  std::lock_guard lk(list.m);
+  std::vector<service_info> out;
+  out.reserve(list.by_name.size());
+  for (const auto& [name, entry] : list.by_name) {
+    service_info& s = out.emplace_back();
+    entry->describe(s);
+  }
+  return out;
+}
+/// The service of that name in `list`, if any (service_registry::find).
+inline std::optional<service_info> find_in(const registry_list& list, std::string_view name) {
+  std::lock_guard lk(list.m);
+  auto it = list.by_name.find(name);
+  if (it == list.by_name.end()) return std::nullopt;
+  service_info s;
+  it->second->describe(s);
+  return s;
+}
+
 }  // namespace detail
 
 /// A list of live services. Services join service_registry::global() unless
@@ -212,25 +233,11 @@ class service_registry {
   }
 
   /// Every listed service, sorted by name. Safe from any thread at any time.
-  std::vector<service_info> snapshot() const {
-    std::lock_guard lk(list_->m);
-    std::vector<service_info> out;
-    out.reserve(list_->by_name.size());
-    for (const auto& [name, entry] : list_->by_name) {
-      service_info& s = out.emplace_back();
-      entry->describe(s);
-    }
-    return out;
-  }
+  std::vector<service_info> snapshot() const { return detail::snapshot_of(*list_); }
 
   /// The listed service of that name, if any.
   std::optional<service_info> find(std::string_view name) const {
-    std::lock_guard lk(list_->m);
-    auto it = list_->by_name.find(name);
-    if (it == list_->by_name.end()) return std::nullopt;
-    service_info s;
-    it->second->describe(s);
-    return s;
+    return detail::find_in(*list_, name);
   }
 
   /// How many services are listed now.

@@ -23,6 +23,7 @@
 #include <tenorite/detail/operation.hpp>
 #include <tenorite/error.hpp>
 #include <tenorite/detail/reply_slot.hpp>
+#include <tenorite/trace.hpp>
 #include <type_traits>
 #include <utility>
 
@@ -103,19 +104,22 @@ class responder {
   using slot_type = detail::reply_slot<result_type>;
 
   responder() noexcept = default;
-  explicit responder(slot_type* slot) noexcept : slot_(slot) {}
+  explicit responder(slot_type* slot, const trace_context& trace = {}) noexcept
+      : slot_(slot), trace_(trace) {}
   /// The responder of a fire-and-forget request (caller::notify): nobody waits for a reply.
-  static responder for_notification() noexcept {
+  static responder for_notification(const trace_context& trace = {}) noexcept {
     responder r;
     r.notification_ = true;
+    r.trace_ = trace;
     return r;
   }
   responder(responder&& o) noexcept
-      : slot_(std::exchange(o.slot_, nullptr)), notification_(o.notification_) {}
+      : slot_(std::exchange(o.slot_, nullptr)), trace_(o.trace_), notification_(o.notification_) {}
   responder& operator=(responder&& o) noexcept {
     if (this != &o) {
       reset();
       slot_ = std::exchange(o.slot_, nullptr);
+      trace_ = o.trace_;
       notification_ = o.notification_;
     }
     return *this;
@@ -138,6 +142,11 @@ class responder {
     return s->complete(
         result_type(std::unexpect, error<Req, Err>::service(std::move(reply.error()))));
   }
+
+  /// The trace the call belongs to: what the caller attached (caller::with_trace), or what
+  /// a NATS request's `traceparent` header said; empty (false) when the call carries none.
+  /// It stays readable after the answer, for the worker's span to end with.
+  const trace_context& trace() const noexcept { return trace_; }
 
   /// False for a fire-and-forget request (caller::notify): answering it is harmless.
   bool wants_reply() const noexcept { return !notification_; }
@@ -247,6 +256,7 @@ class responder {
   }
 
   slot_type* slot_ = nullptr;
+  trace_context trace_{};
   bool notification_ = false;
 };
 

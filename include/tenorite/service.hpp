@@ -273,8 +273,12 @@ class service {
     st->started = std::chrono::system_clock::now();
     if (opts.workers > 1) st->kind.store(service_kind::pool, std::memory_order_relaxed);
     std::string name = opts.name.empty() ? detail::type_name<Worker>() : std::move(opts.name);
-    if (opts.registry) name = st->list_in(opts.registry->list(), std::move(name));
-    if (opts.metrics || opts.trace) st->measure(std::move(opts.trace), std::move(name));
+    // Measured before it is listed: a snapshot may describe it from then on.
+    if (opts.metrics || opts.trace) st->measure(std::move(opts.trace), name);
+    if (opts.registry) {
+      name = st->list_in(opts.registry->list(), std::move(name));
+      if (st->metrics) st->metrics->rename(name);
+    }
     auto core = std::make_shared<detail::caller_core<Req, Resp, Err>>(st);
     block.reset();
 

@@ -64,6 +64,15 @@ class sharded_caller : public call_forms<sharded_caller<Req, Resp, Err>, Req, Re
   }
   const caller_type& shard(std::size_t i) const { return checked("shard")->at(i); }
   std::size_t shards() const noexcept { return shards_ ? shards_->size() : 0; }
+
+  /// A copy of this handle whose every call carries `trace` to the worker of its shard
+  /// (responder::trace), as caller::with_trace does.
+  sharded_caller with_trace(const trace_context& trace) const {
+    checked("with_trace");
+    sharded_caller s = *this;
+    s.trace_ = trace;
+    return s;
+  }
   explicit operator bool() const noexcept { return static_cast<bool>(shards_); }
 
  private:
@@ -76,31 +85,41 @@ class sharded_caller : public call_forms<sharded_caller<Req, Resp, Err>, Req, Re
 
   template <class Token>
   auto initiate_call(Req&& req, detail::call_mode mode, Token&& token) const {
-    const caller_type& c = route(req);
-    return c.initiate_call(std::move(req), mode, std::forward<Token>(token));
+    return via(req, [&](const caller_type& c) {
+      return c.initiate_call(std::move(req), mode, std::forward<Token>(token));
+    });
   }
   template <class Token>
   auto initiate_call_until(Req&& req, std::chrono::steady_clock::time_point deadline,
                            Token&& token) const {
-    const caller_type& c = route(req);
-    return c.initiate_call_until(std::move(req), deadline, std::forward<Token>(token));
+    return via(req, [&](const caller_type& c) {
+      return c.initiate_call_until(std::move(req), deadline, std::forward<Token>(token));
+    });
   }
   template <class Token>
   auto initiate_notify(Req&& req, Token&& token) const {
-    const caller_type& c = route(req);
-    return c.initiate_notify(std::move(req), std::forward<Token>(token));
+    return via(req, [&](const caller_type& c) {
+      return c.initiate_notify(std::move(req), std::forward<Token>(token));
+    });
   }
   result_type call_blocking(Req&& req, detail::call_mode mode) const {
-    const caller_type& c = route(req);
-    return c.call_blocking(std::move(req), mode);
+    return via(req, [&](const caller_type& c) { return c.call_blocking(std::move(req), mode); });
   }
   result_type call_blocking_until(Req&& req, std::chrono::steady_clock::time_point deadline) const {
-    const caller_type& c = route(req);
-    return c.call_blocking_until(std::move(req), deadline);
+    return via(req, [&](const caller_type& c) {
+      return c.call_blocking_until(std::move(req), deadline);
+    });
   }
   notify_result notify_now(Req&& req, bool try_only) const {
+    return via(req, [&](const caller_type& c) { return c.notify_now(std::move(req), try_only); });
+  }
+
+  // The shard's caller, carrying this handle's trace when it has one (a copy then).
+  template <class F>
+  decltype(auto) via(const Req& req, F&& f) const {
     const caller_type& c = route(req);
-    return c.notify_now(std::move(req), try_only);
+    if (!trace_) return f(c);
+    return f(c.with_trace(trace_));
   }
 
   // (The handle was checked by the form.)
@@ -116,6 +135,7 @@ class sharded_caller : public call_forms<sharded_caller<Req, Resp, Err>, Req, Re
   }
   std::shared_ptr<const std::vector<caller_type>> shards_;
   std::shared_ptr<const key_function> key_;
+  trace_context trace_{};
 };
 
 /// What start_sharded returns: bind it as `auto [tasks, caller] = start_sharded(...)`.

@@ -17,5 +17,6 @@
 #include <tenorite/service.hpp>
 #include <tenorite/sharded.hpp>
 #include <tenorite/supervision.hpp>
+#include <tenorite/trace.hpp>
 #include <tenorite/unhandled_exception.hpp>
 #include <tenorite/version.hpp>

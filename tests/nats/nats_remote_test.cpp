@@ -100,6 +100,88 @@ TEST_P(NatsRemote, BlockingRoundTripOfEveryOutcome) {
   EXPECT_NE(none.error().message().find("no responders"), std::string::npos);
 }
 
+// A traced call's context travels in the request's traceparent header and reaches the
+// served worker; another client's header does too, an invalid one is no trace, and a call
+// without one carries none.
+TEST_P(NatsRemote, ATracedCallCarriesItsTraceparentToTheServedWorker) {
+  fixture f;
+  const std::string sample = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  const auto ctx = tenorite::trace_context::parse(sample);
+  ASSERT_TRUE(ctx);
+  const remote traced = f.caller.with_trace(*ctx);
+  EXPECT_EQ(traced.trace(), *ctx);
+  auto blocking = traced.send_request_blocking(probe::traced{});
+  ASSERT_TRUE(blocking) << blocking.error().message();
+  EXPECT_EQ(*blocking, sample);
+  auto async = traced.async_send_request_for(probe::traced{}, 30s, asio::use_future).get();
+  ASSERT_TRUE(async) << async.error().message();
+  EXPECT_EQ(*async, sample);
+  auto plain = f.caller.send_request_blocking(probe::traced{});
+  ASSERT_TRUE(plain) << plain.error().message();
+  EXPECT_EQ(*plain, "none");
+
+  // Another client's request with the header, as OpenTelemetry's NATS propagation sends it.
+  auto raw = [&](const char* traceparent) {
+    std::string payload;
+    EXPECT_TRUE(tn::detail::encode_request(tn::binary_codec{}, probe::request(probe::traced{}),
+                                           payload));
+    natsMsg* msg = nullptr;
+    EXPECT_EQ(natsMsg_Create(&msg, "probe", nullptr, payload.data(),
+                             static_cast<int>(payload.size())),
+              NATS_OK);
+    std::unique_ptr<natsMsg, void (*)(natsMsg*)> guard(msg, &natsMsg_Destroy);
+    EXPECT_EQ(natsMsgHeader_Set(msg, "traceparent", traceparent), NATS_OK);
+    natsMsg* reply = nullptr;
+    EXPECT_EQ(natsConnection_RequestMsg(&reply, f.call_conn.native(), msg, 5000), NATS_OK);
+    std::unique_ptr<natsMsg, void (*)(natsMsg*)> reply_guard(reply, &natsMsg_Destroy);
+    std::optional<probe::request> back;
+    auto r = tn::detail::decode_reply<probe::request, probe::response, probe::error>(
+        tn::binary_codec{}, tn::detail::view_of(reply), back);
+    return r ? *r : "failed: " + r.error().message();
+  };
+  EXPECT_EQ(raw("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00");
+  EXPECT_EQ(raw("00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-00"), "none");
+  EXPECT_EQ(raw("not a traceparent"), "none");
+}
+
+// A served endpoint and a remote caller are listed while they live: kind, calls, in flight.
+TEST_P(NatsRemote, TheEndpointAndTheRemoteCallerAreListedInTheRegistry) {
+  tenorite::service_registry reg;
+  fixture f(tn::serve_options{.registry = &reg}, tn::remote_caller_options{.registry = &reg});
+  ASSERT_TRUE(f.caller.send_request_blocking(probe::echo{"counted"}));
+  auto endpoint = reg.find("nats:probe");
+  ASSERT_TRUE(endpoint);
+  EXPECT_EQ(endpoint->kind, tenorite::service_kind::nats_endpoint);
+  EXPECT_EQ(endpoint->status, tenorite::service_status::running);
+  EXPECT_EQ(endpoint->queue_capacity, tn::serve_options{}.max_in_flight);
+  ASSERT_TRUE(endpoint->metrics);
+  EXPECT_EQ(endpoint->metrics->calls, 1u);
+  auto caller = reg.find("remote:probe");
+  ASSERT_TRUE(caller);
+  EXPECT_EQ(caller->kind, tenorite::service_kind::remote);
+  ASSERT_TRUE(caller->metrics);
+  EXPECT_EQ(caller->metrics->calls, 1u);
+  EXPECT_EQ(caller->metrics->in_flight, 0u);
+  // A held call is in flight on both sides until it is released.
+  auto held = f.caller.async_send_request(probe::hold{}, asio::use_future);
+  ASSERT_TRUE(f.caller.send_request_blocking(probe::echo{"after the hold"}));  // in order
+  EXPECT_EQ(reg.find("remote:probe")->metrics->in_flight, 1u);
+  EXPECT_EQ(reg.find("nats:probe")->queue_depth, 1u);
+  ASSERT_TRUE(f.caller.send_request_blocking(probe::release{}));
+  ASSERT_TRUE(held.get());
+  // Named by the options; gone from the list once its state is freed.
+  {
+    remote named(f.call_conn, "probe", f.rt.executor(),
+                 tn::remote_caller_options{.registry = &reg, .name = "probe client"});
+    EXPECT_TRUE(reg.find("probe client"));
+  }
+  EXPECT_FALSE(reg.find("probe client"));
+  f.srv.reset();
+  f.caller = remote();
+  EXPECT_FALSE(reg.find("remote:probe"));
+}
+
 // A second server on the subject without a queue group: every request gets two replies.
 // The second must be dropped, never taken as the answer to a later call (on an executor the
 // later call may reuse the first one's reply subscription).

@@ -24,7 +24,8 @@ struct who {};      // -> the serving instance's name
 struct big {        // -> a response of `size` bytes
   std::uint32_t size;
 };
-using request = std::variant<echo, fail, drop, hold, release, who, big>;
+struct traced {};   // -> the traceparent the call carried to the worker, or "none"
+using request = std::variant<echo, fail, drop, hold, release, who, big, traced>;
 using response = std::string;
 using error = std::string;
 
@@ -54,6 +55,9 @@ struct worker {
         r->client.send(cfg.name);
       } else if (auto* b = std::get_if<big>(&req)) {
         r->client.send(std::string(b->size, 'x'));
+      } else if (std::holds_alternative<traced>(req)) {
+        const auto& t = r->client.trace();
+        r->client.send(t ? t.traceparent() : std::string("none"));
       }
     }
   }

@@ -113,7 +113,7 @@ class service_state final : public abortable {
   /// call counts itself in the metrics (a timed call is counted by its deadline instead).
   template <class Handler, class R>
   void initiate_call(Handler handler, const std::shared_ptr<service_state>& self, R&& req,
-                     call_mode mode, bool measured = true) {
+                     call_mode mode, const trace_context& trace, bool measured = true) {
     auto* op = make_op<call_op<Handler>>(handler, chan.get_executor());
     // Built in place: the request is moved once on its way into the call. The responder is
     // pointed at the call only once the request is in: a request whose copy (a deferred
@@ -127,7 +127,14 @@ class service_state final : public abortable {
       if constexpr (!is_coroutine_handler<Handler>::value) op->destroy();
       throw;
     }
-    // Counted once it can no longer vanish unstarted (the request is in).
+    op->value->client = responder_type(op, trace);
+    initiation_scope scope(op);
+    if (boost::asio::get_associated_cancellation_slot(op->handler()).is_connected()) {
+      op->state = self;
+      // The request goes with the call: its responder must not answer the call it is in.
+      arm_or_abandon(op, [op] { responder_access::release(op->value->client); });
+    }
+    // Counted once it can no longer vanish unstarted (request in, cancellation armed).
     if (metrics) {
       op->metrics = metrics;
       op->counted = measured;
@@ -136,13 +143,6 @@ class service_state final : public abortable {
       } else {
         op->mark.start = service_metrics::clock::now();
       }
-    }
-    op->value->client = responder_type(op);
-    initiation_scope scope(op);
-    if (boost::asio::get_associated_cancellation_slot(op->handler()).is_connected()) {
-      op->state = self;
-      // The request goes with the call: its responder must not answer the call it is in.
-      arm_or_abandon(op, [op] { responder_access::release(op->value->client); });
     }
     // A call whose reply would resume the worker's own strand waits for itself.
     const boost::asio::any_io_executor* caller_ex = &op->executor();
@@ -191,8 +191,8 @@ class service_state final : public abortable {
     }
   }
 
-  result_type call_blocking(Req&& req, call_mode mode) {
-    if (!metrics) return call_blocking_unmeasured(std::move(req), mode, nullptr);
+  result_type call_blocking(Req&& req, call_mode mode, const trace_context& trace) {
+    if (!metrics) return call_blocking_unmeasured(std::move(req), mode, nullptr, trace);
     auto mark = metrics->call_started();
     std::int64_t delivered = 0;
     // Out of memory queueing it: the call still ends counted (it throws bad_alloc).
@@ -204,19 +204,20 @@ class service_state final : public abortable {
         if (armed) m->call_completed(*mark, error_kind::send_failure);
       }
     } guard{metrics.get(), &mark};
-    result_type r = call_blocking_unmeasured(std::move(req), mode, &delivered);
+    result_type r = call_blocking_unmeasured(std::move(req), mode, &delivered, trace);
     guard.armed = false;
     metrics->call_completed(mark, outcome_of(r), delivered);
     return r;
   }
 
   // `delivered`, when given, gets when a worker took the request (0: it never did).
-  result_type call_blocking_unmeasured(Req&& req, call_mode mode, std::int64_t* delivered) {
+  result_type call_blocking_unmeasured(Req&& req, call_mode mode, std::int64_t* delivered,
+                                       const trace_context& trace) {
     struct node final : send_waiter<item_type> {
       node() : send_waiter<item_type>(nullptr, &return_request) {}
     } n;
     blocking_reply<result_type> reply;
-    n.value.emplace(std::move(req), responder_type(&reply));
+    n.value.emplace(std::move(req), responder_type(&reply, trace));
     send_status status;
     if (mode == call_mode::reserved) {
       try {
@@ -235,17 +236,24 @@ class service_state final : public abortable {
       return result_type(std::unexpect,
                          error_type::of_kind(error_kind::queue_full, std::move(item.request)));
     }
-    result_type r = reply.wait();
-    if (delivered) *delivered = reply.delivered();
-    return r;
+    // Read once the reply is in, after it was built in place as the result (no extra move).
+    struct read_delivered {
+      const blocking_reply<result_type>& reply;
+      std::int64_t* out;
+      ~read_delivered() {
+        if (out) *out = reply.delivered();
+      }
+    } when{reply, delivered};
+    return reply.wait();
   }
 
   // ---- notifications: delivered with backpressure, no reply ----
 
   template <class Handler, class R>
-  void initiate_notify(Handler handler, std::shared_ptr<service_state> self, R&& req) {
+  void initiate_notify(Handler handler, std::shared_ptr<service_state> self, R&& req,
+                       const trace_context& trace) {
     auto* op = make_op<notify_op<Handler>>(handler, chan.get_executor(), this);
-    op->value.emplace(std::forward<R>(req), responder_type::for_notification());
+    op->value.emplace(std::forward<R>(req), responder_type::for_notification(trace));
     initiation_scope scope(op);
     if (boost::asio::get_associated_cancellation_slot(op->handler()).is_connected()) {
       op->state = std::move(self);
@@ -261,7 +269,7 @@ class service_state final : public abortable {
     }
   }
 
-  notify_result notify_now(Req&& req, bool try_only) {
+  notify_result notify_now(Req&& req, bool try_only, const trace_context& trace) {
     struct node final : send_waiter<item_type> {
       node() : send_waiter<item_type>(&on_accept, &on_close) {}
       static void on_accept(send_waiter<item_type>* n) noexcept {
@@ -274,7 +282,7 @@ class service_state final : public abortable {
       bool accepted = false;
       wake_flag flag;
     } n;
-    n.value.emplace(std::move(req), responder_type::for_notification());
+    n.value.emplace(std::move(req), responder_type::for_notification(trace));
     switch (chan.send_or_wait(&n, nullptr, try_only)) {
       case send_status::sent:
         if (metrics) metrics->notification_accepted();

@@ -81,7 +81,9 @@
 #include <tenorite/nats/connection.hpp>
 #include <tenorite/nats/wire.hpp>
 #include <tenorite/detail/reply_slot.hpp>
+#include <tenorite/registry.hpp>
 #include <tenorite/runtime.hpp>
+#include <tenorite/trace.hpp>
 #include <unordered_map>
 #include <utility>
 
@@ -92,6 +94,11 @@ struct remote_caller_options {
   std::chrono::milliseconds timeout{30000};
   /// The largest request payload sent, in bytes (larger: send_failure at once).
   std::size_t max_payload = 1u << 20;
+  /// Where the caller is listed (kind remote: its calls in flight), from its construction
+  /// until its last handle goes; nullptr: not listed.
+  service_registry* registry = &service_registry::global();
+  /// Its name there; empty: "remote:" and the subject.
+  std::string name{};
 };
 
 namespace detail {
@@ -360,6 +367,7 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
 
   /// The caller's handle is gone (no call is pending): stop the inbox and the timer.
   void shutdown() noexcept {
+    listing.leave();  // nothing of it is the user's any more
     if (loop) {
       conn.unwatch_closed(closed_watch);
       {
@@ -405,7 +413,8 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
   std::uint64_t new_id() noexcept { return next_id.fetch_add(1, std::memory_order_relaxed) + 1; }
 
   /// Registers the call, then publishes `payload`. The call may complete before this returns.
-  void start(std::uint64_t id, pending* p, const std::string& payload, clock::time_point deadline) {
+  void start(std::uint64_t id, pending* p, const std::string& payload, clock::time_point deadline,
+             const trace_context& trace) {
     if (deadline <= clock::now()) {
       p->deliver(p, result_type(std::unexpect,
                                 error_type::of_kind(error_kind::timed_out, std::move(p->request),
@@ -471,8 +480,10 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
       if (deadline < armed) arm(deadline);
       if (loop) new_subs.emplace_back(id, slot);
     }
-    natsStatus s = natsConnection_PublishRequest(conn.native(), subject.c_str(), reply,
-                                                 payload.data(), static_cast<int>(payload.size()));
+    natsStatus s = trace ? publish_traced(reply, payload, trace)
+                         : natsConnection_PublishRequest(conn.native(), subject.c_str(), reply,
+                                                         payload.data(),
+                                                         static_cast<int>(payload.size()));
     if (s != NATS_OK) {
       if (pending* q = take(id))
         q->deliver(q, result_type(std::unexpect,
@@ -481,6 +492,22 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
                                                           natsStatus_GetText(s))),
                    true);
     }
+  }
+
+  // A traced request: the same message with the W3C `traceparent` header (wire.hpp).
+  natsStatus publish_traced(const char* reply, const std::string& payload,
+                            const trace_context& trace) {
+    natsMsg* msg = nullptr;
+    natsStatus s = natsMsg_Create(&msg, subject.c_str(), reply, payload.data(),
+                                  static_cast<int>(payload.size()));
+    if (s != NATS_OK) return s;
+    std::unique_ptr<natsMsg, void (*)(natsMsg*)> guard(msg, &natsMsg_Destroy);
+    char value[trace_context::traceparent_size + 1];
+    trace.write_traceparent(value);
+    value[trace_context::traceparent_size] = '\0';
+    s = natsMsgHeader_Set(msg, wire::traceparent_header_name, value);
+    if (s != NATS_OK) return s;
+    return natsConnection_PublishMsg(conn.native(), msg);
   }
 
   /// Takes a call out (it is then ours to complete), or null when it already completed.
@@ -652,6 +679,32 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
       self->done_cv.notify_all();
     }
   }
+
+ public:
+  /// Lists the caller (once subscribed).
+  void list_in() {
+    if (opts.registry)
+      (void)listing.join(opts.registry->list(),
+                         opts.name.empty() ? "remote:" + subject : opts.name, &describe, this);
+  }
+
+ private:
+  // What the registry shows: the calls in flight, and how many were made.
+  static void describe(const void* ctx, service_info& out) {
+    auto* s = static_cast<remote_state*>(const_cast<void*>(ctx));
+    out.kind = service_kind::remote;
+    out.status = service_status::running;  // it leaves the list when its last handle goes
+    metrics_snapshot m;
+    {
+      std::lock_guard lk(s->m);
+      m.in_flight = s->calls.size();
+    }
+    m.calls = s->next_id.load(std::memory_order_relaxed);
+    out.metrics = m;
+  }
+
+  // Last: it leaves the registry before anything describe() reads is destroyed.
+  tenorite::detail::registry_entry listing;
 };
 
 /// Shared by the copies of one remote_caller (and by its pending calls): its destruction
@@ -693,6 +746,12 @@ class remote_caller
     auto st = std::make_shared<state_type>(std::move(conn), std::move(subject), std::move(ex),
                                            opts, std::move(codec));
     st->subscribe();
+    try {
+      st->list_in();
+    } catch (...) {  // no memory to list it: the subscription goes too
+      st->shutdown();
+      throw;
+    }
     handle_ = std::make_shared<detail::remote_handle<state_type>>(std::move(st));
   }
   /// As above, completing on tenorite's global runtime by default.
@@ -703,6 +762,18 @@ class remote_caller
                       std::move(codec)) {}
 
   explicit operator bool() const noexcept { return static_cast<bool>(handle_); }
+
+  /// A copy of this handle whose every call carries `trace` in the request's `traceparent`
+  /// header; the serving side (serve) hands it on to its worker (responder::trace). An
+  /// empty context makes a copy that sends none. Throws std::logic_error on an empty handle.
+  remote_caller with_trace(const trace_context& trace) const {
+    checked("with_trace");
+    remote_caller c = *this;
+    c.trace_ = trace;
+    return c;
+  }
+  /// The trace this handle's calls carry (empty unless made by with_trace).
+  const trace_context& trace() const noexcept { return trace_; }
 
  private:
   using handle_ptr = std::shared_ptr<detail::remote_handle<state_type>>;
@@ -722,10 +793,10 @@ class remote_caller
   template <class Token>
   auto initiate_call_until(Req&& req, clock::time_point deadline, Token&& token) const {
     return boost::asio::async_initiate<Token, signature>(
-        [](auto handler, handle_ptr h, Req r, clock::time_point deadline) {
-          start_async(std::move(handler), std::move(h), std::move(r), deadline);
+        [](auto handler, handle_ptr h, Req r, clock::time_point deadline, trace_context t) {
+          start_async(std::move(handler), std::move(h), std::move(r), deadline, t);
         },
-        token, handle_, std::move(req), deadline);
+        token, handle_, std::move(req), deadline, trace_);
   }
   // A notification has no reply to wait for, and the serving side ignores a message
   // without a reply subject: there is nothing for notify to hand the request to yet.
@@ -758,7 +829,7 @@ class remote_caller
                                              "the request could not be encoded: " +
                                                  e.error().reason));
     call.request.emplace(std::move(req));
-    h->state->start(h->state->new_id(), &call, payload, deadline);
+    h->state->start(h->state->new_id(), &call, payload, deadline, trace_);
     return call.reply.wait();
   }
 
@@ -798,7 +869,8 @@ class remote_caller
   };
 
   template <class Handler>
-  static void start_async(Handler handler, handle_ptr h, Req req, clock::time_point deadline) {
+  static void start_async(Handler handler, handle_ptr h, Req req, clock::time_point deadline,
+                          const trace_context& trace) {
     auto& st = *h->state;
     std::string payload;
     auto encoded = detail::encode_request(st.codec, req, payload);
@@ -818,7 +890,7 @@ class remote_caller
     auto slot = boost::asio::get_associated_cancellation_slot(call->handler());
     if (slot.is_connected()) slot.template emplace<cancel_handler>(h->state, id);
     call->keep = h;
-    st.start(id, call, payload, deadline);
+    st.start(id, call, payload, deadline, trace);
   }
 
   clock::time_point default_deadline() const {
@@ -834,6 +906,7 @@ class remote_caller
   }
 
   handle_ptr handle_;
+  trace_context trace_{};
 };
 
 }  // namespace tenorite::nats

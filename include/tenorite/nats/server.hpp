@@ -58,6 +58,8 @@
 #include <string>
 #include <string_view>
 #include <tenorite/caller.hpp>
+#include <tenorite/registry.hpp>
+#include <tenorite/trace.hpp>
 #include <tenorite/nats/codec.hpp>
 #include <tenorite/nats/connection.hpp>
 #include <tenorite/nats/detail/micro.hpp>
@@ -78,6 +80,9 @@ struct serve_options {
   /// nats.c's queue for this subscription (messages, bytes); beyond: dropped (slow consumer).
   int pending_msgs_limit = 65536;
   int pending_bytes_limit = 64 * 1024 * 1024;
+  /// Where the endpoint is listed (kind nats_endpoint, named "nats:" and its subject), while
+  /// it serves and, as ended, until it is freed; nullptr: not listed.
+  service_registry* registry = &service_registry::global();
 };
 
 /// Who a service is (ADR-32): what add_service() takes.
@@ -209,12 +214,21 @@ class endpoint_state final : public subscriber<endpoint_state<Req, Resp, Err, Co
   }
 
   bool drain(clock::time_point deadline) override {
+    phase.store(service_status::draining, std::memory_order_relaxed);
     const bool taken = this->drain_subscription(deadline);
     std::unique_lock lk(this->m);
     return this->cv.wait_until(lk, deadline, [&] { return unanswered == 0; }) && taken;
   }
 
-  std::shared_ptr<void> stop() noexcept override { return this->stop_subscription(); }
+  std::shared_ptr<void> stop() noexcept override {
+    phase.store(service_status::ended, std::memory_order_relaxed);
+    return this->stop_subscription();
+  }
+
+  /// Lists the endpoint (once it serves).
+  void list_in(service_registry* registry) {
+    if (registry) (void)listing.join(registry->list(), "nats:" + info_.subject, &describe, this);
+  }
 
   void start() {
     this->subscribe(info_.subject, info_.queue_group, opts.pending_msgs_limit,
@@ -267,13 +281,23 @@ class endpoint_state final : public subscriber<endpoint_state<Req, Resp, Err, Co
       ++in_flight;
       ++unanswered;
     }
+    // The caller's trace goes on to the worker (an invalid traceparent is none: the W3C
+    // rule is to start a new trace then, which is the worker's to do).
+    trace_context trace;
+    const char* traceparent = nullptr;
+    if (natsMsgHeader_Get(msg, wire::traceparent_header_name, &traceparent) == NATS_OK &&
+        traceparent)
+      trace = trace_context::parse(traceparent).value_or(trace_context{});
     guard.reset();
     // Never blocks: the call waits for room in the service's queue asynchronously. The
     // handler answers exactly once: when called, or (never called) when destroyed.
     // Made before the request is moved (an argument's order is unspecified, and a move may
     // throw): if the call cannot start, the handler's destruction answers.
     reply_handler answer_once(this->shared_from_this(), std::move(reply), start);
-    caller.async_send_request(std::move(*req), std::move(answer_once));
+    if (trace)
+      caller.with_trace(trace).async_send_request(std::move(*req), std::move(answer_once));
+    else
+      caller.async_send_request(std::move(*req), std::move(answer_once));
   }
 
  private:
@@ -382,6 +406,7 @@ class endpoint_state final : public subscriber<endpoint_state<Req, Resp, Err, Co
     {
       std::lock_guard lk(error_m);
       last_error = std::to_string(code) + ":" + description;
+      last_error_at = std::chrono::system_clock::now();
     }
     errors.fetch_add(1, std::memory_order_relaxed);
     count(start);
@@ -423,6 +448,38 @@ class endpoint_state final : public subscriber<endpoint_state<Req, Resp, Err, Co
   std::atomic<std::uint64_t> replies{0}, errors{0}, processing_ns{0};
   mutable std::mutex error_m;
   std::string last_error;  // guarded by error_m
+  std::chrono::system_clock::time_point last_error_at;  // guarded by error_m
+  std::atomic<service_status> phase{service_status::running};
+
+ private:
+  // What the registry shows: the local calls in flight against max_in_flight, as a queue.
+  static void describe(const void* ctx, service_info& out) {
+    // The subscriber's lock is not mutable; reading under it changes nothing.
+    auto* s = static_cast<endpoint_state*>(const_cast<void*>(ctx));
+    out.kind = service_kind::nats_endpoint;
+    out.status = s->phase.load(std::memory_order_relaxed);
+    out.queue_capacity = s->opts.max_in_flight;
+    {
+      std::lock_guard lk(s->m);
+      out.queue_depth = s->in_flight;
+    }
+    metrics_snapshot m;
+    m.queue_depth = out.queue_depth;
+    m.in_flight = out.queue_depth;
+    m.calls = s->received.load(std::memory_order_relaxed);
+    m.answered = s->answered.load(std::memory_order_relaxed);
+    m.failed[static_cast<std::size_t>(error_kind::bad_request)] =
+        s->bad.load(std::memory_order_relaxed);
+    m.failed[static_cast<std::size_t>(error_kind::queue_full)] =
+        s->busy.load(std::memory_order_relaxed);
+    out.metrics = m;
+    std::lock_guard lk(s->error_m);
+    if (!s->last_error.empty())
+      out.last_failure = failure_info{s->last_error, s->last_error_at};
+  }
+
+  // Last: it leaves the registry before anything describe() reads is destroyed.
+  tenorite::detail::registry_entry listing;
 };
 
 /// What a service's parts share: its identity and its endpoints.
@@ -475,6 +532,7 @@ struct service_core {
       if (stopped)
         throw std::logic_error("tenorite::nats: add_endpoint on a service that was stopped");
     }
+    st->list_in(limits.registry);  // first: a failure here leaves nothing subscribed
     st->start();
     bool late = false, kept = false;
     {

@@ -25,6 +25,8 @@
 //                    server has max_in_flight calls in flight), then UTF-8 text
 // Error replies also carry the micro error headers, so that any NATS client sees an error.
 //
+// Either way, a traced request (remote_caller::with_trace) carries the header `traceparent`,
+// a W3C trace context (tenorite/trace.hpp) that the serving side hands on to its worker.
 // Either way, a request's reply subject is where the reply goes. A NATS "no responders"
 // status message (nobody serves the subject) also comes back on the reply subject.
 #pragma once
@@ -69,6 +71,9 @@ enum class status : std::uint8_t {
 inline constexpr const char* error_header_name = "Nats-Service-Error";
 inline constexpr const char* error_code_header_name = "Nats-Service-Error-Code";
 inline constexpr const char* error_kind_header_name = "Tenorite-Error-Kind";
+/// A traced request's W3C trace context (tenorite/trace.hpp), under the name the W3C
+/// recommendation gives its HTTP header, as OpenTelemetry's NATS propagators write it.
+inline constexpr const char* traceparent_header_name = "traceparent";
 
 /// The NATS services error code of a failure that is not a service error.
 constexpr int code_of(error_kind k) noexcept {
