@@ -128,7 +128,7 @@ class caller : public call_forms<caller<Req, Resp, Err>, Req, Resp, Err> {
   TENORITE_AWAITABLE_ENTRY auto async_reserve(Token&& token = {}) const {
     caller self = checked_copy("async_reserve");
     return boost::asio::async_initiate<Token, void(reserve_result)>(
-        [](auto handler, caller self) { self.start_reserve(std::move(handler)); }, token,
+        [](auto handler, const caller& self) { self.start_reserve(std::move(handler)); }, token,
         std::move(self));
   }
   TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<reserve_result> reserve() const {
@@ -204,7 +204,7 @@ class caller : public call_forms<caller<Req, Resp, Err>, Req, Resp, Err> {
   template <class Token>
   auto initiate_call_until(Req&& req, clock::time_point deadline, Token&& token) const {
     return boost::asio::async_initiate<Token, signature>(
-        [](auto handler, caller self, Req r, clock::time_point deadline) {
+        [](auto handler, const caller& self, Req r, clock::time_point deadline) {
           self.start_timed(std::move(handler), std::move(r), deadline);
         },
         token, *this, std::move(req), deadline);

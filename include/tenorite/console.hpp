@@ -427,7 +427,7 @@ class core : public std::enable_shared_from_this<core> {
     beast::flat_buffer buffer_;
     std::optional<http::request_parser<http::string_body>> parser_;
     std::deque<std::shared_ptr<const std::string>> outbox_;
-    char sink_[64];
+    char sink_[64]{};
     bool closed_ = false;
   };
 

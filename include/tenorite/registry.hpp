@@ -158,7 +158,7 @@ class registry_entry {
   ~registry_entry() { leave(); }
 
   /// Lists `ctx` under `name` (or the first free "name-N"); returns the name it got.
-  std::string join(const std::shared_ptr<registry_list>& list, std::string name,
+  std::string join(const std::shared_ptr<registry_list>& list, const std::string& name,
                    describe_fn describe, const void* ctx) {
     leave();
     std::lock_guard lk(list->m);

@@ -276,7 +276,7 @@ class service {
     // Measured before it is listed: a snapshot may describe it from then on.
     if (opts.metrics || opts.trace) st->measure(std::move(opts.trace), name);
     if (opts.registry) {
-      name = st->list_in(opts.registry->list(), std::move(name));
+      name = st->list_in(opts.registry->list(), name);
       if (st->metrics) st->metrics->rename(name);
     }
     auto core = std::make_shared<detail::caller_core<Req, Resp, Err>>(st);

@@ -78,8 +78,8 @@ class service_state final : public abortable {
   }
 
   /// Lists the service (before the start); returns the name it got.
-  std::string list_in(const std::shared_ptr<registry_list>& list, std::string name) {
-    return listing.join(list, std::move(name), &describe, this);
+  std::string list_in(const std::shared_ptr<registry_list>& list, const std::string& name) {
+    return listing.join(list, name, &describe, this);
   }
 
   void worker_failed(const std::exception_ptr& e) noexcept { failures.record(e); }

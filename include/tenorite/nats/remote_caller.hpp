@@ -235,7 +235,7 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
   };
 
   remote_state(connection c, std::string subj, boost::asio::any_io_executor e,
-               remote_caller_options o, Codec cd)
+               const remote_caller_options& o, Codec cd)
       : conn(std::move(c)), subject(std::move(subj)), ex(std::move(e)), opts(o),
         codec(std::move(cd)) {
     timer.emplace(ex);
@@ -742,7 +742,7 @@ class remote_caller
   /// Calls `subject` over `conn`; completions run on `ex` unless the handler has its own
   /// executor. Throws nats_error when the inbox subscription fails.
   remote_caller(connection conn, std::string subject, boost::asio::any_io_executor ex,
-                remote_caller_options opts = {}, Codec codec = {}) {
+                const remote_caller_options& opts = {}, Codec codec = {}) {
     auto st = std::make_shared<state_type>(std::move(conn), std::move(subject), std::move(ex),
                                            opts, std::move(codec));
     st->subscribe();
@@ -755,7 +755,7 @@ class remote_caller
     handle_ = std::make_shared<detail::remote_handle<state_type>>(std::move(st));
   }
   /// As above, completing on tenorite's global runtime by default.
-  remote_caller(connection conn, std::string subject, remote_caller_options opts = {},
+  remote_caller(connection conn, std::string subject, const remote_caller_options& opts = {},
                 Codec codec = {})
       : remote_caller(std::move(conn), std::move(subject),
                       boost::asio::any_io_executor(runtime::global().executor()), opts,
@@ -793,7 +793,8 @@ class remote_caller
   template <class Token>
   auto initiate_call_until(Req&& req, clock::time_point deadline, Token&& token) const {
     return boost::asio::async_initiate<Token, signature>(
-        [](auto handler, handle_ptr h, Req r, clock::time_point deadline, trace_context t) {
+        [](auto handler, handle_ptr h, Req r, clock::time_point deadline,
+           const trace_context& t) {
           start_async(std::move(handler), std::move(h), std::move(r), deadline, t);
         },
         token, handle_, std::move(req), deadline, trace_);
