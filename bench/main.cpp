@@ -162,14 +162,33 @@ void run_topologies(double scale) {
   }
   const double two = bench::pool_calls_per_s(2, callers, per);
   std::printf("# pool scaling, 2 workers / 1 worker: %.2fx\n", two / one);
+  std::fflush(stdout);
+}
+
+// The cost of observing a call: the echo round trip with metrics off, on, and with metrics, a
+// trace hook and a trace context all on. The three run interleaved, `rounds` times each, so
+// that a drift of the machine touches all three alike; the medians are printed.
+void run_overhead(double scale) {
+  std::printf("\n# overhead of observation (tenorite only), medians of interleaved rounds\n");
+  constexpr int rounds = 7;
   const std::size_t warmup = scaled(scale, 10'000), calls = scaled(scale, 200'000);
-  const double off = bench::echo_ns_per_call(bench::observed::off, warmup, calls);
-  const double on = bench::echo_ns_per_call(bench::observed::metrics, warmup, calls);
-  const double all = bench::echo_ns_per_call(bench::observed::everything, warmup, calls);
-  std::printf("impl=tenorite scenario=echo_metrics_off value=%.1f unit=ns_per_call\n", off);
-  std::printf("impl=tenorite scenario=echo_metrics_on value=%.1f unit=ns_per_call\n", on);
+  std::vector<double> off, on, all;
+  for (int r = 0; r < rounds; ++r) {
+    off.push_back(bench::echo_ns_per_call(bench::observed::off, warmup, calls));
+    on.push_back(bench::echo_ns_per_call(bench::observed::metrics, warmup, calls));
+    all.push_back(bench::echo_ns_per_call(bench::observed::everything, warmup, calls));
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  const double m_off = median(off), m_on = median(on), m_all = median(all);
+  std::printf("impl=tenorite scenario=echo_metrics_off value=%.1f unit=ns_per_call\n", m_off);
+  std::printf("impl=tenorite scenario=echo_metrics_on value=%.1f unit=ns_per_call\n", m_on);
   std::printf("impl=tenorite scenario=echo_observed_everything value=%.1f unit=ns_per_call\n",
-              all);
+              m_all);
+  std::printf("# metrics cost %.1f ns/call, everything %.1f ns/call\n", m_on - m_off,
+              m_all - m_off);
   std::fflush(stdout);
 }
 
@@ -204,7 +223,8 @@ int main(int argc, char** argv) {
               bench::runtime_threads, bench::queue_capacity);
   std::fflush(stdout);
 
-  // TENORITE_BENCH_SCENARIOS=s3,s5 runs only those groups (s1, s2, s3, s5, topologies).
+  // TENORITE_BENCH_SCENARIOS=s3,s5 runs only those groups (s1, s2, s3, s5, topologies,
+  // overhead).
   const char* only_these = std::getenv("TENORITE_BENCH_SCENARIOS");
   const std::string chosen = only_these ? "," + std::string(only_these) + "," : "";
   auto wanted = [&](const char* group) {
@@ -221,5 +241,6 @@ int main(int argc, char** argv) {
   if (wanted("s5")) run_s5(res, impls, scale);
   if (impls.size() > 1 && !res.order.empty()) print_ratios(res, impls);
   if (wanted("topologies")) run_topologies(scale);
+  if (wanted("overhead")) run_overhead(scale);
   return EXIT_SUCCESS;
 }

@@ -3,14 +3,18 @@
 // restart hook and last failure, the service name in trace events, the Prometheus text.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <bit>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 #include <chrono>
+#include <cstdio>
 #include <future>
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <tenorite/detail/tsc_clock.hpp>
 #include <tenorite/prometheus.hpp>
 #include <tenorite/registry.hpp>
 #include <thread>
@@ -295,6 +299,110 @@ TEST(Metrics, TheOldestCallInFlightKeepsItsAgeHoweverLongItIsStuck) {
     busy.completed(t0);
     EXPECT_EQ(busy.oldest_age(t0 + 10s), 0ns);
   }
+}
+
+// More threads than owned stripes, all counting at once: the overflow writes the shared
+// stripe, every count adds up, call ids stay unique, and each thread gives its stripe back
+// when it ends (the next threads find them free again).
+TEST(Metrics, CountsFromMoreThreadsThanStripesAddUpAndEachThreadGivesItsStripeBack) {
+  namespace td = tenorite::detail;
+  (void)td::this_thread_stripe();  // this thread's stripe, held for the whole test
+  const std::uint32_t lent_before = td::lent_stripes().load();
+  std::mutex m;
+  std::vector<std::uint64_t> ids;
+  td::service_metrics metrics([&](const tenorite::trace_event& e) {
+    if (e.what != tenorite::trace_event::phase::started) return;
+    std::lock_guard lock(m);
+    ids.push_back(e.call_id);
+  });
+  constexpr std::size_t threads = td::owned_stripes + 4, per = 500;
+  for (int round = 0; round < 2; ++round) {
+    std::atomic<std::size_t> arrived{0};
+    std::atomic<std::size_t> shared{0};
+    std::vector<std::thread> pool;
+    for (std::size_t t = 0; t < threads; ++t)
+      pool.emplace_back([&, t] {
+        // Each holds its stripe until all have one: more threads than stripes at once.
+        if (td::this_thread_stripe() == td::shared_stripe) ++shared;
+        ++arrived;
+        while (arrived.load() < threads) std::this_thread::yield();
+        for (std::size_t i = 0; i < per; ++i) {
+          auto mark = metrics.call_started();
+          if (i % 2 == 0) {
+            metrics.call_completed(mark, std::nullopt, td::service_metrics::stamp());
+          } else {
+            metrics.call_completed(mark, error_kind::timed_out);
+          }
+          if (t == 0) metrics.notification_accepted();
+        }
+      });
+    for (auto& th : pool) th.join();
+    const auto free_stripes =
+        td::owned_stripes - static_cast<std::size_t>(std::popcount(lent_before));
+    EXPECT_EQ(shared.load(), threads - free_stripes);
+    EXPECT_EQ(td::lent_stripes().load(), lent_before) << "round " << round;
+  }
+  const auto s = metrics.snapshot(0, 0, 0);
+  const std::uint64_t total = 2 * threads * per;
+  EXPECT_EQ(s.calls, total);
+  EXPECT_EQ(s.answered, total / 2);
+  EXPECT_EQ(s.failed_of(error_kind::timed_out), total / 2);
+  EXPECT_EQ(s.in_flight, 0u);
+  EXPECT_EQ(s.notifications, 2 * per);
+  EXPECT_EQ(s.latency.total(), total);
+  EXPECT_EQ(s.queued.total(), total / 2);
+  EXPECT_EQ(s.in_worker.total(), total / 2);
+  EXPECT_EQ(s.oldest_in_flight, 0ns);
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(ids.size(), total);
+  EXPECT_EQ(std::adjacent_find(ids.begin(), ids.end()), ids.end()) << "a call id was reused";
+}
+
+// The metrics' clock: never goes back on a thread or from one thread to the next, and an
+// interval it measures lies within the steady_clock intervals around it (to the scale's
+// error), whichever clock it reads.
+TEST(Metrics, TheMetricsClockIsSteadyAndKeepsStepWithSteadyClock) {
+  using tc = tenorite::detail::tsc_clock;
+  using sc = std::chrono::steady_clock;
+  auto last = tc::now();
+  for (int i = 0; i < 100'000; ++i) {
+    const auto t = tc::now();
+    ASSERT_GE(t, last);
+    last = t;
+  }
+  std::atomic<std::int64_t> handed{0};
+  std::thread other([&] { handed.store(tc::now().time_since_epoch().count()); });
+  other.join();
+  EXPECT_GE(tc::now().time_since_epoch().count(), handed.load());
+
+  const auto outer0 = sc::now();
+  const auto t0 = tc::now();
+  const auto inner0 = sc::now();
+  while (sc::now() - inner0 < 20ms) {
+  }
+  const auto inner1 = sc::now();
+  const auto t1 = tc::now();
+  const auto outer1 = sc::now();
+  const double got = static_cast<double>((t1 - t0).count());
+  EXPECT_GE(got, 0.995 * static_cast<double>((inner1 - inner0).count()));
+  EXPECT_LE(got, 1.005 * static_cast<double>((outer1 - outer0).count()));
+  std::printf("tsc_clock reads the %s\n",
+              tc::counts_cpu_ticks() ? "time-stamp counter" : "steady_clock");
+}
+
+// The buckets: [2^i, 2^(i+1)) ns in bucket i, 0 and 1 in the first, the rest in the last.
+TEST(Metrics, EachLatencyFallsInItsPowerOfTwoBucket) {
+  using h = tenorite::latency_histogram;
+  EXPECT_EQ(h::bucket_of(-5ns), 0u);
+  EXPECT_EQ(h::bucket_of(0ns), 0u);
+  EXPECT_EQ(h::bucket_of(1ns), 0u);
+  EXPECT_EQ(h::bucket_of(2ns), 1u);
+  EXPECT_EQ(h::bucket_of(3ns), 1u);
+  EXPECT_EQ(h::bucket_of(4ns), 2u);
+  EXPECT_EQ(h::bucket_of(1023ns), 9u);
+  EXPECT_EQ(h::bucket_of(1024ns), 10u);
+  EXPECT_EQ(h::bucket_of(std::chrono::nanoseconds(std::int64_t{1} << 47)), 47u);
+  EXPECT_EQ(h::bucket_of(std::chrono::nanoseconds(INT64_MAX)), h::bucket_count - 1);
 }
 
 TEST(Metrics, ACallInFlightHasAnAgeAndEveryAnsweredCallIsSplitInQueuedAndWorkerTime) {

@@ -117,7 +117,7 @@ class caller : public call_forms<caller<Req, Resp, Err>, Req, Resp, Err> {
     auto* st = checked("metrics");
     if (!st->metrics) return std::nullopt;
     auto [depth, accepted] = st->chan.counts();
-    return st->metrics->snapshot(depth, accepted);
+    return st->metrics->snapshot(depth, accepted, st->restarts.load(std::memory_order_relaxed));
   }
 
   // ---- reserve: a slot now, the request later ----

@@ -13,11 +13,16 @@
 //   is exact, but two values may be a few calls apart when calls run meanwhile);
 // - every call counted in `calls` ends counted exactly once in `answered` or in `failed`, so
 //   in_flight = calls - answered - failed is exact once nothing is running;
+// - each thread counts into its own stripe of a service's counters, with a plain load and
+//   store (no locked instruction, no cache line shared with the other side of the call); a
+//   snapshot sums the stripes;
 // - metrics off (the default) costs one predictable branch per call.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -25,6 +30,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tenorite/detail/config.hpp>
+#include <tenorite/detail/tsc_clock.hpp>
 #include <tenorite/error.hpp>
 
 namespace tenorite {
@@ -58,13 +65,9 @@ struct latency_histogram {
   }
 
   static std::size_t bucket_of(std::chrono::nanoseconds d) noexcept {
-    auto v = static_cast<std::uint64_t>(d.count() > 0 ? d.count() : 0);
-    std::size_t b = 0;
-    while (v > 1 && b + 1 < bucket_count) {
-      v >>= 1;
-      ++b;
-    }
-    return b;
+    const auto v = static_cast<std::uint64_t>(d.count() > 0 ? d.count() : 0);
+    const auto b = static_cast<std::size_t>(std::bit_width(v));  // 0 and 1 in bucket 0
+    return b <= 1 ? 0 : std::min(b - 1, bucket_count - 1);
   }
 };
 
@@ -79,7 +82,7 @@ struct metrics_snapshot {
   std::uint64_t in_flight = 0;            ///< calls started and not completed yet
   std::uint64_t restarts = 0;             ///< worker restarts by the supervisor
   /// The age of the oldest call still in flight, to within service_metrics' epoch (about
-  /// 67 ms); a call in flight for longer than about 4 s counts from the oldest epoch seen.
+  /// 67 ms), however long it has been in flight.
   std::chrono::nanoseconds oldest_in_flight{0};
   latency_histogram latency;  ///< every completed call, from its start to its completion
   /// Calls a worker answered (or dropped), split in two: from the call's start to a worker
@@ -118,9 +121,67 @@ using trace_hook = std::function<void(const trace_event&)>;
 
 namespace detail {
 
+// Stripes: each thread counts into its own copy of a service's counters, so a call costs no
+// locked instruction and no cache line moves between the caller's thread and the worker's; a
+// snapshot sums the copies. `owned_stripes` indices are lent to the first threads that count
+// anything and given back when each ends. A thread that finds none free, or that counts during
+// its own exit after giving its index back, writes the shared stripe, with atomic
+// read-modify-writes.
+inline constexpr std::size_t owned_stripes = 8;
+inline constexpr std::size_t shared_stripe = owned_stripes;
+inline constexpr std::size_t stripe_count = owned_stripes + 1;
+
+inline std::atomic<std::uint32_t>& lent_stripes() noexcept {
+  static constinit std::atomic<std::uint32_t> lent{0};
+  return lent;
+}
+
+/// This thread's stripe. Out of line: a coroutine may resume on another thread between two
+/// calls, and Clang 16 may reuse the address of an inlined thread-local read before.
+TENORITE_NOINLINE inline std::size_t this_thread_stripe() noexcept {
+  static thread_local constinit std::size_t index = stripe_count;  // stripe_count: none yet
+  if (index != stripe_count) return index;
+  struct lease {
+    std::size_t* index;
+    explicit lease(std::size_t* i) noexcept : index(i) {}
+    lease(const lease&) = delete;
+    lease& operator=(const lease&) = delete;
+    ~lease() {
+      if (*index < owned_stripes)
+        lent_stripes().fetch_and(~(std::uint32_t{1} << *index), std::memory_order_release);
+      *index = shared_stripe;
+    }
+  };
+  constexpr std::uint32_t all = (std::uint32_t{1} << owned_stripes) - 1;
+  auto& lent = lent_stripes();
+  std::uint32_t cur = lent.load(std::memory_order_relaxed);
+  for (;;) {
+    if ((cur & all) == all) return index = shared_stripe;
+    const auto bit = static_cast<std::size_t>(std::countr_one(cur));
+    if (lent.compare_exchange_weak(cur, cur | (std::uint32_t{1} << bit), std::memory_order_acquire,
+                                   std::memory_order_relaxed)) {
+      index = bit;
+      break;
+    }
+  }
+  static thread_local lease given_back{&index};
+  return index;
+}
+
+/// Adds to a striped counter: a plain load and store on a stripe only this thread writes.
+inline std::uint64_t stripe_add(std::atomic<std::uint64_t>& c, std::uint64_t n,
+                                std::size_t stripe) noexcept {
+  if (stripe != shared_stripe) {
+    const std::uint64_t v = c.load(std::memory_order_relaxed);
+    c.store(v + n, std::memory_order_relaxed);
+    return v;
+  }
+  return c.fetch_add(n, std::memory_order_relaxed);
+}
+
 class service_metrics {
  public:
-  using clock = std::chrono::steady_clock;
+  using clock = tsc_clock;  // steady_clock where the time-stamp counter is not to be trusted
   struct call_mark {
     std::uint64_t id = 0;
     clock::time_point start{};
@@ -134,8 +195,10 @@ class service_metrics {
   void rename(std::string service) { service_ = std::move(service); }
 
   call_mark call_started() noexcept {
-    call_mark m{calls_.fetch_add(1, std::memory_order_relaxed), clock::now()};
-    flight_.started(m.start);
+    const std::size_t i = this_thread_stripe();
+    // Unique per service: a stripe's own count, interleaved with the stripe's index.
+    call_mark m{stripe_add(stripes_[i].calls, 1, i) * stripe_count + i, clock::now()};
+    flight_.started(m.start, i);
     emit(trace_event{trace_event::phase::started, service_, m.id, std::nullopt, {}});
     return m;
   }
@@ -145,20 +208,20 @@ class service_metrics {
                       std::int64_t delivered = 0) noexcept {
     const auto now = clock::now();
     const auto latency = std::chrono::duration_cast<std::chrono::nanoseconds>(now - m.start);
-    record(latency_, latency_sum_, latency);
-    if (delivered != 0) split(m.start, delivered, now);
-    if (outcome) {
-      failed_[static_cast<std::size_t>(*outcome)].fetch_add(1, std::memory_order_relaxed);
-    } else {
-      answered_.fetch_add(1, std::memory_order_relaxed);
-    }
-    flight_.completed(m.start);
+    const std::size_t i = this_thread_stripe();
+    stripe& s = stripes_[i];
+    record(s.latency, s.latency_sum, latency, i);
+    if (delivered != 0) split(s, i, m.start, delivered, now);
+    stripe_add(outcome ? s.failed[static_cast<std::size_t>(*outcome)] : s.answered, 1, i);
+    flight_.completed(m.start, i);
     emit(trace_event{trace_event::phase::completed, service_, m.id, outcome, latency});
   }
 
   /// The split alone, for a call counted elsewhere (a timed call counts by its deadline).
   void call_split(clock::time_point start, std::int64_t delivered) noexcept {
-    if (delivered != 0) split(start, delivered, clock::now());
+    if (delivered == 0) return;
+    const std::size_t i = this_thread_stripe();
+    split(stripes_[i], i, start, delivered, clock::now());
   }
 
   static std::int64_t stamp() noexcept {
@@ -167,111 +230,115 @@ class service_metrics {
         .count();
   }
 
-  void notification_accepted() noexcept { notifications_.fetch_add(1, std::memory_order_relaxed); }
-  void restarted() noexcept { restarts_.fetch_add(1, std::memory_order_relaxed); }
+  void notification_accepted() noexcept {
+    const std::size_t i = this_thread_stripe();
+    stripe_add(stripes_[i].notifications, 1, i);
+  }
 
-  metrics_snapshot snapshot(std::size_t queue_depth, std::uint64_t accepted) const noexcept {
-    metrics_snapshot s;
-    s.queue_depth = queue_depth;
-    s.accepted = accepted;
+  /// `restarts`: the service's own count (kept with or without metrics).
+  metrics_snapshot snapshot(std::size_t queue_depth, std::uint64_t accepted,
+                            std::uint64_t restarts) const noexcept {
+    metrics_snapshot out;
+    out.restarts = restarts;
+    out.queue_depth = queue_depth;
+    out.accepted = accepted;
     // Completions first, then starts: a call completing meanwhile is then never counted
     // completed without being counted started (in_flight cannot underflow).
-    s.answered = answered_.load(std::memory_order_relaxed);
-    std::uint64_t done = s.answered;
-    for (std::size_t i = 0; i < s.failed.size(); ++i) {
-      s.failed[i] = failed_[i].load(std::memory_order_relaxed);
-      done += s.failed[i];
+    std::uint64_t done = 0;
+    for (const stripe& s : stripes_) {
+      out.answered += s.answered.load(std::memory_order_relaxed);
+      for (std::size_t k = 0; k < out.failed.size(); ++k)
+        out.failed[k] += s.failed[k].load(std::memory_order_relaxed);
     }
+    done = out.answered + out.failed_total();
     std::atomic_thread_fence(std::memory_order_acquire);
-    s.calls = calls_.load(std::memory_order_relaxed);
-    s.in_flight = s.calls >= done ? s.calls - done : 0;
-    s.notifications = notifications_.load(std::memory_order_relaxed);
-    s.restarts = restarts_.load(std::memory_order_relaxed);
-    for (std::size_t i = 0; i < latency_histogram::bucket_count; ++i) {
-      s.latency.counts[i] = latency_[i].load(std::memory_order_relaxed);
-      s.queued.counts[i] = queued_[i].load(std::memory_order_relaxed);
-      s.in_worker.counts[i] = in_worker_[i].load(std::memory_order_relaxed);
+    for (const stripe& s : stripes_) {
+      out.calls += s.calls.load(std::memory_order_relaxed);
+      out.notifications += s.notifications.load(std::memory_order_relaxed);
+      for (std::size_t b = 0; b < latency_histogram::bucket_count; ++b) {
+        out.latency.counts[b] += s.latency[b].load(std::memory_order_relaxed);
+        out.queued.counts[b] += s.queued[b].load(std::memory_order_relaxed);
+        out.in_worker.counts[b] += s.in_worker[b].load(std::memory_order_relaxed);
+      }
+      out.latency_sum_ns += s.latency_sum.load(std::memory_order_relaxed);
+      out.queued_sum_ns += s.queued_sum.load(std::memory_order_relaxed);
+      out.in_worker_sum_ns += s.in_worker_sum.load(std::memory_order_relaxed);
     }
-    s.latency_sum_ns = latency_sum_.load(std::memory_order_relaxed);
-    s.queued_sum_ns = queued_sum_.load(std::memory_order_relaxed);
-    s.in_worker_sum_ns = in_worker_sum_.load(std::memory_order_relaxed);
-    s.oldest_in_flight = flight_.oldest_age(clock::now());
-    return s;
+    out.in_flight = out.calls >= done ? out.calls - done : 0;
+    out.oldest_in_flight = flight_.oldest_age(clock::now());
+    return out;
   }
 
  private:
-  using buckets = std::array<std::atomic<std::uint64_t>, latency_histogram::bucket_count>;
+  using counter = std::atomic<std::uint64_t>;
+  using buckets = std::array<counter, latency_histogram::bucket_count>;
+  struct alignas(64) stripe {
+    counter calls{0};
+    counter answered{0};
+    std::array<counter, error_kind_count> failed{};
+    counter notifications{0};
+    buckets latency{};
+    buckets queued{};
+    buckets in_worker{};
+    counter latency_sum{0};
+    counter queued_sum{0};
+    counter in_worker_sum{0};
+  };
 
-  static void record(buckets& b, std::atomic<std::uint64_t>& sum,
-                     std::chrono::nanoseconds d) noexcept {
-    b[latency_histogram::bucket_of(d)].fetch_add(1, std::memory_order_relaxed);
-    sum.fetch_add(static_cast<std::uint64_t>(d.count() > 0 ? d.count() : 0),
-                  std::memory_order_relaxed);
+  static void record(buckets& b, counter& sum, std::chrono::nanoseconds d, std::size_t i) noexcept {
+    stripe_add(b[latency_histogram::bucket_of(d)], 1, i);
+    stripe_add(sum, static_cast<std::uint64_t>(d.count() > 0 ? d.count() : 0), i);
   }
 
-  void split(clock::time_point start, std::int64_t delivered, clock::time_point now) noexcept {
+  static void split(stripe& s, std::size_t i, clock::time_point start, std::int64_t delivered,
+                    clock::time_point now) noexcept {
     const clock::time_point at{std::chrono::duration_cast<clock::duration>(
         std::chrono::nanoseconds(delivered))};
-    record(queued_, queued_sum_, std::chrono::duration_cast<std::chrono::nanoseconds>(at - start));
-    record(in_worker_, in_worker_sum_,
-           std::chrono::duration_cast<std::chrono::nanoseconds>(now - at));
+    record(s.queued, s.queued_sum, std::chrono::duration_cast<std::chrono::nanoseconds>(at - start),
+           i);
+    record(s.in_worker, s.in_worker_sum,
+           std::chrono::duration_cast<std::chrono::nanoseconds>(now - at), i);
   }
 
  public:
   // (Public for its tests: it takes its times as arguments.)
   // Calls in flight by the epoch (2^26 ns, about 67 ms) they started in, in a ring of 64
-  // epochs: each slot is one word, the epoch's tag (high half) and its count (low half), so
-  // a start reusing a slot of an older epoch and a completion race on that one word. The
-  // calls still counted in a reused slot move to `older_`, whose epoch is the oldest so
-  // moved; a completion whose slot moved on takes itself from there.
+  // slots (epoch mod 64). Per slot, each stripe counts the calls started and those ended
+  // (by their start's epoch); neither count is ever reset, so the sums' difference is
+  // exactly the calls in flight that started in any epoch of that slot. A shared tag says
+  // which epoch last started in the slot; when a later epoch takes the slot over while
+  // calls of the slot are still in flight, the slot's carry keeps the epoch they came
+  // from. The age is then to within an epoch; a carry can outlive its calls while later
+  // calls of the slot are in flight (at most one epoch: it is reset when the slot is taken
+  // over with nothing in flight), and a call started in the instant of a take-over by
+  // another thread can be taken for a carried one.
   class flight_epochs {
    public:
     static constexpr unsigned epoch_shift = 26;
     static constexpr std::size_t slot_count = 64;
 
-    void started(clock::time_point t) noexcept {
+    void started(clock::time_point t, std::size_t stripe = this_thread_stripe()) noexcept {
       const std::uint64_t e = epoch_of(t);
-      auto& w = slots_[e % slot_count];
-      std::uint64_t cur = w.load(std::memory_order_relaxed);
-      for (;;) {
-        const std::uint64_t tag = cur >> 32, count = cur & 0xffffffffu;
-        std::uint64_t next;
-        if (tag == (e & 0xffffffffu)) {
-          next = cur + 1;
-        } else {
-          next = ((e & 0xffffffffu) << 32) | 1u;
-        }
-        if (w.compare_exchange_weak(cur, next, std::memory_order_relaxed)) {
-          if (tag != (e & 0xffffffffu) && count != 0) move_older(e, tag, count);
-          return;
-        }
-      }
+      const std::size_t slot = e % slot_count;
+      if (tags_[slot].load(std::memory_order_relaxed) < e + 1) take_over(slot, e);
+      stripe_add(stripes_[stripe].started[slot], 1, stripe);
     }
 
-    void completed(clock::time_point t) noexcept {
-      const std::uint64_t e = epoch_of(t) & 0xffffffffu;
-      auto& w = slots_[epoch_of(t) % slot_count];
-      std::uint64_t cur = w.load(std::memory_order_relaxed);
-      while ((cur >> 32) == e && (cur & 0xffffffffu) != 0) {
-        if (w.compare_exchange_weak(cur, cur - 1, std::memory_order_relaxed)) return;
-      }
-      // The slot was reused by a later epoch: this call was moved to the older ones.
-      if (older_.fetch_sub(1, std::memory_order_relaxed) == 1)
-        older_epoch_.store(no_epoch, std::memory_order_relaxed);
+    void completed(clock::time_point t, std::size_t stripe = this_thread_stripe()) noexcept {
+      stripe_add(stripes_[stripe].ended[epoch_of(t) % slot_count], 1, stripe);
     }
 
     std::chrono::nanoseconds oldest_age(clock::time_point now) const noexcept {
       const std::uint64_t e_now = epoch_of(now);
       std::uint64_t oldest = no_epoch;
-      if (older_.load(std::memory_order_relaxed) > 0) oldest = older_epoch_.load();
-      // Every slot: one whose calls are stuck keeps its tag while no later epoch of the same
-      // slot starts (a quiet service), however long ago that was.
-      for (const auto& slot : slots_) {
-        const std::uint64_t w = slot.load(std::memory_order_relaxed);
-        if ((w & 0xffffffffu) == 0) continue;
-        std::uint64_t full = (e_now & ~std::uint64_t{0xffffffffu}) | (w >> 32);
-        if (full > e_now) full -= std::uint64_t{1} << 32;
-        if (oldest == no_epoch || full < oldest) oldest = full;
+      for (std::size_t slot = 0; slot < slot_count; ++slot) {
+        if (in_flight(slot) <= 0) continue;
+        const std::uint64_t tag = tags_[slot].load(std::memory_order_relaxed);
+        if (tag == 0) continue;
+        std::uint64_t from = tag - 1;
+        if (const std::uint64_t c = carry_[slot].load(std::memory_order_relaxed))
+          from = std::min(from, c - 1);
+        oldest = std::min(oldest, from);
       }
       if (oldest == no_epoch || oldest > e_now) return std::chrono::nanoseconds(0);
       const auto since = std::chrono::nanoseconds(
@@ -281,24 +348,43 @@ class service_metrics {
 
    private:
     static constexpr std::uint64_t no_epoch = ~std::uint64_t{0};
+    struct alignas(64) counts {
+      std::array<counter, slot_count> started{};
+      std::array<counter, slot_count> ended{};
+    };
+
     static std::uint64_t epoch_of(clock::time_point t) noexcept {
       const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch());
       return static_cast<std::uint64_t>(ns.count() > 0 ? ns.count() : 0) >> epoch_shift;
     }
-    // `tag`: the low half of an epoch before `e` (within 2^32 epochs, 9 years).
-    void move_older(std::uint64_t e, std::uint64_t tag, std::uint64_t count) noexcept {
-      older_.fetch_add(static_cast<std::int64_t>(count), std::memory_order_relaxed);
-      std::uint64_t full = (e & ~std::uint64_t{0xffffffffu}) | tag;
-      if (full > e) full -= std::uint64_t{1} << 32;
-      std::uint64_t cur = older_epoch_.load(std::memory_order_relaxed);
-      while ((cur == no_epoch || full < cur) &&
-             !older_epoch_.compare_exchange_weak(cur, full, std::memory_order_relaxed)) {
+
+    std::int64_t in_flight(std::size_t slot) const noexcept {
+      std::uint64_t ended = 0, started = 0;
+      for (const counts& c : stripes_) ended += c.ended[slot].load(std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      for (const counts& c : stripes_) started += c.started[slot].load(std::memory_order_relaxed);
+      return static_cast<std::int64_t>(started - ended);
+    }
+
+    // Once per slot per 64 epochs (about 4.3 s): the first start of epoch `e` in `slot`.
+    void take_over(std::size_t slot, std::uint64_t e) noexcept {
+      std::uint64_t cur = tags_[slot].load(std::memory_order_relaxed);
+      while (cur < e + 1) {
+        if (!tags_[slot].compare_exchange_weak(cur, e + 1, std::memory_order_relaxed)) continue;
+        if (cur == 0) return;  // the slot's first epoch
+        std::uint64_t carried = 0;
+        if (in_flight(slot) > 0) {
+          const std::uint64_t before = carry_[slot].load(std::memory_order_relaxed);
+          carried = before != 0 ? std::min(cur, before) : cur;
+        }
+        carry_[slot].store(carried, std::memory_order_relaxed);
+        return;
       }
     }
 
-    std::array<std::atomic<std::uint64_t>, slot_count> slots_{};
-    std::atomic<std::int64_t> older_{0};
-    std::atomic<std::uint64_t> older_epoch_{no_epoch};
+    std::array<counts, stripe_count> stripes_{};
+    std::array<counter, slot_count> tags_{};   // the slot's latest epoch + 1 (0: never used)
+    std::array<counter, slot_count> carry_{};  // the carried calls' epoch + 1 (0: none)
   };
 
  private:
@@ -310,17 +396,7 @@ class service_metrics {
     }
   }
 
-  std::atomic<std::uint64_t> calls_{0};
-  std::atomic<std::uint64_t> answered_{0};
-  std::array<std::atomic<std::uint64_t>, error_kind_count> failed_{};
-  std::atomic<std::uint64_t> notifications_{0};
-  std::atomic<std::uint64_t> restarts_{0};
-  buckets latency_{};
-  buckets queued_{};
-  buckets in_worker_{};
-  std::atomic<std::uint64_t> latency_sum_{0};
-  std::atomic<std::uint64_t> queued_sum_{0};
-  std::atomic<std::uint64_t> in_worker_sum_{0};
+  std::array<stripe, stripe_count> stripes_{};
   flight_epochs flight_;
   trace_hook trace_;
   std::string service_;

@@ -143,95 +143,79 @@ inline double seconds_since_epoch(std::chrono::system_clock::time_point t) {
 /// its HELP and TYPE first, then one series per service.
 inline void write_prometheus(std::string& out, const std::vector<service_info>& services) {
   detail::prometheus_writer w(out);
-  auto each = [&](auto&& f) {
-    for (const service_info& s : services) f(s);
+  // A family of one series per service: `value(s)` (or `value(s, metrics)` for the measured
+  // services only).
+  auto each = [&](const char* name, const char* type, const char* help, auto&& value) {
+    w.family(name, type, help);
+    for (const service_info& s : services) w.sample(name, s, value(s));
   };
-  auto each_measured = [&](auto&& f) {
+  auto each_measured = [&](const char* name, const char* type, const char* help, auto&& value) {
+    w.family(name, type, help);
     for (const service_info& s : services)
-      if (s.metrics) f(s, *s.metrics);
+      if (s.metrics) w.sample(name, s, value(*s.metrics));
+  };
+  auto histogram = [&](const char* name, const char* help, latency_histogram metrics_snapshot::*h,
+                       std::uint64_t metrics_snapshot::*sum) {
+    w.family(name, "histogram", help);
+    for (const service_info& s : services)
+      if (s.metrics) w.histogram(name, s, (*s.metrics).*h, (*s.metrics).*sum);
   };
   bool any_measured = false;
   for (const service_info& s : services) any_measured = any_measured || s.metrics.has_value();
 
   w.family("tenorite_service_status", "gauge",
            "Where the service is in its life: 1 for its status, 0 for the others.");
-  each([&](const service_info& s) {
+  for (const service_info& s : services)
     for (auto st : {service_status::running, service_status::draining, service_status::restarting,
                     service_status::ended})
       w.sample("tenorite_service_status", s, std::uint64_t{s.status == st ? 1u : 0u}, "status",
                to_string(st));
-  });
-  w.family("tenorite_service_workers", "gauge", "Workers serving the service's queue.");
-  each([&](const service_info& s) {
-    w.sample("tenorite_service_workers", s, std::uint64_t{s.workers});
-  });
-  w.family("tenorite_queue_capacity", "gauge", "Requests the queue holds at most.");
-  each([&](const service_info& s) {
-    w.sample("tenorite_queue_capacity", s, std::uint64_t{s.queue_capacity});
-  });
-  w.family("tenorite_queue_depth", "gauge", "Requests waiting in the queue now.");
-  each([&](const service_info& s) {
-    w.sample("tenorite_queue_depth", s, std::uint64_t{s.queue_depth});
-  });
-  w.family("tenorite_service_start_time_seconds", "gauge",
-           "When the service started, in seconds since the Unix epoch.");
-  each([&](const service_info& s) {
-    w.sample("tenorite_service_start_time_seconds", s, detail::seconds_since_epoch(s.started));
-  });
-  w.family("tenorite_service_restarts_total", "counter", "Worker restarts by the supervisor.");
-  each([&](const service_info& s) { w.sample("tenorite_service_restarts_total", s, s.restarts); });
+  each("tenorite_service_workers", "gauge", "Workers serving the service's queue.",
+       [](const service_info& s) { return std::uint64_t{s.workers}; });
+  each("tenorite_queue_capacity", "gauge", "Requests the queue holds at most.",
+       [](const service_info& s) { return std::uint64_t{s.queue_capacity}; });
+  each("tenorite_queue_depth", "gauge", "Requests waiting in the queue now.",
+       [](const service_info& s) { return std::uint64_t{s.queue_depth}; });
+  each("tenorite_service_start_time_seconds", "gauge",
+       "When the service started, in seconds since the Unix epoch.",
+       [](const service_info& s) { return detail::seconds_since_epoch(s.started); });
+  each("tenorite_service_restarts_total", "counter", "Worker restarts by the supervisor.",
+       [](const service_info& s) { return s.restarts; });
   w.family("tenorite_service_last_failure_time_seconds", "gauge",
            "When a worker last failed, in seconds since the Unix epoch.");
-  each([&](const service_info& s) {
+  for (const service_info& s : services)
     if (s.last_failure)
       w.sample("tenorite_service_last_failure_time_seconds", s,
                detail::seconds_since_epoch(s.last_failure->when));
-  });
   if (!any_measured) return;
 
-  w.family("tenorite_calls_total", "counter", "Calls started (notifications excluded).");
-  each_measured([&](const service_info& s, const metrics_snapshot& m) {
-    w.sample("tenorite_calls_total", s, m.calls);
-  });
-  w.family("tenorite_calls_answered_total", "counter", "Calls completed with a response.");
-  each_measured([&](const service_info& s, const metrics_snapshot& m) {
-    w.sample("tenorite_calls_answered_total", s, m.answered);
-  });
+  each_measured("tenorite_calls_total", "counter", "Calls started (notifications excluded).",
+                [](const metrics_snapshot& m) { return m.calls; });
+  each_measured("tenorite_calls_answered_total", "counter", "Calls completed with a response.",
+                [](const metrics_snapshot& m) { return m.answered; });
   w.family("tenorite_calls_failed_total", "counter", "Calls failed, by error kind.");
-  each_measured([&](const service_info& s, const metrics_snapshot& m) {
-    for (std::size_t k = 0; k < error_kind_count; ++k)
-      w.sample("tenorite_calls_failed_total", s, m.failed[k], "error_kind",
-               to_string(static_cast<error_kind>(k)));
-  });
-  w.family("tenorite_notifications_total", "counter", "Notifications accepted into the queue.");
-  each_measured([&](const service_info& s, const metrics_snapshot& m) {
-    w.sample("tenorite_notifications_total", s, m.notifications);
-  });
-  w.family("tenorite_calls_in_flight", "gauge", "Calls started and not completed yet.");
-  each_measured([&](const service_info& s, const metrics_snapshot& m) {
-    w.sample("tenorite_calls_in_flight", s, m.in_flight);
-  });
-  w.family("tenorite_oldest_call_age_seconds", "gauge",
-           "Age of the oldest call in flight (to within 67 ms), 0 when none is.");
-  each_measured([&](const service_info& s, const metrics_snapshot& m) {
-    w.sample("tenorite_oldest_call_age_seconds", s,
-             static_cast<double>(m.oldest_in_flight.count()) * 1e-9);
-  });
-  w.family("tenorite_call_duration_seconds", "histogram",
-           "Calls from their start to their completion.");
-  each_measured([&](const service_info& s, const metrics_snapshot& m) {
-    w.histogram("tenorite_call_duration_seconds", s, m.latency, m.latency_sum_ns);
-  });
-  w.family("tenorite_call_queued_seconds", "histogram",
-           "Calls a worker took, from their start to the worker taking the request.");
-  each_measured([&](const service_info& s, const metrics_snapshot& m) {
-    w.histogram("tenorite_call_queued_seconds", s, m.queued, m.queued_sum_ns);
-  });
-  w.family("tenorite_call_worker_seconds", "histogram",
-           "Calls a worker took, from the worker taking the request to its answer.");
-  each_measured([&](const service_info& s, const metrics_snapshot& m) {
-    w.histogram("tenorite_call_worker_seconds", s, m.in_worker, m.in_worker_sum_ns);
-  });
+  for (const service_info& s : services)
+    if (s.metrics)
+      for (std::size_t k = 0; k < error_kind_count; ++k)
+        w.sample("tenorite_calls_failed_total", s, s.metrics->failed[k], "error_kind",
+                 to_string(static_cast<error_kind>(k)));
+  each_measured("tenorite_notifications_total", "counter", "Notifications accepted into the queue.",
+                [](const metrics_snapshot& m) { return m.notifications; });
+  each_measured("tenorite_calls_in_flight", "gauge", "Calls started and not completed yet.",
+                [](const metrics_snapshot& m) { return m.in_flight; });
+  each_measured("tenorite_oldest_call_age_seconds", "gauge",
+                "Age of the oldest call in flight (to within 67 ms), 0 when none is.",
+                [](const metrics_snapshot& m) {
+                  return static_cast<double>(m.oldest_in_flight.count()) * 1e-9;
+                });
+  histogram("tenorite_call_duration_seconds", "Calls from their start to their completion.",
+            &metrics_snapshot::latency, &metrics_snapshot::latency_sum_ns);
+  histogram("tenorite_call_queued_seconds",
+            "Calls a worker took, from their start to the worker taking the request.",
+            &metrics_snapshot::queued, &metrics_snapshot::queued_sum_ns);
+  histogram("tenorite_call_worker_seconds",
+            "Calls a worker took, from the worker taking the request to its answer.",
+            &metrics_snapshot::in_worker, &metrics_snapshot::in_worker_sum_ns);
 }
 
 /// The services of `registry` in the Prometheus text format 0.0.4.

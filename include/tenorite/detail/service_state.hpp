@@ -327,7 +327,7 @@ class service_state final : public abortable {
     } else {
       out.status = service_status::running;
     }
-    if (s->metrics) out.metrics = s->metrics->snapshot(depth, accepted);
+    if (s->metrics) out.metrics = s->metrics->snapshot(depth, accepted, out.restarts);
   }
 
   // Last: it leaves the registry before anything describe() reads is destroyed.

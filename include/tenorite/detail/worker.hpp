@@ -242,7 +242,6 @@ boost::asio::awaitable<void> run_worker(worker_guard<T, Req, Resp, Err> guard,
       co_return;
     }
     st.restarts.fetch_add(1, std::memory_order_relaxed);
-    if (st.metrics) st.metrics->restarted();
     // Restarting before the hook hears of it: what the hook does next sees the status.
     if (delay->count() > 0) st.restarting.fetch_add(1, std::memory_order_relaxed);
     restarts.notify(failure);
