@@ -207,7 +207,10 @@ double pool_calls_per_s(std::size_t workers, std::size_t callers, std::size_t pe
 /// What the echo figure measures with: nothing, metrics (counters, split latencies, the
 /// oldest call's age), or everything (metrics, a trace hook, a trace context on every call).
 enum class observed { off, metrics, everything };
-double echo_ns_per_call(observed what, std::size_t warmup, std::size_t calls);
+// `threads`: the runtime's; with 1 the caller and the worker share the thread, and the figure
+// is the cost of the code alone (with 2 it also depends on where the two land).
+double echo_ns_per_call(observed what, std::size_t warmup, std::size_t calls,
+                        std::size_t threads = runtime_threads);
 impl std_threads_impl();
 
 }  // namespace bench

@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include <tenorite/detail/tsc_clock.hpp>
+
 #include "kv_common.hpp"
 
 namespace {
@@ -166,29 +168,43 @@ void run_topologies(double scale) {
 }
 
 // The cost of observing a call: the echo round trip with metrics off, on, and with metrics, a
-// trace hook and a trace context all on. The three run interleaved, `rounds` times each, so
-// that a drift of the machine touches all three alike; the medians are printed.
+// trace hook and a trace context all on. The three run interleaved, `rounds` times each, so a
+// drift of the machine touches all three alike; the medians are printed, and the cost as the
+// median of each round's difference. On the benchmark's 2-thread runtime and on 1 thread (the
+// caller and the worker on the same thread: the code's cost alone, without the noise of where
+// the two land).
 void run_overhead(double scale) {
   std::printf("\n# overhead of observation (tenorite only), medians of interleaved rounds\n");
   constexpr int rounds = 7;
   const std::size_t warmup = scaled(scale, 10'000), calls = scaled(scale, 200'000);
-  std::vector<double> off, on, all;
-  for (int r = 0; r < rounds; ++r) {
-    off.push_back(bench::echo_ns_per_call(bench::observed::off, warmup, calls));
-    on.push_back(bench::echo_ns_per_call(bench::observed::metrics, warmup, calls));
-    all.push_back(bench::echo_ns_per_call(bench::observed::everything, warmup, calls));
-  }
   auto median = [](std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];
   };
-  const double m_off = median(off), m_on = median(on), m_all = median(all);
-  std::printf("impl=tenorite scenario=echo_metrics_off value=%.1f unit=ns_per_call\n", m_off);
-  std::printf("impl=tenorite scenario=echo_metrics_on value=%.1f unit=ns_per_call\n", m_on);
-  std::printf("impl=tenorite scenario=echo_observed_everything value=%.1f unit=ns_per_call\n",
-              m_all);
-  std::printf("# metrics cost %.1f ns/call, everything %.1f ns/call\n", m_on - m_off,
-              m_all - m_off);
+  for (std::size_t threads : {bench::runtime_threads, std::size_t{1}}) {
+    std::vector<double> off, on, all, on_cost, all_cost;
+    for (int r = 0; r < rounds; ++r) {
+      off.push_back(bench::echo_ns_per_call(bench::observed::off, warmup, calls, threads));
+      on.push_back(bench::echo_ns_per_call(bench::observed::metrics, warmup, calls, threads));
+      all.push_back(bench::echo_ns_per_call(bench::observed::everything, warmup, calls, threads));
+      on_cost.push_back(on.back() - off.back());
+      all_cost.push_back(all.back() - off.back());
+    }
+    const char* suffix = threads == 1 ? "_1thread" : "";
+    std::printf("impl=tenorite scenario=echo_metrics_off%s value=%.1f unit=ns_per_call\n", suffix,
+                median(off));
+    std::printf("impl=tenorite scenario=echo_metrics_on%s value=%.1f unit=ns_per_call\n", suffix,
+                median(on));
+    std::printf("impl=tenorite scenario=echo_observed_everything%s value=%.1f unit=ns_per_call\n",
+                suffix, median(all));
+    std::printf("impl=tenorite scenario=metrics_cost%s value=%.1f unit=ns_per_call\n", suffix,
+                median(on_cost));
+    std::printf("impl=tenorite scenario=observed_everything_cost%s value=%.1f unit=ns_per_call\n",
+                suffix, median(all_cost));
+  }
+  std::printf("# the metrics clock reads the %s\n", tenorite::detail::tsc_clock::counts_cpu_ticks()
+                                                        ? "time-stamp counter"
+                                                        : "steady_clock");
   std::fflush(stdout);
 }
 

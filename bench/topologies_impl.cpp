@@ -86,8 +86,9 @@ double pool_calls_per_s(std::size_t workers, std::size_t callers, std::size_t pe
   return static_cast<double>(callers * per) / (ns * 1e-9);
 }
 
-double echo_ns_per_call(observed what, std::size_t warmup, std::size_t calls) {
-  tenorite::runtime rt(runtime_threads);
+double echo_ns_per_call(observed what, std::size_t warmup, std::size_t calls,
+                        std::size_t threads) {
+  tenorite::runtime rt(threads);
   tenorite::service_options opts;
   opts.queue_size = queue_capacity;
   opts.metrics = what != observed::off;
