@@ -299,6 +299,22 @@ TEST(Metrics, TheOldestCallInFlightKeepsItsAgeHoweverLongItIsStuck) {
     busy.completed(t0);
     EXPECT_EQ(busy.oldest_age(t0 + 10s), 0ns);
   }
+  {
+    // Calls of one slot that each outlive the slot's lap (64 epochs) by a little, one after
+    // the other: each is carried at the next take-over and takes itself off when it ends, so
+    // the age never grows past the longest call's, lap after lap.
+    epochs chained;
+    const auto lap = epoch * epochs::slot_count;
+    chained.started(t0);
+    for (int k = 1; k <= 5; ++k) {
+      chained.started(t0 + k * lap);  // the slot is taken over: call k-1 is carried
+      near(chained.oldest_age(t0 + k * lap), lap);
+      chained.completed(t0 + (k - 1) * lap);  // ... and ends
+      near(chained.oldest_age(t0 + k * lap + epoch), epoch);
+    }
+    chained.completed(t0 + 5 * lap);
+    EXPECT_EQ(chained.oldest_age(t0 + 6 * lap), 0ns);
+  }
 }
 
 // More threads than owned stripes, all counting at once: the overflow writes the shared

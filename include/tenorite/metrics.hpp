@@ -131,14 +131,18 @@ inline constexpr std::size_t owned_stripes = 8;
 inline constexpr std::size_t shared_stripe = owned_stripes;
 inline constexpr std::size_t stripe_count = owned_stripes + 1;
 
-inline std::atomic<std::uint32_t>& lent_stripes() noexcept {
+// The lending is one per process only if these two functions' statics are: with default
+// visibility they are, when the library is in several shared objects of one program (built
+// with -fvisibility=hidden, or loaded RTLD_LOCAL). On Windows each DLL that counts has its
+// own: there, measured services must be used from one module (or metrics left off).
+TENORITE_SHARED_STATE inline std::atomic<std::uint32_t>& lent_stripes() noexcept {
   static constinit std::atomic<std::uint32_t> lent{0};
   return lent;
 }
 
 /// This thread's stripe. Out of line: a coroutine may resume on another thread between two
 /// calls, and Clang 16 may reuse the address of an inlined thread-local read before.
-TENORITE_NOINLINE inline std::size_t this_thread_stripe() noexcept {
+TENORITE_NOINLINE TENORITE_SHARED_STATE inline std::size_t this_thread_stripe() noexcept {
   static thread_local constinit std::size_t index = stripe_count;  // stripe_count: none yet
   if (index != stripe_count) return index;
   struct lease {
@@ -306,12 +310,14 @@ class service_metrics {
   // slots (epoch mod 64). Per slot, each stripe counts the calls started and those ended
   // (by their start's epoch); neither count is ever reset, so the sums' difference is
   // exactly the calls in flight that started in any epoch of that slot. A shared tag says
-  // which epoch last started in the slot; when a later epoch takes the slot over while
-  // calls of the slot are still in flight, the slot's carry keeps the epoch they came
-  // from. The age is then to within an epoch; a carry can outlive its calls while later
-  // calls of the slot are in flight (at most one epoch: it is reset when the slot is taken
-  // over with nothing in flight), and a call started in the instant of a take-over by
-  // another thread can be taken for a carried one.
+  // which epoch last started in the slot. When a later epoch takes the slot over while calls
+  // of the slot are still in flight, those calls are carried: the slot keeps how many and the
+  // oldest epoch they came from, and each, when it ends after the take-over, takes itself
+  // off the carried count; the carry is forgotten when its last call ends. So the age is to
+  // within an epoch, however long a call is stuck. (Imprecise only for a call whose start
+  // time was read more than a lap, 4.3 s, before it was counted, and for one that ends in the
+  // very instant its slot is taken over: the carry may then stay one call too many, which
+  // shows only while calls of that slot are in flight and is reset at its next take-over.)
   class flight_epochs {
    public:
     static constexpr unsigned epoch_shift = 26;
@@ -320,12 +326,18 @@ class service_metrics {
     void started(clock::time_point t, std::size_t stripe = this_thread_stripe()) noexcept {
       const std::uint64_t e = epoch_of(t);
       const std::size_t slot = e % slot_count;
-      if (tags_[slot].load(std::memory_order_relaxed) < e + 1) take_over(slot, e);
+      if (tags_[slot].load(std::memory_order_acquire) < e + 1) take_over(slot, e);
       stripe_add(stripes_[stripe].started[slot], 1, stripe);
     }
 
     void completed(clock::time_point t, std::size_t stripe = this_thread_stripe()) noexcept {
-      stripe_add(stripes_[stripe].ended[epoch_of(t) % slot_count], 1, stripe);
+      const std::uint64_t e = epoch_of(t);
+      const std::size_t slot = e % slot_count;
+      stripe_add(stripes_[stripe].ended[slot], 1, stripe);
+      // Taken over since this call started (it ran for more than a lap): it was carried.
+      if (tags_[slot].load(std::memory_order_relaxed) > e + 1 &&
+          carried_[slot].fetch_sub(1, std::memory_order_relaxed) == 1)
+        carry_[slot].store(0, std::memory_order_relaxed);
     }
 
     std::chrono::nanoseconds oldest_age(clock::time_point now) const noexcept {
@@ -336,7 +348,8 @@ class service_metrics {
         const std::uint64_t tag = tags_[slot].load(std::memory_order_relaxed);
         if (tag == 0) continue;
         std::uint64_t from = tag - 1;
-        if (const std::uint64_t c = carry_[slot].load(std::memory_order_relaxed))
+        const std::uint64_t c = carry_[slot].load(std::memory_order_relaxed);
+        if (c != 0 && carried_[slot].load(std::memory_order_relaxed) > 0)
           from = std::min(from, c - 1);
         oldest = std::min(oldest, from);
       }
@@ -366,25 +379,35 @@ class service_metrics {
       return static_cast<std::int64_t>(started - ended);
     }
 
-    // Once per slot per 64 epochs (about 4.3 s): the first start of epoch `e` in `slot`.
+    // Once per slot per 64 epochs (about 4.3 s): the first start of epoch `e` in `slot`. The
+    // calls in flight are read before the tag moves: until it does, every start of epoch `e`
+    // in this slot comes here first, so none of them is taken for a carried call (the
+    // exchange's release keeps the reads before it; a loser's acquire keeps its count after).
     void take_over(std::size_t slot, std::uint64_t e) noexcept {
-      std::uint64_t cur = tags_[slot].load(std::memory_order_relaxed);
+      std::uint64_t cur = tags_[slot].load(std::memory_order_acquire);
       while (cur < e + 1) {
-        if (!tags_[slot].compare_exchange_weak(cur, e + 1, std::memory_order_relaxed)) continue;
-        if (cur == 0) return;  // the slot's first epoch
-        std::uint64_t carried = 0;
-        if (in_flight(slot) > 0) {
-          const std::uint64_t before = carry_[slot].load(std::memory_order_relaxed);
-          carried = before != 0 ? std::min(cur, before) : cur;
+        const std::int64_t flying = cur == 0 ? 0 : in_flight(slot);
+        if (!tags_[slot].compare_exchange_weak(cur, e + 1, std::memory_order_acq_rel,
+                                               std::memory_order_acquire))
+          continue;
+        if (flying <= 0) {
+          carried_[slot].store(0, std::memory_order_relaxed);
+          carry_[slot].store(0, std::memory_order_relaxed);
+          return;
         }
-        carry_[slot].store(carried, std::memory_order_relaxed);
+        // The calls still carried from before stay the oldest; `cur` is the epoch just left.
+        const std::uint64_t before = carry_[slot].load(std::memory_order_relaxed);
+        const bool still = before != 0 && carried_[slot].load(std::memory_order_relaxed) > 0;
+        carry_[slot].store(still ? std::min(before, cur) : cur, std::memory_order_relaxed);
+        carried_[slot].store(flying, std::memory_order_relaxed);
         return;
       }
     }
 
     std::array<counts, stripe_count> stripes_{};
     std::array<counter, slot_count> tags_{};   // the slot's latest epoch + 1 (0: never used)
-    std::array<counter, slot_count> carry_{};  // the carried calls' epoch + 1 (0: none)
+    std::array<counter, slot_count> carry_{};  // the carried calls' oldest epoch + 1 (0: none)
+    std::array<std::atomic<std::int64_t>, slot_count> carried_{};  // how many are carried
   };
 
  private:

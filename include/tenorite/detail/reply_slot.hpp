@@ -62,7 +62,8 @@ class reply_slot {
   void mark_returning() noexcept { returning_.store(true, std::memory_order_relaxed); }
   bool returning() const noexcept { return returning_.load(std::memory_order_relaxed); }
 
-  /// When a worker took the request (steady_clock nanoseconds; 0: not yet, or not measured).
+  /// When a worker took the request (service_metrics::clock nanoseconds; 0: not yet, or not
+  /// measured).
   /// Stamped by the queue as it hands the request out, read by whoever completes the slot.
   void stamp_delivered(std::int64_t at) noexcept { delivered_.store(at, std::memory_order_relaxed); }
   std::int64_t delivered() const noexcept { return delivered_.load(std::memory_order_relaxed); }

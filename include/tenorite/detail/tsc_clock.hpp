@@ -13,7 +13,15 @@
 // - the scale from ticks to nanoseconds is measured once per process, against steady_clock
 //   over about 200 us, on the first call; values are nanoseconds counted from steady_clock's
 //   epoch at that moment, so the clock is steady and its readings are comparable with each
-//   other (not with steady_clock's: the two may drift apart by the scale's error, ~0.01%);
+//   other (not with steady_clock's: the two drift apart by the scale's error, and by NTP's
+//   slewing of steady_clock, up to 0.05%); each end of the measurement is the narrowest of
+//   several tick/steady_clock pairs, and two measurements must agree within 0.5% or the
+//   clock stays steady_clock (a preemption in the middle of one would skew every latency);
+// - a tick count below the calibration's (the counter was reset, on a resume from sleep on
+//   some machines) reads steady_clock instead: values stay on steady_clock's time line;
+// - the counter is read without a fence: a reading can come a few nanoseconds before one that
+//   another thread made just before it; durations are clamped at zero where they are used.
+//   (A fence would double the reading's cost, ~10 ns more, three times per call.)
 // - now() never fails and never blocks after the first call.
 #pragma once
 
@@ -21,9 +29,6 @@
 #include <cstdint>
 
 #if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
-#include <cpuid.h>
-#include <x86intrin.h>
-
 #include <cstdio>
 #include <cstring>
 #define TENORITE_TSC_CLOCK 1
@@ -42,9 +47,10 @@ struct tsc_clock {
 #ifdef TENORITE_TSC_CLOCK
     const scale& s = scale::get();
     if (s.usable) {
-      const auto ticks = static_cast<std::int64_t>(__rdtsc() - s.base_ticks);
-      return time_point(duration(
-          s.base_ns + static_cast<std::int64_t>(static_cast<double>(ticks) * s.ns_per_tick)));
+      const auto ticks = static_cast<std::int64_t>(ticks_now() - s.base_ticks);
+      if (ticks >= 0)
+        return time_point(duration(
+            s.base_ns + static_cast<std::int64_t>(static_cast<double>(ticks) * s.ns_per_tick)));
     }
 #endif
     return time_point(
@@ -62,6 +68,10 @@ struct tsc_clock {
 
  private:
 #ifdef TENORITE_TSC_CLOCK
+  static std::uint64_t ticks_now() noexcept {
+    return __builtin_ia32_rdtsc();
+  }
+
   struct scale {
     bool usable = false;
     std::uint64_t base_ticks = 0;
@@ -79,13 +89,31 @@ struct tsc_clock {
           .count();
     }
 
-    // A steady_clock reading and the tick count at the same moment (the middle of the two
-    // ticks around it).
+    // A steady_clock reading and the tick count at the same moment: the middle of the two tick
+    // readings around it, of the narrowest of a few tries (one that was preempted is wide).
     static void pair(std::int64_t& ns, std::uint64_t& ticks) noexcept {
-      const std::uint64_t before = __rdtsc();
-      ns = steady_ns();
-      const std::uint64_t after = __rdtsc();
-      ticks = before + (after - before) / 2;
+      std::uint64_t narrowest = ~std::uint64_t{0};
+      for (int i = 0; i < 8; ++i) {
+        const std::uint64_t before = ticks_now();
+        const std::int64_t at = steady_ns();
+        const std::uint64_t after = ticks_now();
+        if (after >= before && after - before < narrowest) {
+          narrowest = after - before;
+          ns = at;
+          ticks = before + (after - before) / 2;
+        }
+      }
+    }
+
+    // Nanoseconds per tick over about 200 us from (ns0, t0), ending at (ns1, t1); 0 if the
+    // counter did not move forward.
+    static double ratio(std::int64_t ns0, std::uint64_t t0, std::int64_t& ns1,
+                        std::uint64_t& t1) noexcept {
+      do {
+        pair(ns1, t1);
+      } while (ns1 - ns0 < 200'000);
+      if (t1 <= t0) return 0;
+      return static_cast<double>(ns1 - ns0) / static_cast<double>(t1 - t0);
     }
 
     static bool kernel_uses_tsc() noexcept {
@@ -99,26 +127,38 @@ struct tsc_clock {
     }
 
     static bool invariant_tsc() noexcept {
-      unsigned a = 0, b = 0, c = 0, d = 0;
-      if (__get_cpuid_max(0x80000000u, nullptr) < 0x80000007u) return false;
-      __cpuid(0x80000007u, a, b, c, d);
+      // CPUID leaf 0x80000007 (advanced power management), EDX bit 8: the counter runs at a
+      // constant rate in every power state. Asked with inline assembly: <cpuid.h> would bring
+      // its unprefixed macros into every translation unit that includes this header.
+      auto cpuid = [](unsigned leaf, unsigned& a, unsigned& d) {
+        unsigned b = 0, c = 0;
+        __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "+c"(c), "=d"(d) : "a"(leaf));
+      };
+      unsigned max_leaf = 0, d = 0;
+      cpuid(0x80000000u, max_leaf, d);
+      if (max_leaf < 0x80000007u) return false;
+      unsigned a = 0;
+      cpuid(0x80000007u, a, d);
       return (d & (1u << 8)) != 0;
     }
 
     static scale measure() noexcept {
       scale s;
       if (!invariant_tsc() || !kernel_uses_tsc()) return s;
-      std::int64_t ns0 = 0, ns1 = 0;
-      std::uint64_t t0 = 0, t1 = 0;
-      pair(ns0, t0);
-      do {
-        pair(ns1, t1);
-      } while (ns1 - ns0 < 200'000);
-      if (t1 <= t0) return s;
-      s.ns_per_tick = static_cast<double>(ns1 - ns0) / static_cast<double>(t1 - t0);
-      s.base_ticks = t1;
-      s.base_ns = ns1;
-      s.usable = s.ns_per_tick > 0;
+      for (int attempt = 0; attempt < 3; ++attempt) {
+        std::int64_t ns0 = 0, ns1 = 0, ns2 = 0;
+        std::uint64_t t0 = 0, t1 = 0, t2 = 0;
+        pair(ns0, t0);
+        const double first = ratio(ns0, t0, ns1, t1);
+        const double second = ratio(ns1, t1, ns2, t2);
+        if (first <= 0 || second <= 0) return s;
+        if (first > second * 1.005 || second > first * 1.005) continue;  // one was disturbed
+        s.ns_per_tick = static_cast<double>(ns2 - ns0) / static_cast<double>(t2 - t0);
+        s.base_ticks = t2;
+        s.base_ns = ns2;
+        s.usable = true;
+        return s;
+      }
       return s;
     }
   };
