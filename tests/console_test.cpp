@@ -2,9 +2,12 @@
 // The console over real HTTP: every route, the live events, its limits, and stopping it in
 // every order with connections open.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -16,6 +19,7 @@
 #include <string>
 #include <tenorite/console.hpp>
 #include <thread>
+#include <vector>
 
 #include "prometheus_check.hpp"
 #include "test_support.hpp"
@@ -296,6 +300,69 @@ TEST(Console, StopFromAnotherThreadClosesOpenStreamsAndTheContextRunsOut) {
   // Joins the context's thread: it ran out of work (a console still holding it would hang
   // here, and the test time out).
   f.reset();
+}
+
+// Out of file descriptors: the failed accept is counted and the listener waits
+// options::accept_retry before it accepts again, rather than spinning while the cause lasts;
+// once descriptors are free the connection that waited is served.
+TEST(Console, AFailedAcceptWaitsBeforeItRetriesAndThenServes) {
+  tenorite::service_registry reg;
+  asio::io_context ioc;
+  tenorite::console::options o;
+  o.registry = &reg;
+  o.accept_retry = std::chrono::seconds(1);
+  auto console = tenorite::console::serve(ioc.get_executor(), 0, o);
+  EXPECT_EQ(console.accept_failures(), 0u);
+  asio::io_context client_io;
+  tcp::socket client(client_io);
+  client.connect(console.endpoint());  // waits in the listener's backlog
+
+  // Take every free descriptor (under a lowered limit, so that it is quick).
+  rlimit old{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+  rlimit low = old;
+  if (low.rlim_cur > 512) low.rlim_cur = 512;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<int> taken;
+  for (int fd; (fd = ::dup(client.native_handle())) >= 0;) taken.push_back(fd);
+  ASSERT_EQ(errno, EMFILE);
+
+  while (console.accept_failures() == 0) ioc.run_one();
+  // Many more turns of the context, each of which runs its reactor: an accept retried at
+  // once would fail again in every one of them.
+  for (int i = 0; i < 200; ++i) {
+    asio::post(ioc, [] {});
+    ioc.run_one();
+  }
+  EXPECT_EQ(console.accept_failures(), 1u);
+
+  for (int fd : taken) ::close(fd);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+  std::thread runner([&] { ioc.run(); });
+  http::request<http::string_body> req{http::verb::get, "/api/services", 11};
+  req.set(http::field::host, "localhost");
+  req.keep_alive(false);
+  http::write(client, req);
+  boost::beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  http::read(client, buf, res);
+  EXPECT_EQ(res.result_int(), 200u);
+  EXPECT_EQ(json::parse(res.body()).as_object().at("services").as_array().size(), 0u);
+  EXPECT_EQ(console.accept_failures(), 1u);
+  console.stop();
+  runner.join();
+}
+
+TEST(Console, AZeroAcceptRetryIsRefused) {
+  asio::io_context ioc;
+  tenorite::console::options o;
+  o.accept_retry = std::chrono::milliseconds(0);
+  try {
+    (void)tenorite::console::serve(ioc.get_executor(), 0, o);
+    ADD_FAILURE() << "a zero accept_retry was taken";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("accept_retry must be positive"), std::string::npos);
+  }
 }
 
 TEST(Console, TheContextMayGoBeforeTheServerAndTheServerBeforeTheContext) {

@@ -25,6 +25,7 @@
 //   stderr: the console has no authentication).
 #pragma once
 
+#include <atomic>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/execution_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -38,6 +39,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <deque>
 #include <iostream>
@@ -69,6 +71,9 @@ struct options {
   bool allow_remote = false;
   /// Connections open at once, at most; more are closed as they come.
   std::size_t max_connections = 64;
+  /// After an accept failed (out of file descriptors, most often), how long the listener
+  /// waits before it accepts again: the cause usually lasts, and retrying at once would spin.
+  std::chrono::milliseconds accept_retry{100};
 };
 
 namespace detail {
@@ -307,6 +312,7 @@ class core : public std::enable_shared_from_this<core> {
       : strand_(asio::make_strand(ex)),
         acceptor_(strand_),
         timer_(strand_),
+        retry_(strand_),
         opts_(opts),
         list_(opts.registry ? opts.registry->list() : nullptr) {}
 
@@ -333,6 +339,7 @@ class core : public std::enable_shared_from_this<core> {
     boost::system::error_code ec;
     acceptor_.close(ec);
     timer_.cancel();
+    retry_.cancel();
     for (auto& w : sessions_)
       if (auto s = w.lock()) s->close();
     sessions_.clear();
@@ -436,7 +443,15 @@ class core : public std::enable_shared_from_this<core> {
     acceptor_.async_accept(strand_, [self = shared_from_this()](beast::error_code ec,
                                                                 tcp::socket sock) {
       if (self->stopped_) return;
-      if (!ec) self->open(std::move(sock));
+      if (ec) {
+        self->accept_failures_->fetch_add(1, std::memory_order_relaxed);
+        self->retry_.expires_after(self->opts_.accept_retry);
+        self->retry_.async_wait([self](beast::error_code wait_ec) {
+          if (!wait_ec && !self->stopped_) self->accept();
+        });
+        return;
+      }
+      self->open(std::move(sock));
       self->accept();
     });
   }
@@ -574,11 +589,19 @@ class core : public std::enable_shared_from_this<core> {
   strand_type strand_;
   tcp::acceptor acceptor_;
   asio::steady_timer timer_;
+  asio::steady_timer retry_;  // the wait after a failed accept
   options opts_;
   // The registry's list, not the registry: the registry may go before the console stops.
   std::shared_ptr<tenorite::detail::registry_list> list_;
   tcp::endpoint bound_;
   bool stopped_ = false;
+
+ public:
+  // Shared with the handle, which may read it from any thread, before or after the core.
+  std::shared_ptr<std::atomic<std::uint64_t>> accept_failures_ =
+      std::make_shared<std::atomic<std::uint64_t>>(0);
+
+ private:
   std::vector<service_info> latest_;
   double sampled_at_ = 0;
   std::map<std::string, service_history> history_;
@@ -603,6 +626,7 @@ class server {
       core_ = std::move(o.core_);
       life_ = std::move(o.life_);
       endpoint_ = o.endpoint_;
+      accept_failures_ = std::move(o.accept_failures_);
     }
     return *this;
   }
@@ -637,6 +661,12 @@ class server {
     }
   }
 
+  /// Accepts that failed so far (each is followed by a wait of options::accept_retry): out of
+  /// file descriptors, most often. Readable from any thread, also after stop().
+  std::uint64_t accept_failures() const noexcept {
+    return accept_failures_ ? accept_failures_->load(std::memory_order_relaxed) : 0;
+  }
+
   /// False once stopped (or for an empty handle).
   explicit operator bool() const noexcept {
     if (!life_) return false;
@@ -650,6 +680,7 @@ class server {
   std::weak_ptr<detail::core> core_;
   std::shared_ptr<detail::context_life> life_;
   boost::asio::ip::tcp::endpoint endpoint_;
+  std::shared_ptr<const std::atomic<std::uint64_t>> accept_failures_;
 };
 
 /// Starts the console on `ex` (an executor of an io_context, a runtime, a strand...),
@@ -660,6 +691,10 @@ template <class Executor>
 server serve(const Executor& ex, const boost::asio::ip::tcp::endpoint& where, options opts) {
   if (opts.interval.count() <= 0)
     throw std::invalid_argument("tenorite::console::serve: options::interval must be positive");
+  if (opts.accept_retry.count() <= 0)
+    throw std::invalid_argument(
+        "tenorite::console::serve: options::accept_retry must be positive (a failed accept "
+        "retried at once would spin while its cause lasts)");
   if (!where.address().is_loopback()) {
     if (!opts.allow_remote)
       throw std::invalid_argument(
@@ -679,6 +714,7 @@ server serve(const Executor& ex, const boost::asio::ip::tcp::endpoint& where, op
   s.core_ = c;
   s.life_ = std::move(life);
   s.endpoint_ = c->bound();
+  s.accept_failures_ = c->accept_failures_;
   c->start();
   return s;
 }
