@@ -21,6 +21,7 @@ namespace {
 std::atomic<long> allocations{0};
 std::atomic<bool> counting{false};
 std::atomic<long> fail_in{0};  // > 0: the allocation that brings it to 0 throws
+std::atomic<bool> fail_next_aligned{false};  // the next aligned allocation (a ring's) throws
 }  // namespace
 
 void* operator new(std::size_t n) {
@@ -35,6 +36,8 @@ void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 // The queue's ring storage is allocated aligned: it fails the same way (and is not counted).
 void* operator new(std::size_t n, std::align_val_t a) {
   if (fail_in.load(std::memory_order_relaxed) > 0 && fail_in.fetch_sub(1) == 1)
+    throw std::bad_alloc();
+  if (fail_next_aligned.load(std::memory_order_relaxed) && fail_next_aligned.exchange(false))
     throw std::bad_alloc();
   const std::size_t al = static_cast<std::size_t>(a);
   if (void* p = std::aligned_alloc(al, (n + al - 1) / al * al)) return p;
@@ -144,9 +147,9 @@ TEST(Allocation, APoolThatRunsOutOfMemoryAtAnyPointOfItsStartStillEndsWhatItStar
 // bad_alloc and is gone (nothing completes later, nothing keeps the service or the context
 // alive: each round's context must stop) or completes exactly once.
 TEST(Allocation, ACancellableOperationThatRunsOutOfMemoryWhileStartingThrowsOrCompletesOnce) {
-  int thrown = 0, completed = 0, permit_sends_thrown = 0;
+  int thrown = 0, completed = 0, permit_sends_thrown = 0, grown_thrown = 0;
   for (long n = 1; n < 40; ++n) {
-    for (int form = 0; form < 5; ++form) {
+    for (int form = 0; form < 8; ++form) {
       asio::io_context ioc;
       {  // the context's services first (as above), outside the failures
         auto [warm_task, warm_caller] = doubling_service{}.start_task(ioc, 4, doubling_handler{});
@@ -161,9 +164,13 @@ TEST(Allocation, ACancellableOperationThatRunsOutOfMemoryWhileStartingThrowsOrCo
         // inside its start, where a failed allocation would be the completion's, not the
         // start's), and completes when the context runs, after the failures stop.
         // A permit's send (form 4) parks nothing: it must instead grow the queue's storage,
-        // which is full (4 of 8 slots buffered, the ring's first block holds 4).
-        const std::size_t capacity = form == 4 ? 8 : 1;
-        const int prefill = form == 4 ? 4 : 1;
+        // which is full (4 of 8 slots buffered, the ring's first block holds 4). So must a
+        // call (form 5) and a notification (form 6) that find room in the queue but none in
+        // its storage (they were left started, and armed, when the growth failed), and a
+        // timed call (form 7) in the same place.
+        const bool grows = form >= 4;
+        const std::size_t capacity = grows ? 8 : 1;
+        const int prefill = grows ? 4 : 1;
         auto [task, caller] = doubling_service{}.start_task(ioc, capacity, doubling_handler{});
         int first = 0;
         for (int i = 0; i < prefill; ++i)
@@ -194,6 +201,16 @@ TEST(Allocation, ACancellableOperationThatRunsOutOfMemoryWhileStartingThrowsOrCo
               case 3:
                 task.async_join(asio::bind_cancellation_slot(sig.slot(), count));
                 break;
+              case 5:
+                caller.async_send_request(21, asio::bind_cancellation_slot(sig.slot(), count));
+                break;
+              case 6:
+                caller.async_notify(21, asio::bind_cancellation_slot(sig.slot(), count));
+                break;
+              case 7:
+                caller.async_send_request_for(21, std::chrono::hours(1),
+                                              asio::bind_cancellation_slot(sig.slot(), count));
+                break;
               default:
                 (*permit)->async_send_request(21, count);
                 break;
@@ -205,6 +222,9 @@ TEST(Allocation, ACancellableOperationThatRunsOutOfMemoryWhileStartingThrowsOrCo
           }
         });
         starter.join();
+        // A start that threw must have left nothing armed: a cancellation now would complete
+        // an operation that already went with its exception.
+        if (threw && form >= 5) sig.emit(asio::cancellation_type::terminal);
         while (ioc.poll() > 0) {
         }
         if (form == 3 && !threw) {  // the join completes when the service ends
@@ -225,6 +245,7 @@ TEST(Allocation, ACancellableOperationThatRunsOutOfMemoryWhileStartingThrowsOrCo
             << "form " << form << ", allocation " << n << ": thrown and completed, or neither";
         (threw ? thrown : completed) += 1;
         if (form == 4 && threw) ++permit_sends_thrown;
+        if (form >= 5 && threw) ++grown_thrown;
       }
       while (ioc.poll() > 0) {
       }
@@ -235,4 +256,42 @@ TEST(Allocation, ACancellableOperationThatRunsOutOfMemoryWhileStartingThrowsOrCo
   EXPECT_GT(thrown, 0);
   EXPECT_GT(completed, 0);
   EXPECT_GT(permit_sends_thrown, 0) << "the permit's send never failed to grow the ring";
+  EXPECT_GT(grown_thrown, 0) << "no call or notification ever failed to grow the ring";
+}
+
+// A blocking call (of every form that can grow the queue) that finds room in the queue but
+// cannot grow its storage: it throws bad_alloc, and its request's responder (which points at
+// the reply on the caller's stack, gone with the exception) completes nothing; the calls
+// queued before it are served and the service ends.
+TEST(Allocation, ABlockingCallThatCannotGrowTheQueueThrowsAndLeavesNothingBehind) {
+  for (int form = 0; form < 2; ++form) {
+    asio::io_context ioc;
+    auto [task, caller] = doubling_service{}.start_task(ioc, 8, doubling_handler{});
+    int first = 0;
+    for (int i = 0; i < 4; ++i) caller.async_send_request(1, [&first](auto&&) { ++first; });
+    bool threw = false;
+    std::thread starter([&] {
+      fail_next_aligned = true;
+      try {
+        if (form == 0) {
+          (void)caller.send_request_blocking(21);
+        } else {
+          (void)caller.send_request_blocking_for(21, std::chrono::hours(1));
+        }
+      } catch (const std::bad_alloc&) {
+        threw = true;
+      }
+      fail_next_aligned = false;
+    });
+    starter.join();
+    EXPECT_TRUE(threw) << "form " << form << ": the queue's storage did not fail to grow";
+    while (ioc.poll() > 0) {
+    }
+    EXPECT_EQ(first, 4) << "form " << form;
+    caller = {};
+    while (ioc.poll() > 0) {
+    }
+    ASSERT_TRUE(ioc.stopped()) << "form " << form << ": something of the failed call was left";
+    EXPECT_TRUE(task.wait()) << "form " << form;  // ended: this does not block
+  }
 }

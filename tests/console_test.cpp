@@ -306,6 +306,17 @@ TEST(Console, StopFromAnotherThreadClosesOpenStreamsAndTheContextRunsOut) {
 // options::accept_retry before it accepts again, rather than spinning while the cause lasts;
 // once descriptors are free the connection that waited is served.
 TEST(Console, AFailedAcceptWaitsBeforeItRetriesAndThenServes) {
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TENORITE_TEST_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(TENORITE_TEST_ASAN)
+  // The asan preset also has UndefinedBehaviorSanitizer, whose vptr check tests memory by
+  // writing it to a pipe: with no descriptor left it reports every object as invalid. The
+  // default and tsan presets run this test.
+  GTEST_SKIP() << "the sanitizer runtime needs file descriptors of its own";
+#endif
   tenorite::service_registry reg;
   asio::io_context ioc;
   tenorite::console::options o;

@@ -175,7 +175,20 @@ class service_state final : public abortable {
       }
       return;
     }
-    status = chan.send_or_wait(op, caller_ex, mode == call_mode::try_only);
+    try {
+      status = chan.send_or_wait(op, caller_ex, mode == call_mode::try_only);
+    } catch (...) {
+      // No memory to grow the queue's storage (the request is still the call's: the ring
+      // grows before it moves anything): as for a reserved send, the call goes with the
+      // exception, as if never started.
+      if (op->value) responder_access::release(op->value->client);
+      if (op->ctl) op->ctl->fsm.abandon();
+      settle(op->ctl);  // a cancellation from now on finds nothing to cancel
+      if (op->metrics && op->counted)
+        op->metrics->call_completed(op->mark, error_kind::send_failure);
+      if constexpr (!is_coroutine_handler<Handler>::value) op->destroy();
+      throw;
+    }
     switch (status) {
       case send_status::closed:
         op->on_closed(op);
@@ -227,7 +240,12 @@ class service_state final : public abortable {
         throw;
       }
     } else {
-      status = chan.send_or_wait(&n, nullptr, mode == call_mode::try_only);
+      try {
+        status = chan.send_or_wait(&n, nullptr, mode == call_mode::try_only);
+      } catch (...) {  // the same: `reply` goes before `n`, its responder must not reach it
+        responder_access::release(n.value->client);
+        throw;
+      }
     }
     if (status == send_status::closed) return_request(&n);
     if (status == send_status::full) {
@@ -260,7 +278,14 @@ class service_state final : public abortable {
       arm_or_abandon(op);
     }
     // Waiting for room from the worker's own strand would wait for the worker itself.
-    const send_status status = chan.send_or_wait(op, &op->executor(), false, true);
+    send_status status;
+    try {
+      status = chan.send_or_wait(op, &op->executor(), false, true);
+    } catch (...) {     // no memory to grow the queue: the notification goes with the exception
+      settle(op->ctl);  // a cancellation from now on finds nothing to cancel
+      if constexpr (!is_coroutine_handler<Handler>::value) op->destroy();
+      throw;
+    }
     if (status == send_status::self_call) {
       settle(op->ctl);
       op->give_back(error_kind::deadlock);
