@@ -20,6 +20,8 @@
 #include <tenorite/sharded.hpp>
 #include <tenorite/supervision.hpp>
 #include <tenorite/tenorite.hpp>
+#include <tenorite/testing.hpp>
+#include <tenorite/timer.hpp>
 #include <tenorite/unhandled_exception.hpp>
 #include <type_traits>
 

@@ -31,6 +31,7 @@
 #include <expected>
 #include <tenorite/detail/config.hpp>
 #include <tenorite/detail/operation.hpp>
+#include <tenorite/detail/virtual_time.hpp>
 #include <tenorite/error.hpp>
 #include <tenorite/detail/reply_slot.hpp>
 #include <tenorite/runtime.hpp>
@@ -192,7 +193,8 @@ class call_forms {
 
   template <class Rep, class Period>
   static clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) {
-    return clock::now() + std::chrono::duration_cast<clock::duration>(d);
+    // On a thread running a simulation (testing.hpp), its virtual time.
+    return detail::now_for_this_thread() + std::chrono::duration_cast<clock::duration>(d);
   }
 
  private:

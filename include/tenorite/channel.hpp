@@ -46,6 +46,7 @@
 #include <tenorite/detail/context_registry.hpp>
 #include <tenorite/detail/inbox.hpp>
 #include <tenorite/detail/operation.hpp>
+#include <tenorite/detail/virtual_time.hpp>
 #include <tenorite/detail/small_mutex.hpp>
 #include <tenorite/detail/reply_slot.hpp>
 #include <tenorite/detail/ring.hpp>
@@ -377,6 +378,7 @@ class channel final : private detail::context_registry::entry {
 
   /// Sends from a plain thread, waiting for room. Returns the value back when closed.
   std::optional<T> send_blocking(T value) {
+    detail::check_not_simulation("tenorite::channel::send_blocking");
     struct node : detail::send_waiter<T> {
       node() : detail::send_waiter<T>(&on_accept, &on_close) {}
       static void on_accept(detail::send_waiter<T>* n) noexcept {
@@ -472,6 +474,7 @@ class channel final : private detail::context_registry::entry {
 
   /// Receives from a plain thread (same outcomes as async_receive).
   std::optional<T> receive_blocking(boost::system::error_code& ec) {
+    detail::check_not_simulation("tenorite::channel::receive_blocking");
     struct node : detail::recv_waiter<T> {
       node() : detail::recv_waiter<T>(&on_ready) {}
       static void on_ready(detail::recv_waiter<T>* n, boost::system::error_code e,

@@ -12,7 +12,8 @@
 //   // a notification or a reservation that waits for room at most until `t`
 //   auto n = co_await caller.async_notify(req, tenorite::cancel_at(t, asio::use_awaitable));
 //
-// How it works: the operation races a steady_timer that runs on the completion handler's
+// How it works: the operation races a tenorite::timer (timer.hpp: a steady_timer, or the
+// simulation's virtual time in a test) that runs on the completion handler's
 // executor; when the deadline passes first, the operation is cancelled
 // (cancellation_type::all, emitted on that executor); when the operation ends first, the
 // timer is cancelled. The handler completes exactly when, where and as the operation does
@@ -49,7 +50,6 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstddef>
 #include <expected>
@@ -58,6 +58,7 @@
 #include <optional>
 #include <tenorite/detail/operation.hpp>
 #include <tenorite/error.hpp>
+#include <tenorite/timer.hpp>
 #include <type_traits>
 #include <utility>
 
@@ -125,7 +126,7 @@ struct deadline_block {
     if (dying_context() != &boost::asio::query(ex, boost::asio::execution::context))
       timer.emplace(ex, t);
   }
-  std::optional<boost::asio::steady_timer> timer;
+  std::optional<tenorite::timer> timer;
   boost::asio::cancellation_signal op_cancel;  // the operation's cancellation slot
   std::mutex m;                      // timer.async_wait against timer.cancel
   std::atomic<bool> done{false};     // the operation completed
@@ -263,8 +264,10 @@ struct deadline_start {
   std::chrono::steady_clock::duration after;
   template <class Handler, class... A>
   void operator()(Handler&& h, A&&... a) {
-    inner(std::forward<Handler>(h), at ? *at : std::chrono::steady_clock::now() + after,
-          std::forward<A>(a)...);
+    // The time as the handler's context keeps it (a simulation's is virtual).
+    const auto deadline =
+        at ? *at : now_for(boost::asio::get_associated_executor(h)) + after;
+    inner(std::forward<Handler>(h), deadline, std::forward<A>(a)...);
   }
 };
 

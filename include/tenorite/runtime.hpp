@@ -30,6 +30,7 @@
 #include <tenorite/detail/cpu_relax.hpp>
 #include <tenorite/detail/operation.hpp>
 #include <tenorite/detail/reply_slot.hpp>
+#include <tenorite/detail/virtual_time.hpp>
 #include <tenorite/unhandled_exception.hpp>
 #include <thread>
 #include <type_traits>
@@ -47,7 +48,8 @@ inline const runtime*& this_thread_runtime() noexcept {
   return rt;
 }
 
-/// Throws std::logic_error when called on a thread of a tenorite runtime.
+/// Throws std::logic_error when called on a thread of a tenorite runtime, or on a thread that
+/// owns or runs a testing::simulation (nothing would run the simulation while it waits).
 inline void check_blocking_allowed(const char* what) {
   if (this_thread_runtime() != nullptr)
     throw std::logic_error(std::string(what) +
@@ -55,11 +57,23 @@ inline void check_blocking_allowed(const char* what) {
                            "stall that runtime and can deadlock. Use the awaitable form "
                            "(co_await) or a completion token instead, or call from a plain "
                            "thread");
+  check_not_simulation(what);
 }
 /// The same for `cls::what` (the name is only built when the call is refused).
 inline void check_blocking_allowed(const char* cls, const char* what) {
-  if (this_thread_runtime() != nullptr)
+  if (this_thread_runtime() != nullptr || this_thread_clock() != nullptr)
     check_blocking_allowed((std::string(cls) + "::" + what).c_str());
+}
+
+/// Throws std::logic_error for a start on the default runtime from a thread that owns or runs
+/// a testing::simulation: the service would run on real threads, outside the simulation.
+inline void check_default_runtime_allowed(const char* what) {
+  if (this_thread_clock() != nullptr)
+    throw std::logic_error(std::string("tenorite::service::") + what +
+                           ": started on the default runtime from a thread that owns or runs a "
+                           "tenorite::testing::simulation; the service would run on real "
+                           "threads, outside the simulation. Start it on the simulation: "
+                           "start(sim, ...)");
 }
 
 }  // namespace detail

@@ -153,6 +153,7 @@ class service {
 
   /// Starts the worker on the default runtime (runtime::global()).
   started start_task(std::size_t queue_size, Config config) const {
+    detail::check_default_runtime_allowed("start_task");
     return start_task(runtime::global().executor(), queue_size, std::move(config));
   }
 
@@ -208,6 +209,7 @@ class service {
   /// Starts on the default runtime (runtime::global()).
   template <class ConfigOrFactory>
   started start(service_options opts, ConfigOrFactory&& config) const {
+    detail::check_default_runtime_allowed("start");
     return start(runtime::global().executor(), std::move(opts),
                  std::forward<ConfigOrFactory>(config));
   }

@@ -17,6 +17,7 @@
 #include <tenorite/service.hpp>
 #include <tenorite/sharded.hpp>
 #include <tenorite/supervision.hpp>
+#include <tenorite/timer.hpp>
 #include <tenorite/trace.hpp>
 #include <tenorite/unhandled_exception.hpp>
 #include <tenorite/version.hpp>

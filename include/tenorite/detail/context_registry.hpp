@@ -19,6 +19,7 @@
 #include <boost/asio/strand.hpp>
 #include <mutex>
 #include <tenorite/detail/operation.hpp>
+#include <tenorite/detail/virtual_time.hpp>
 #include <vector>
 
 namespace tenorite::detail {
@@ -89,7 +90,11 @@ class context_registry final : public boost::asio::execution_context::service {
   template <class Executor>
   static void make_older_services(const Executor& ex) {
     (void)boost::asio::make_strand(ex);
-    boost::asio::steady_timer timer(ex);
+    // A simulation keeps its own timers (destroyed after its services' shutdown); a
+    // steady_timer there would start a scheduler thread of its own in real time.
+    if (!virtual_clock_of(boost::asio::query(ex, boost::asio::execution::context))) {
+      boost::asio::steady_timer timer(ex);
+    }
   }
 
   // One lock for every registry: it also guards each entry's registry_ pointer, which a

@@ -13,7 +13,6 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/execution.hpp>
 #include <boost/asio/execution_context.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -34,6 +33,7 @@
 #include <tenorite/request.hpp>
 #include <tenorite/runtime.hpp>
 #include <tenorite/supervision.hpp>
+#include <tenorite/timer.hpp>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -183,9 +183,9 @@ concept runs_as_machine = requires { requires W::plain; };
 
 TENORITE_NOINLINE inline boost::asio::awaitable<void> wait_before_restart(
     std::chrono::steady_clock::duration delay) {
-  auto timer =
-      std::make_shared<boost::asio::steady_timer>(co_await boost::asio::this_coro::executor, delay);
-  co_await timer->async_wait(boost::asio::use_awaitable);
+  auto ex = co_await boost::asio::this_coro::executor;
+  auto t = std::make_shared<tenorite::timer>(ex, delay);
+  co_await t->async_wait(boost::asio::use_awaitable);
 }
 
 /// The completion handler of a worker spawned without supervision: it holds the worker's
@@ -234,7 +234,12 @@ boost::asio::awaitable<void> run_worker(worker_guard<T, Req, Resp, Err> guard,
     auto& st = guard.state();
     if (!guard.aborted()) st.worker_failed(failure);
     std::optional<std::chrono::steady_clock::duration> delay;
-    if (!guard.aborted()) delay = restarts.next(std::chrono::steady_clock::now());
+    if (!guard.aborted()) {
+      // The restart window in the time of the worker's context (virtual in a simulation).
+      auto ex = co_await boost::asio::this_coro::executor;
+      const auto now = now_for(ex);
+      delay = restarts.next(now);
+    }
     if (!delay) {
       if (restarts.supervised() && !guard.aborted())
         failure = std::make_exception_ptr(restart_limit_reached(restarts.restarts(), failure));
