@@ -304,3 +304,67 @@ TEST(Testing, HandlerExceptionsComeOutOfRun) {
   EXPECT_THROW(sim.run(), std::runtime_error);
   EXPECT_EQ(sim.ready(), 0u);
 }
+
+// ---- helpers: a scripted fake dependency, outcome counts ----
+
+namespace {
+// A front service that asks a dependency (the fake) and adds one to its answer; it gives the
+// dependency 5 s.
+struct front_config {
+  echo_caller backend;
+};
+struct front_worker {
+  static asio::awaitable<void> task(tenorite::receiver<echo_request> rx, front_config cfg) {
+    while (auto r = co_await rx.recv()) {
+      auto b = co_await cfg.backend.send_request_for(r->request, 5s);
+      if (b) {
+        r->client.send(*b + 1);
+      } else {
+        r->client.send(std::unexpected(std::string("backend: ") + b.error().message()));
+      }
+    }
+  }
+};
+using front_service = tenorite::service<int, int, std::string, front_worker, front_config>;
+}  // namespace
+
+TEST(Testing, FakeServiceIsAnsweredByTheTest) {
+  simulation sim(21);
+  tenorite::testing::fake_service<int, int, std::string> backend(sim);
+  auto [task, front] = front_service{}.start_task(sim, 4, front_config{backend.caller()});
+  tenorite::testing::outcomes seen;
+  front.async_send_request(10, seen.recorder<echo_result>());
+  front.async_send_request(20, seen.recorder<echo_result>());
+  auto q = backend.expect([](int v) { return v == 10; }, "the request 10");
+  q.client.send(100);
+  sim.run_until_idle();
+  EXPECT_EQ(seen.ok(), 1u);
+  // The second one is never answered: the front's 5 s deadline passes (virtually).
+  auto q2 = backend.expect_any();
+  EXPECT_EQ(q2.request, 20);
+  const auto t0 = sim.now();
+  sim.run();
+  EXPECT_EQ(sim.now() - t0, 5s);
+  EXPECT_EQ(seen.ok(), 1u);
+  EXPECT_EQ(seen.count(error_kind::service_error), 1u) << seen.describe();
+  EXPECT_EQ(seen.total(), 2u);
+  EXPECT_EQ(seen.describe(), std::string("ok 1, ") + tenorite::to_string(error_kind::service_error) + " 1");
+}
+
+TEST(Testing, ExpectationThatCannotBeMetFailsWithTheSchedule) {
+  simulation sim(8);
+  tenorite::testing::fake_service<int, int, std::string> backend(sim);
+  auto c = backend.caller();
+  c.async_send_request(1, [](echo_result) {});
+  try {
+    (void)backend.expect([](int v) { return v == 2; }, "the request 2");
+    FAIL() << "expected expectation_failed";
+  } catch (const tenorite::testing::expectation_failed& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("expected the request 2"), std::string::npos) << what;
+    EXPECT_NE(what.find("1 other request(s)"), std::string::npos) << what;
+    EXPECT_NE(what.find("TENORITE_TEST_SEED=8"), std::string::npos) << what;
+    EXPECT_NE(what.find("step 1 "), std::string::npos) << what;
+  }
+  EXPECT_EQ(backend.pending(), 1u);
+}

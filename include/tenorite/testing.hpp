@@ -75,7 +75,12 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <tenorite/caller.hpp>
 #include <tenorite/detail/operation.hpp>
+#include <tenorite/error.hpp>
+#include <tenorite/join_handle.hpp>
+#include <tenorite/request.hpp>
+#include <tenorite/service.hpp>
 #include <tenorite/detail/virtual_time.hpp>
 #include <tenorite/timer.hpp>
 #include <thread>
@@ -353,6 +358,10 @@ class simulation : public tenorite::detail::virtual_time_context {
     if constexpr (!std::is_void_v<T>) return std::move(*st->value);
   }
 
+  /// When nothing is ready: moves the time to the earliest pending timer and fires the timers
+  /// due then (their handlers become ready); false when no timer is pending.
+  bool advance_to_next_timer() { return fire_next(); }
+
   /// How many handlers are ready, and how many timer waits pending.
   std::size_t ready() const {
     std::lock_guard lk(m_);
@@ -543,5 +552,128 @@ void sim_executor::execute(F&& f) const {
 inline bool sim_executor::running_in_this_thread() const noexcept {
   return simulation::current_read() == sim_;
 }
+
+/// Thrown by the helpers below when an expectation cannot be met; the message has the seed
+/// and the schedule's last steps.
+class expectation_failed : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// A dependency service played by the test: every request it receives waits in its inbox
+/// until the test takes it (expect) and answers it by hand (`r.client.send(...)`), or drops
+/// it (the caller then gets fetch_failure).
+///
+///   testing::fake_service<db::request, db::response, db::error> db(sim);
+///   auto app = app::service{}.start(sim, {}, app::config{db.caller()});
+///   ...                                   // the code under test calls db
+///   auto r = db.expect([](const db::request& q) { return q.key == "k"; }, "a read of k");
+///   r.client.send(db::response{"v"});     // answered by the test
+template <class Req, class Resp, class Err>
+class fake_service {
+ public:
+  using request_type = tenorite::request<Req, Resp, Err>;
+  using caller_type = tenorite::caller<Req, Resp, Err>;
+
+  explicit fake_service(simulation& sim, std::size_t queue_size = 64)
+      : sim_(sim), inbox_(std::make_shared<inbox>()) {
+    auto s = service_type{}.start_task(sim, queue_size, config{inbox_});
+    task_.emplace(std::move(s.task));
+    caller_.emplace(std::move(s.caller));
+  }
+
+  /// A caller of the fake (hand copies to the code under test).
+  caller_type caller() const { return *caller_; }
+
+  /// Runs the simulation (moving the time as block_on does) until a request that `pred`
+  /// accepts has been received, and returns it, oldest first; the others stay in the inbox.
+  /// Throws expectation_failed, naming `what`, when none can come.
+  template <class Pred>
+  request_type expect(Pred&& pred, const std::string& what = "a matching request") {
+    for (;;) {
+      for (auto it = inbox_->received.begin(); it != inbox_->received.end(); ++it)
+        if (pred(std::as_const(it->request))) {
+          request_type r = std::move(*it);
+          inbox_->received.erase(it);
+          return r;
+        }
+      if (sim_.step() || sim_.advance_to_next_timer()) continue;
+      throw expectation_failed("tenorite::testing::fake_service::expect: expected " + what +
+                               ", but the simulation is idle with " +
+                               std::to_string(inbox_->received.size()) +
+                               " other request(s) in the inbox and no timer pending. " +
+                               sim_.replay_hint() + "\n" + sim_.describe_trace(20));
+    }
+  }
+  /// Any request.
+  request_type expect_any(const std::string& what = "a request") {
+    return expect([](const Req&) { return true; }, what);
+  }
+  /// How many requests were received and not taken yet.
+  std::size_t pending() const noexcept { return inbox_->received.size(); }
+
+ private:
+  struct inbox {
+    std::deque<request_type> received;
+  };
+  struct config {
+    std::shared_ptr<inbox> box;
+  };
+  struct worker {
+    static boost::asio::awaitable<void> task(tenorite::receiver<request_type> rx, config cfg) {
+      while (auto r = co_await rx.recv()) cfg.box->received.push_back(std::move(*r));
+    }
+  };
+  using service_type = tenorite::service<Req, Resp, Err, worker, config>;
+
+  simulation& sim_;
+  std::shared_ptr<inbox> inbox_;
+  std::optional<tenorite::join_handle<void>> task_;
+  std::optional<caller_type> caller_;
+};
+
+/// Counts call outcomes: successes and failures per error_kind.
+///
+///   testing::outcomes seen;
+///   caller.async_send_request(req, seen.recorder<kv::caller::result_type>());
+///   sim.run();
+///   EXPECT_EQ(seen.count(tenorite::error_kind::timed_out), 3);
+class outcomes {
+ public:
+  template <class Result>
+  void record(const Result& r) {
+    if (r) {
+      ++ok_;
+    } else {
+      ++by_kind_[r.error().kind()];
+    }
+  }
+  /// A completion handler that records its outcome here (this must outlive it).
+  template <class Result>
+  auto recorder() {
+    return [this](Result r) { record(r); };
+  }
+  std::size_t ok() const noexcept { return ok_; }
+  std::size_t count(error_kind k) const {
+    auto it = by_kind_.find(k);
+    return it == by_kind_.end() ? 0 : it->second;
+  }
+  std::size_t failed() const noexcept {
+    std::size_t n = 0;
+    for (const auto& [k, c] : by_kind_) n += c;
+    return n;
+  }
+  std::size_t total() const noexcept { return ok_ + failed(); }
+  /// "ok 3, timed_out 2": for an assertion's message.
+  std::string describe() const {
+    std::string out = "ok " + std::to_string(ok_);
+    for (const auto& [k, c] : by_kind_) out += std::string(", ") + to_string(k) + " " + std::to_string(c);
+    return out;
+  }
+
+ private:
+  std::size_t ok_ = 0;
+  std::map<error_kind, std::size_t> by_kind_;
+};
 
 }  // namespace tenorite::testing
