@@ -57,7 +57,6 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/cancellation_type.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <atomic>
 #include <charconv>
@@ -74,6 +73,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tenorite/timer.hpp>
 #include <tenorite/call_forms.hpp>
 #include <tenorite/detail/operation.hpp>
 #include <tenorite/error.hpp>
@@ -253,7 +253,7 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
   std::mutex m;
   std::unordered_map<std::uint64_t, pending*> calls;  // guarded by m
   deadline_map deadlines;                              // guarded by m
-  std::optional<boost::asio::steady_timer> timer;      // guarded by m
+  std::optional<tenorite::timer> timer;                // guarded by m (virtual in a simulation)
   clock::time_point armed = clock::time_point::max();  // guarded by m
   std::atomic<std::uint64_t> next_id{0};
   std::uint64_t closed_watch = 0;  // the connection's closed event (connection::watch_closed)
@@ -415,7 +415,7 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
   /// Registers the call, then publishes `payload`. The call may complete before this returns.
   void start(std::uint64_t id, pending* p, const std::string& payload, clock::time_point deadline,
              const trace_context& trace) {
-    if (deadline <= clock::now()) {
+    if (deadline <= tenorite::detail::now_for(ex)) {
       p->deliver(p, result_type(std::unexpect,
                                 error_type::of_kind(error_kind::timed_out, std::move(p->request),
                                                     "the deadline had passed before sending")),
@@ -545,7 +545,7 @@ class remote_state : public std::enable_shared_from_this<remote_state<Req, Resp,
     std::vector<pending*> expired;
     {
       std::lock_guard lk(m);
-      const auto now = clock::now();
+      const auto now = tenorite::detail::now_for(ex);
       while (!deadlines.empty() && deadlines.begin()->first <= now)
         expired.push_back(take_locked(deadlines.begin()->second));
       armed = clock::time_point::max();
@@ -895,7 +895,7 @@ class remote_caller
   }
 
   clock::time_point default_deadline() const {
-    return clock::now() +
+    return tenorite::detail::now_for(handle_->state->ex) +
            std::chrono::duration_cast<clock::duration>(handle_->state->opts.timeout);
   }
 
