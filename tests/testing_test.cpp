@@ -3,7 +3,9 @@
 // schedules that replay, refusals, and teardown with work pending.
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
 #include <chrono>
 #include <set>
 #include <stdexcept>
@@ -367,4 +369,80 @@ TEST(Testing, ExpectationThatCannotBeMetFailsWithTheSchedule) {
     EXPECT_NE(what.find("step 1 "), std::string::npos) << what;
   }
   EXPECT_EQ(backend.pending(), 1u);
+}
+
+// ---- teardown: the simulation destroyed while operations of every form wait ----
+
+namespace {
+[[gnu::noinline]] asio::awaitable<void> call_and_count(echo_caller c, int* completions) {
+  auto r = co_await c.send_request(1);
+  (void)r;
+  ++*completions;  // (not reached when the frame is destroyed with the simulation)
+}
+}  // namespace
+
+TEST(Testing, DestroyingTheSimulationWithEveryFormPendingCompletesEachOnce) {
+  // Outlive the simulation: handles, timers, futures and a held permit.
+  std::optional<echo_caller> caller_after;
+  std::optional<tenorite::join_handle<void>> task_after;
+  std::unique_ptr<tenorite::timer> timer_after;
+  std::future<echo_result> call_future;
+  std::future<void> wait_future;
+  std::optional<echo_caller::permit_type> permit;
+  int callbacks = 0, aborted = 0, coroutine_done = 0, joins = 0;
+  int before = 0, aborted_before = 0;
+  {
+    simulation sim(13);
+    auto [task, caller] = hold_service{}.start_task(sim, 2, echo_config{});
+    // A permit held by the test (one slot), a call queued behind the worker's held one.
+    caller.async_send_request(0, [&](echo_result r) {
+      ++callbacks;
+      if (!r) ++aborted;
+    });
+    sim.run_until_idle();  // the worker holds request 0
+    auto p = sim.block_on(caller.reserve());
+    ASSERT_TRUE(p.has_value());
+    permit.emplace(std::move(*p));
+    caller.async_send_request(1, [&](echo_result r) {  // queued (one slot left)
+      ++callbacks;
+      if (!r) ++aborted;
+    });
+    caller.async_notify(2, [&](echo_caller::notify_result r) {  // waits for room
+      ++callbacks;
+      if (!r) ++aborted;
+    });
+    call_future = caller.async_send_request_for(3, 1h, asio::use_future);
+    auto lazy = caller.async_send_request(4, asio::deferred);  // never launched: no effect
+    (void)lazy;
+    asio::co_spawn(sim, call_and_count(caller, &coroutine_done), asio::detached);
+    timer_after = std::make_unique<tenorite::timer>(sim.get_executor(), 1h);
+    wait_future = timer_after->async_wait(asio::use_future);
+    task.async_join([&](tenorite::join_handle<void>::result_type) { ++joins; });
+    sim.run_until_idle();
+    before = callbacks;  // the notification may have found room (then it completed, queued)
+    aborted_before = aborted;
+    caller_after.emplace(caller);
+    task_after.emplace(std::move(task));
+  }
+  // Every callback completed once; those that completed in the teardown were aborted; the join
+  // completed; the futures are ready.
+  EXPECT_EQ(aborted_before, 0);
+  EXPECT_EQ(callbacks, 3);
+  EXPECT_EQ(aborted, 3 - before);
+  EXPECT_GE(aborted, 2);  // the two calls at least
+  EXPECT_EQ(joins, 1);
+  EXPECT_EQ(coroutine_done, 0);  // its frame was destroyed with the simulation
+  ASSERT_EQ(call_future.wait_for(0s), std::future_status::ready);
+  try {
+    auto r = call_future.get();
+    EXPECT_FALSE(r.has_value());
+  } catch (const std::future_error&) {  // or its promise was destroyed unrun
+  }
+  ASSERT_EQ(wait_future.wait_for(0s), std::future_status::ready);
+  EXPECT_ANY_THROW(wait_future.get());  // a timer wait destroyed unrun: broken promise
+  // What outlived the simulation goes quietly (ASan checks nothing is touched after free).
+  permit.reset();
+  timer_after.reset();
+  caller_after.reset();
+  task_after.reset();
 }

@@ -329,17 +329,11 @@ class simulation : public tenorite::detail::virtual_time_context {
   /// its value or rethrows its exception. Throws testing::stalled when it cannot complete.
   template <class T, class Executor>
   T block_on(boost::asio::awaitable<T, Executor> aw) {
-    struct state {
-      bool done = false;
-      std::exception_ptr error;
-      std::optional<std::conditional_t<std::is_void_v<T>, std::monostate, T>> value;
-    };
-    auto st = std::make_shared<state>();
-    boost::asio::co_spawn(get_executor(), std::move(aw),
-                          [st](std::exception_ptr e, auto&&... v) {
+    auto st = std::make_shared<block_state<T>>();
+    // Through a void coroutine: co_spawn's own value completion needs a default-constructible T.
+    boost::asio::co_spawn(get_executor(), run_into<T, Executor>(std::move(aw), st),
+                          [st](std::exception_ptr e) {
                             st->error = std::move(e);
-                            if constexpr (sizeof...(v) > 0)
-                              st->value.emplace(std::forward<decltype(v)>(v)...);
                             st->done = true;
                           });
     while (!st->done) {
@@ -401,6 +395,22 @@ class simulation : public tenorite::detail::virtual_time_context {
 
  private:
   friend class sim_executor;
+
+  template <class T>
+  struct block_state {
+    bool done = false;
+    std::exception_ptr error;
+    std::optional<std::conditional_t<std::is_void_v<T>, std::monostate, T>> value;
+  };
+  template <class T, class Executor>
+  static boost::asio::awaitable<void, Executor> run_into(boost::asio::awaitable<T, Executor> aw,
+                                                         std::shared_ptr<block_state<T>> st) {
+    if constexpr (std::is_void_v<T>) {
+      co_await std::move(aw);
+    } else {
+      st->value.emplace(co_await std::move(aw));
+    }
+  }
 
   struct trace_step {
     std::uint64_t step, id, parent, chain;
