@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 flags=(-std=c++2b -stdlib=libc++ -Iinclude -I/usr/src/googletest/googletest/include)
 found=0
-for tu in examples/kv_service/main.cpp tests/call_forms_test.cpp tests/service_test.cpp; do
+for tu in examples/kv_service/main.cpp tests/call_forms_test.cpp tests/service_test.cpp \
+  tests/testing_test.cpp; do
   echo "== clang-tidy $tu"
   out=$(clang-tidy-16 --quiet --warnings-as-errors='' "$tu" -- "${flags[@]}" 2>&1 || true)
   if grep -E "include/tenorite/.*(warning|error):" <<<"$out"; then found=1; fi
