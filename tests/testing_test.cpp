@@ -12,6 +12,7 @@
 #include <string>
 #include <tenorite/testing.hpp>
 #include <tenorite/timer.hpp>
+#include <thread>
 #include <vector>
 
 #include "test_support.hpp"
@@ -445,4 +446,47 @@ TEST(Testing, DestroyingTheSimulationWithEveryFormPendingCompletesEachOnce) {
   timer_after.reset();
   caller_after.reset();
   task_after.reset();
+}
+
+// ---- the clocks a deadline reads, and the thread marks ----
+
+TEST(Testing, ForDeadlinesReadTheServicesClockFromAnyThread) {
+  // The simulation runs 1 h ahead of real time; a plain thread's _for call into it still gets
+  // 30 s of the simulation's time (not real time, which would have passed already).
+  simulation sim(4);
+  auto [task, caller] = hold_service{}.start_task(sim, 4, echo_config{});
+  sim.advance(1h);
+  std::optional<echo_result> out;
+  std::thread([&, c = caller] {
+    c.async_send_request_for(1, 30s, [&](echo_result r) { out.emplace(std::move(r)); });
+  }).join();
+  sim.advance(29s);
+  EXPECT_FALSE(out.has_value());
+  sim.advance(1s);
+  ASSERT_TRUE(out.has_value());
+  ASSERT_FALSE(out->has_value());
+  EXPECT_EQ(out->error().kind(), error_kind::timed_out);
+}
+
+TEST(Testing, ThreadMarksFollowEachSimulationWhateverTheOrder) {
+  auto a = std::make_unique<simulation>(1);
+  auto b = std::make_unique<simulation>(2);
+  a.reset();  // not in reverse order of construction: b still marks this thread
+  tenorite::channel<int> ch(b->get_executor(), 1);
+  EXPECT_THROW((void)ch.send_blocking(1), std::logic_error);
+  b.reset();
+  // No simulation left: blocking forms are this thread's again.
+  tenorite::runtime rt(1);
+  auto [task, caller] = echo_service{}.start_task(rt, 2, echo_config{});
+  EXPECT_EQ(caller.send_request_blocking(21).value(), 42);
+}
+
+TEST(Testing, TimerWhoseSimulationIsGoneRefusesToWait) {
+  auto sim = std::make_unique<simulation>(1);
+  tenorite::timer t(sim->get_executor());  // no expiry set: due at once
+  sim.reset();
+  bool ran = false;
+  EXPECT_THROW(t.async_wait([&](boost::system::error_code) { ran = true; }), std::logic_error);
+  EXPECT_FALSE(ran);
+  EXPECT_EQ(t.cancel(), 0u);
 }

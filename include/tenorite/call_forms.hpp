@@ -191,10 +191,10 @@ class call_forms {
   call_forms() = default;
   ~call_forms() = default;
 
+  // The time as the service's context keeps it (a simulation's is virtual: testing.hpp).
   template <class Rep, class Period>
-  static clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) {
-    // On a thread running a simulation (testing.hpp), its virtual time.
-    return detail::now_for_this_thread() + std::chrono::duration_cast<clock::duration>(d);
+  clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) const {
+    return self().time_now() + std::chrono::duration_cast<clock::duration>(d);
   }
 
  private:

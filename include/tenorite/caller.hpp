@@ -175,6 +175,13 @@ class caller : public call_forms<caller<Req, Resp, Err>, Req, Resp, Err> {
   friend forms;
   friend struct detail::caller_access;
 
+  // The time of the service's context, for the _for forms' deadlines (virtual on a
+  // simulation). A moved-from handle reads steady_clock: its call is refused next anyway.
+  clock::time_point time_now() const noexcept {
+    if (!core_) return clock::now();
+    return detail::now_for(core_->state->chan.get_executor());
+  }
+
   using state_type = detail::service_state<Req, Resp, Err>;
   using item_type = typename state_type::item_type;
 
@@ -451,7 +458,7 @@ class permit {
   TENORITE_AWAITABLE_ENTRY auto async_send_request_for(Req req,
                                                        std::chrono::duration<Rep, Period> timeout,
                                                        Token&& token = {}) {
-    return async_send_request_until(std::move(req), caller_type::deadline_after(timeout),
+    return async_send_request_until(std::move(req), owner_.deadline_after(timeout),
                                     std::forward<Token>(token));
   }
   TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> send_request_until(
@@ -461,7 +468,7 @@ class permit {
   template <class Rep, class Period>
   TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> send_request_for(
       Req req, std::chrono::duration<Rep, Period> timeout) {
-    return async_send_request_until(std::move(req), caller_type::deadline_after(timeout),
+    return async_send_request_until(std::move(req), owner_.deadline_after(timeout),
                                     boost::asio::use_awaitable);
   }
   result_type send_request_blocking_until(Req req, clock::time_point deadline) {
@@ -479,7 +486,7 @@ class permit {
   }
   template <class Rep, class Period>
   result_type send_request_blocking_for(Req req, std::chrono::duration<Rep, Period> timeout) {
-    return send_request_blocking_until(std::move(req), caller_type::deadline_after(timeout));
+    return send_request_blocking_until(std::move(req), owner_.deadline_after(timeout));
   }
 
   /// False once used (or moved from).

@@ -61,14 +61,14 @@ inline void check_blocking_allowed(const char* what) {
 }
 /// The same for `cls::what` (the name is only built when the call is refused).
 inline void check_blocking_allowed(const char* cls, const char* what) {
-  if (this_thread_runtime() != nullptr || this_thread_clock() != nullptr)
+  if (this_thread_runtime() != nullptr || on_simulation_thread())
     check_blocking_allowed((std::string(cls) + "::" + what).c_str());
 }
 
 /// Throws std::logic_error for a start on the default runtime from a thread that owns or runs
 /// a testing::simulation: the service would run on real threads, outside the simulation.
 inline void check_default_runtime_allowed(const char* what) {
-  if (this_thread_clock() != nullptr)
+  if (on_simulation_thread())
     throw std::logic_error(std::string("tenorite::service::") + what +
                            ": started on the default runtime from a thread that owns or runs a "
                            "tenorite::testing::simulation; the service would run on real "

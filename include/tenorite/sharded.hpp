@@ -78,6 +78,13 @@ class sharded_caller : public call_forms<sharded_caller<Req, Resp, Err>, Req, Re
  private:
   friend forms;
 
+  // The first shard's context's time (every shard of a set runs on the contexts it was given;
+  // a simulation's is virtual), for the _for forms' deadlines.
+  typename forms::clock::time_point time_now() const noexcept {
+    if (!shards_ || shards_->empty()) return forms::clock::now();
+    return shards_->front().time_now();
+  }
+
   // ---- the primitives of call_forms: the shard's own, so outcomes are the shard's ----
 
   static constexpr const char* name = "tenorite::sharded_caller";

@@ -110,7 +110,8 @@ class stalled : public std::runtime_error {
 
 /// The seeds a test loops over: 1..n (from `first`), or TENORITE_TEST_SEED alone when it is set.
 inline std::vector<std::uint64_t> seeds(std::size_t n, std::uint64_t first = 1) {
-  if (const char* env = std::getenv("TENORITE_TEST_SEED"); env && *env)
+  // Read before any thread of the test could change the environment.
+  if (const char* env = std::getenv("TENORITE_TEST_SEED"); env && *env)  // NOLINT(concurrency-mt-unsafe)
     return {std::strtoull(env, nullptr, 0)};
   std::vector<std::uint64_t> out;
   out.reserve(n);
@@ -155,7 +156,7 @@ class rng {
 
  private:
   static std::uint64_t rotl(std::uint64_t x, int k) noexcept { return (x << k) | (x >> (64 - k)); }
-  std::uint64_t s_[4];
+  std::uint64_t s_[4]{};
 };
 
 /// One handler waiting to run.
@@ -169,6 +170,7 @@ struct sim_node {
 template <class F>
 struct sim_fn final : sim_node {
   template <class G>
+    requires(!std::is_same_v<std::decay_t<G>, sim_fn>)
   explicit sim_fn(G&& g) : f(std::forward<G>(g)) {}
   void run() override { std::move(f)(); }
   F f;
@@ -226,8 +228,7 @@ class simulation : public tenorite::detail::virtual_time_context {
         seed_(seed),
         rng_(seed),
         start_(clock()->now()),
-        owner_(std::this_thread::get_id()),
-        saved_clock_(tenorite::detail::this_thread_clock_slot()) {
+        owner_(std::this_thread::get_id()) {
     if (opts_.policy == schedule::pct) {
       if (opts_.pct_depth == 0 || opts_.pct_horizon == 0)
         throw std::invalid_argument(
@@ -236,7 +237,7 @@ class simulation : public tenorite::detail::virtual_time_context {
         change_points_.emplace(1 + rng_.below(opts_.pct_horizon), i);
     }
     if (opts_.trace_capacity == 0) opts_.trace_capacity = 1;
-    tenorite::detail::this_thread_clock_slot() = clock().get();
+    ++tenorite::detail::this_thread_simulations();
   }
   /// A simulation with seed TENORITE_TEST_SEED, or 1.
   simulation() : simulation(seeds(1).front()) {}
@@ -250,11 +251,19 @@ class simulation : public tenorite::detail::virtual_time_context {
     {
       tenorite::detail::dying_context_scope dying(this);
       shutdown();
-      while (drain_ready() + clock()->close() != 0) {
-      }
+      drain_all();
       destroy();
+      // Completions the services' destruction left for this thread may submit more.
+      tenorite::detail::dying_queue::local().drain();
+      drain_all();
     }
-    if (std::this_thread::get_id() == owner_) tenorite::detail::this_thread_clock_slot() = saved_clock_;
+    drain_all();
+    {
+      std::lock_guard lk(m_);
+      dead_ = true;  // from now on a submission is destroyed at once
+    }
+    // (A simulation destroyed on another thread leaves its constructing thread marked.)
+    if (std::this_thread::get_id() == owner_) --tenorite::detail::this_thread_simulations();
   }
 
   executor_type get_executor() noexcept { return executor_type(*this); }
@@ -332,8 +341,8 @@ class simulation : public tenorite::detail::virtual_time_context {
     auto st = std::make_shared<block_state<T>>();
     // Through a void coroutine: co_spawn's own value completion needs a default-constructible T.
     boost::asio::co_spawn(get_executor(), run_into<T, Executor>(std::move(aw), st),
-                          [st](std::exception_ptr e) {
-                            st->error = std::move(e);
+                          [st](const std::exception_ptr& e) {
+                            st->error = e;
                             st->done = true;
                           });
     while (!st->done) {
@@ -408,6 +417,7 @@ class simulation : public tenorite::detail::virtual_time_context {
     if constexpr (std::is_void_v<T>) {
       co_await std::move(aw);
     } else {
+      // cppcheck-suppress missingReturn ; a coroutine (cppcheck reads it as a plain function)
       st->value.emplace(co_await std::move(aw));
     }
   }
@@ -419,22 +429,20 @@ class simulation : public tenorite::detail::virtual_time_context {
 
   // The thread runs `n`: its submissions continue its chain (the first) or start new ones.
   struct running_scope {
-    running_scope(simulation& s, detail::sim_node& n) noexcept
-        : sim(s), saved_clock(tenorite::detail::this_thread_clock_slot()), saved_sim(current()) {
+    running_scope(simulation& s, detail::sim_node& n) noexcept : sim(s), saved_sim(current()) {
       std::lock_guard lk(s.m_);
       s.running_ = &n;
       s.chain_continued_ = false;
-      tenorite::detail::this_thread_clock_slot() = s.clock().get();
+      ++tenorite::detail::this_thread_simulations();
       current() = &s;
     }
     ~running_scope() {
       current() = saved_sim;
-      tenorite::detail::this_thread_clock_slot() = saved_clock;
+      --tenorite::detail::this_thread_simulations();
       std::lock_guard lk(sim.m_);
       sim.running_ = nullptr;
     }
     simulation& sim;
-    tenorite::detail::virtual_clock* saved_clock;
     const simulation* saved_sim;
   };
 
@@ -445,7 +453,12 @@ class simulation : public tenorite::detail::virtual_time_context {
   TENORITE_NOINLINE static const simulation* current_read() noexcept { return current(); }
 
   void submit(std::unique_ptr<detail::sim_node> n) {
-    std::lock_guard lk(m_);
+    std::unique_lock lk(m_);
+    if (dead_) {  // submitted by the simulation's own destruction, after its last drain
+      lk.unlock();
+      n.reset();
+      return;
+    }
     n->id = ++next_id_;
     if (running_ && current_read() == this) {
       n->parent = running_->id;
@@ -458,8 +471,7 @@ class simulation : public tenorite::detail::virtual_time_context {
     } else {
       n->chain = new_chain();
     }
-    ready_.push_back(n.get());
-    (void)n.release();
+    ready_.push_back(n.release());
   }
 
   std::uint64_t new_chain() {
@@ -523,6 +535,15 @@ class simulation : public tenorite::detail::virtual_time_context {
                                replay_hint());
   }
 
+  // Destroys every ready handler and timer wait unrun, until their destructors submit no more.
+  void drain_all() noexcept {
+    for (;;) {
+      const std::size_t handlers = drain_ready();
+      const std::size_t waits = clock()->close();
+      if (handlers + waits == 0) return;
+    }
+  }
+
   // Destroys every ready handler unrun; returns how many (their destructors may submit more).
   std::size_t drain_ready() noexcept {
     std::deque<detail::sim_node*> doomed;
@@ -539,11 +560,11 @@ class simulation : public tenorite::detail::virtual_time_context {
   detail::rng rng_;  // guarded by m_
   time_point start_;
   std::thread::id owner_;
-  tenorite::detail::virtual_clock* saved_clock_;
 
   mutable std::mutex m_;
   std::deque<detail::sim_node*> ready_;  // in submission order
   const detail::sim_node* running_ = nullptr;
+  bool dead_ = false;
   bool chain_continued_ = false;
   std::uint64_t next_id_ = 0;
   std::uint64_t next_chain_ = 0;

@@ -53,12 +53,9 @@ class timer {
 
   /// A timer with no expiry set (it expires at once), on `ex`.
   explicit timer(const executor_type& ex) : ex_(ex) {
-    if (detail::virtual_clock* c =
-            detail::virtual_clock_of(boost::asio::query(ex_, boost::asio::execution::context)))
-      // The clock lives as long as its simulation; the timer's share keeps it readable after.
-      virtual_ = c->shared_from_this();
-    else
-      real_.emplace(ex_);
+    // The timer's share keeps the clock readable after its simulation is gone.
+    virtual_ = detail::virtual_clock_of(boost::asio::query(ex_, boost::asio::execution::context));
+    if (!virtual_) real_.emplace(ex_);
   }
   /// A timer on an execution context's executor.
   template <class ExecutionContext>
@@ -121,22 +118,28 @@ class timer {
           ex(boost::asio::prefer(boost::asio::get_associated_executor(handler, timer_ex),
                                  boost::asio::execution::outstanding_work.tracked)) {}
 
+    // Posts the handler with `ec` to its executor; throws when it cannot (then `self` is
+    // destroyed with its handler, unrun).
+    static void post_completion(std::unique_ptr<wait_op> self, boost::system::error_code ec) {
+      auto ex = self->ex;
+      // The slot is cleared when the handler runs, never inside the emit that cancelled it.
+      boost::asio::post(ex, [h = std::move(self->handler), ec]() mutable {
+        auto s = boost::asio::get_associated_cancellation_slot(h);
+        if (s.is_connected()) s.clear();
+        std::move(h)(ec);
+      });
+    }
+
     static void finish_op(detail::virtual_wait* base, boost::system::error_code ec,
                           bool run) noexcept {
       std::unique_ptr<wait_op> self(static_cast<wait_op*>(base));
-      auto slot = boost::asio::get_associated_cancellation_slot(self->handler);
       if (!run) {
+        auto slot = boost::asio::get_associated_cancellation_slot(self->handler);
         if (slot.is_connected()) slot.clear();
         return;  // the simulation is being destroyed: destroyed unrun
       }
-      auto ex = self->ex;
       try {
-        // The slot is cleared when the handler runs, never inside the emit that cancelled it.
-        boost::asio::post(ex, [h = std::move(self->handler), ec]() mutable {
-          auto s = boost::asio::get_associated_cancellation_slot(h);
-          if (s.is_connected()) s.clear();
-          std::move(h)(ec);
-        });
+        post_completion(std::move(self), ec);
       } catch (...) {  // no memory to post the completion: destroyed unrun, nothing to tell
       }
     }
@@ -164,18 +167,25 @@ class timer {
     auto op = std::make_unique<wait_op<Handler>>(std::move(handler), ex_);
     op->owner = this;
     op->finish = &wait_op<Handler>::finish_op;
-    auto slot = boost::asio::get_associated_cancellation_slot(op->handler);
-    if (expiry_ <= virtual_->now()) {  // already due: completes as soon as it may
-      wait_op<Handler>::finish_op(op.release(), {}, true);
-      return;
-    }
-    detail::virtual_clock::key key;
-    if (!virtual_->add(op.get(), expiry_, key))
+    if (virtual_->closed())
       throw std::logic_error(
           "tenorite::timer::async_wait: the timer's simulation was destroyed; a timer can "
           "only wait while its execution context lives");
-    op.release();
+    if (expiry_ <= virtual_->now()) {  // already due: completes as soon as it may
+      wait_op<Handler>::post_completion(std::move(op), {});  // throws as Asio's would
+      return;
+    }
+    // The cancellation handler first, then the queue: once queued the wait may end at once.
+    auto slot = boost::asio::get_associated_cancellation_slot(op->handler);
+    const detail::virtual_clock::key key = virtual_->make_key(expiry_);
     if (slot.is_connected()) slot.template emplace<wait_cancel>(virtual_, key);
+    if (!virtual_->add(op.get(), key)) {
+      if (slot.is_connected()) slot.clear();
+      throw std::logic_error(
+          "tenorite::timer::async_wait: the timer's simulation was destroyed; a timer can "
+          "only wait while its execution context lives");
+    }
+    (void)op.release();
   }
 
   executor_type ex_;

@@ -8,8 +8,9 @@
 //   an executor of it is that clock's time, and tenorite::timer waits on it in its queue;
 // - every other context reads std::chrono::steady_clock and waits with a steady_timer: with no
 //   simulation alive, the cost of the seam is one relaxed load;
-// - a thread running a simulation's handlers (or owning one) reads the simulation's time when
-//   it has no executor to ask (now_for_this_thread: the _for call forms);
+// - the _for call forms take the time of the service's context (a caller's time_now);
+// - on a thread that owns or runs a simulation, blocking waits are refused (nothing else would
+//   run the simulation);
 // - a wait in a clock's queue ends exactly once: fired (success), cancelled (operation_aborted),
 //   or destroyed unrun when its simulation is destroyed (as an io_context destroys handlers);
 // - the queue is guarded by the clock's mutex, never held while a handler runs or is destroyed.
@@ -56,14 +57,23 @@ class virtual_clock : public std::enable_shared_from_this<virtual_clock> {
     return time_point(duration(now_.load(std::memory_order_acquire)));
   }
 
-  /// Queues `w` to end at `at` (at once, in order, when `at` has passed). False when the
-  /// simulation is gone (the caller still owns `w`).
-  bool add(virtual_wait* w, time_point at, key& out) {
+  /// The key a wait for `at` will be queued under (made first, so that the wait's
+  /// cancellation handler can be installed before the wait can end).
+  key make_key(time_point at) {
+    std::lock_guard lk(m_);
+    return {at, next_seq_++};
+  }
+  /// Queues `w` under `k` (it ends, in key order, once the time reaches k.first). False when
+  /// the simulation is gone (the caller still owns `w`).
+  bool add(virtual_wait* w, const key& k) {
     std::lock_guard lk(m_);
     if (closed_) return false;
-    out = {at, next_seq_++};
-    queue_.emplace(out, w);
+    queue_.emplace(k, w);
     return true;
+  }
+  bool closed() const {
+    std::lock_guard lk(m_);
+    return closed_;
   }
 
   /// Ends the waits of `owner` with operation_aborted; returns how many.
@@ -178,7 +188,8 @@ class virtual_time_context : public boost::asio::execution_context {
   }
 
  private:
-  friend virtual_clock* virtual_clock_of(const boost::asio::execution_context&) noexcept;
+  friend std::shared_ptr<virtual_clock> virtual_clock_of(
+      const boost::asio::execution_context&) noexcept;
   TENORITE_SHARED_STATE static std::atomic<int>& alive() noexcept {
     static std::atomic<int> n{0};
     return n;
@@ -196,30 +207,32 @@ class virtual_time_context : public boost::asio::execution_context {
 };
 
 /// The virtual clock of `ctx`, or null for a context in real time. (No RTTI: the contexts
-/// that keep virtual time are listed while they live.)
-inline virtual_clock* virtual_clock_of(const boost::asio::execution_context& ctx) noexcept {
+/// that keep virtual time are listed while they live; the share is taken under that list's
+/// lock, so a simulation destroyed meanwhile on another thread leaves a readable clock.)
+inline std::shared_ptr<virtual_clock> virtual_clock_of(
+    const boost::asio::execution_context& ctx) noexcept {
   if (virtual_time_context::alive().load(std::memory_order_acquire) == 0) return nullptr;
   std::lock_guard lk(virtual_time_context::registry_mutex());
   for (const auto* v : virtual_time_context::registry())
-    if (static_cast<const boost::asio::execution_context*>(v) == &ctx) return v->clock().get();
+    if (static_cast<const boost::asio::execution_context*>(v) == &ctx) return v->clock();
   return nullptr;
 }
 
-/// The clock of the simulation this thread runs or owns, if any (set by testing.hpp). Read
-/// out of line: Clang 16 may keep a thread-local's address across a coroutine's resumption on
-/// another thread.
-inline virtual_clock*& this_thread_clock_slot() noexcept {
-  thread_local virtual_clock* c = nullptr;
-  return c;
+/// How many simulations this thread owns (constructed here, alive) or runs a handler of now
+/// (set by testing.hpp). Read out of line: Clang 16 may keep a thread-local's address across a
+/// coroutine's resumption on another thread.
+inline int& this_thread_simulations() noexcept {
+  thread_local int n = 0;
+  return n;
 }
-TENORITE_NOINLINE inline virtual_clock* this_thread_clock() noexcept {
-  return this_thread_clock_slot();
+TENORITE_NOINLINE inline bool on_simulation_thread() noexcept {
+  return this_thread_simulations() != 0;
 }
 
 /// Throws std::logic_error on a thread that owns or runs a testing::simulation: a blocking
 /// wait there waits for ever, since only this thread could run the simulation.
 inline void check_not_simulation(const char* what) {
-  if (this_thread_clock() != nullptr)
+  if (on_simulation_thread())
     throw std::logic_error(std::string(what) +
                            ": blocking call made on a thread that owns or runs a "
                            "tenorite::testing::simulation; nothing would run the simulation "
@@ -230,15 +243,8 @@ inline void check_not_simulation(const char* what) {
 /// The time as `ex`'s context keeps it.
 template <class Executor>
 std::chrono::steady_clock::time_point now_for(const Executor& ex) noexcept {
-  if (virtual_clock* c =
-          virtual_clock_of(boost::asio::query(ex, boost::asio::execution::context)))
+  if (auto c = virtual_clock_of(boost::asio::query(ex, boost::asio::execution::context)))
     return c->now();
-  return std::chrono::steady_clock::now();
-}
-
-/// The time as this thread sees it (a simulation's thread: the simulation's).
-inline std::chrono::steady_clock::time_point now_for_this_thread() noexcept {
-  if (virtual_clock* c = this_thread_clock()) return c->now();
   return std::chrono::steady_clock::now();
 }
 

@@ -779,6 +779,12 @@ class remote_caller
   using handle_ptr = std::shared_ptr<detail::remote_handle<state_type>>;
   friend call_forms<remote_caller, Req, Resp, Err>;
 
+  // The time of the caller's executor's context, for the _for forms' deadlines.
+  clock::time_point time_now() const noexcept {
+    if (!handle_) return clock::now();
+    return tenorite::detail::now_for(handle_->state->ex);
+  }
+
   // ---- the primitives of call_forms (each form checked the handle first) ----
   // A remote call has no local queue to wait for room in: the try_ forms are the plain ones.
   // Calls made without a deadline get the caller's default (remote_caller_options::timeout).
