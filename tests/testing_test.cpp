@@ -490,3 +490,18 @@ TEST(Testing, TimerWhoseSimulationIsGoneRefusesToWait) {
   EXPECT_FALSE(ran);
   EXPECT_EQ(t.cancel(), 0u);
 }
+
+TEST(Testing, ForDeadlineCountsWhereItsTimerRuns) {
+  // A service on a real runtime, called from a simulation's coroutine: the deadline's timer
+  // runs on the coroutine's executor (the simulation), so the 30 s are virtual ones, counted
+  // from the simulation's time (1 h ahead of real time here).
+  tenorite::runtime rt(1);
+  auto [task, real_caller] = hold_service{}.start_task(rt, 4, echo_config{});
+  simulation sim(6);
+  sim.advance(1h);
+  const auto t0 = sim.now();
+  auto r = sim.block_on(real_caller.send_request_for(1, 30s));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().kind(), error_kind::timed_out);
+  EXPECT_EQ(sim.now() - t0, 30s);
+}

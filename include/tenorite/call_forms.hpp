@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: BSL-1.0
 // tenorite/call_forms.hpp — the call forms every caller type offers, written once.
 //
-// caller and sharded_caller derive from call_forms, which builds every form of a call and of
+// caller, sharded_caller and nats::remote_caller derive from call_forms, which builds every form of a call and of
 // a notification from a few primitives the derived class provides (it befriends
 // call_forms and keeps them private):
 //
 //   initiate_call(req, call_mode, token)      the async call (wait for room, or try_only)
-//   initiate_call_until(req, deadline, token) the async call racing a deadline (timed_out)
+//   initiate_call_until(req, deadline, token) the async call racing a deadline (timed_out);
+//                                             deadline: a detail::timed_deadline (a time point,
+//                                             or a _for form's duration to resolve)
 //   initiate_notify(req, token)               the async notification
 //   call_blocking(req, call_mode)             a blocking call from a plain thread
 //   call_blocking_until(req, deadline)        the same, racing a deadline
@@ -140,14 +142,13 @@ class call_forms {
   TENORITE_AWAITABLE_ENTRY auto async_send_request_for(Req req,
                                                        std::chrono::duration<Rep, Period> timeout,
                                                        Token&& token = {}) const {
-    return async_send_request_until(std::move(req), deadline_after(timeout),
-                                    std::forward<Token>(token));
+    self().check("async_send_request_for");
+    return self().initiate_call_until(std::move(req), after(timeout), std::forward<Token>(token));
   }
   template <class Rep, class Period>
   TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> send_request_for(
       Req req, std::chrono::duration<Rep, Period> timeout) const {
-    return async_send_request_until(std::move(req), deadline_after(timeout),
-                                    boost::asio::use_awaitable);
+    return async_send_request_for(std::move(req), timeout, boost::asio::use_awaitable);
   }
   TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> send_request_until(
       Req req, clock::time_point deadline) const {
@@ -155,7 +156,9 @@ class call_forms {
   }
   template <class Rep, class Period>
   result_type send_request_blocking_for(Req req, std::chrono::duration<Rep, Period> timeout) const {
-    return send_request_blocking_until(std::move(req), deadline_after(timeout));
+    self().check("send_request_blocking_for");
+    detail::check_blocking_allowed(Derived::name, "send_request_blocking_for");
+    return self().call_blocking_until(std::move(req), after(timeout));
   }
   result_type send_request_blocking_until(Req req, clock::time_point deadline) const {
     self().check("send_request_blocking_until");
@@ -191,10 +194,11 @@ class call_forms {
   call_forms() = default;
   ~call_forms() = default;
 
-  // The time as the service's context keeps it (a simulation's is virtual: testing.hpp).
+  // A _for form's deadline: counted where the deadline's timer is made, in that context's time
+  // (a simulation's is virtual: testing.hpp).
   template <class Rep, class Period>
-  clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) const {
-    return self().time_now() + std::chrono::duration_cast<clock::duration>(d);
+  static detail::timed_deadline after(std::chrono::duration<Rep, Period> d) noexcept {
+    return detail::timed_deadline::after(std::chrono::duration_cast<clock::duration>(d));
   }
 
  private:

@@ -175,13 +175,6 @@ class caller : public call_forms<caller<Req, Resp, Err>, Req, Resp, Err> {
   friend forms;
   friend struct detail::caller_access;
 
-  // The time of the service's context, for the _for forms' deadlines (virtual on a
-  // simulation). A moved-from handle reads steady_clock: its call is refused next anyway.
-  clock::time_point time_now() const noexcept {
-    if (!core_) return clock::now();
-    return detail::now_for(core_->state->chan.get_executor());
-  }
-
   using state_type = detail::service_state<Req, Resp, Err>;
   using item_type = typename state_type::item_type;
 
@@ -209,9 +202,9 @@ class caller : public call_forms<caller<Req, Resp, Err>, Req, Resp, Err> {
         token, *this, std::move(req));
   }
   template <class Token>
-  auto initiate_call_until(Req&& req, clock::time_point deadline, Token&& token) const {
+  auto initiate_call_until(Req&& req, detail::timed_deadline deadline, Token&& token) const {
     return boost::asio::async_initiate<Token, signature>(
-        [](auto handler, const caller& self, Req r, clock::time_point deadline) {
+        [](auto handler, const caller& self, Req r, detail::timed_deadline deadline) {
           self.start_timed(std::move(handler), std::move(r), deadline);
         },
         token, *this, std::move(req), deadline);
@@ -228,7 +221,7 @@ class caller : public call_forms<caller<Req, Resp, Err>, Req, Resp, Err> {
   result_type call_blocking(Req&& req, detail::call_mode mode) const {
     return core_->state->call_blocking(std::move(req), mode, trace_);
   }
-  result_type call_blocking_until(Req&& req, clock::time_point deadline) const {
+  result_type call_blocking_until(Req&& req, detail::timed_deadline deadline) const {
     detail::blocking_reply<result_type> reply;
     start_timed(detail::blocking_handler<result_type>{&reply}, std::move(req), deadline);
     return reply.wait();
@@ -282,10 +275,12 @@ class caller : public call_forms<caller<Req, Resp, Err>, Req, Resp, Err> {
   // ends, also on an execution context being destroyed. The deadline's cancellation
   // withdraws a queued request or abandons a delivered one.
   template <class Handler>
-  void start_timed(Handler handler, Req req, clock::time_point deadline,
+  void start_timed(Handler handler, Req req, detail::timed_deadline deadline,
                    detail::call_mode mode = detail::call_mode::wait) const {
     const auto& st = core_->state;
     auto ex = boost::asio::get_associated_executor(handler, st->chan.get_executor());
+    // A _for deadline counts in the time of the context the deadline's timer runs on.
+    const clock::time_point at = deadline.resolve(ex);
     // The caller's own cancellation slot cancels the whole timed call.
     auto slot = boost::asio::get_associated_cancellation_slot(handler);
     // The timed call is counted here, with its final outcome (timed_out or cancelled).
@@ -302,7 +297,7 @@ class caller : public call_forms<caller<Req, Resp, Err>, Req, Resp, Err> {
     };
     using race = typename detail::deadline_race<signature>::template initiation<
         decltype(start_call)>;
-    race{start_call}(std::move(counted), deadline, *this, std::move(req));
+    race{start_call}(std::move(counted), at, *this, std::move(req));
   }
 
   template <class Handler>
@@ -441,8 +436,50 @@ class permit {
   TENORITE_AWAITABLE_ENTRY auto async_send_request_until(Req req, clock::time_point deadline,
                                                          Token&& token = {}) {
     if (!owner_) take("async_send_request_until");  // throws: already used
+    return initiate_timed(std::move(req), deadline, std::forward<Token>(token));
+  }
+  template <class Rep, class Period,
+            class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
+  TENORITE_AWAITABLE_ENTRY auto async_send_request_for(Req req,
+                                                       std::chrono::duration<Rep, Period> timeout,
+                                                       Token&& token = {}) {
+    if (!owner_) take("async_send_request_for");  // throws: already used
+    return initiate_timed(std::move(req), after(timeout), std::forward<Token>(token));
+  }
+  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> send_request_until(
+      Req req, clock::time_point deadline) {
+    return async_send_request_until(std::move(req), deadline, boost::asio::use_awaitable);
+  }
+  template <class Rep, class Period>
+  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> send_request_for(
+      Req req, std::chrono::duration<Rep, Period> timeout) {
+    return async_send_request_for(std::move(req), timeout, boost::asio::use_awaitable);
+  }
+  result_type send_request_blocking_until(Req req, clock::time_point deadline) {
+    detail::check_blocking_allowed("tenorite::permit::send_request_blocking_until");
+    return blocking_timed(std::move(req), deadline, "send_request_blocking_until");
+  }
+  template <class Rep, class Period>
+  result_type send_request_blocking_for(Req req, std::chrono::duration<Rep, Period> timeout) {
+    detail::check_blocking_allowed("tenorite::permit::send_request_blocking_for");
+    return blocking_timed(std::move(req), after(timeout), "send_request_blocking_for");
+  }
+
+  /// False once used (or moved from).
+  explicit operator bool() const noexcept { return static_cast<bool>(owner_); }
+
+ private:
+  friend class caller<Req, Resp, Err>;
+  explicit permit(caller_type owner) noexcept : owner_(std::move(owner)) {}
+
+  template <class Rep, class Period>
+  static detail::timed_deadline after(std::chrono::duration<Rep, Period> d) noexcept {
+    return detail::timed_deadline::after(std::chrono::duration_cast<clock::duration>(d));
+  }
+  template <class Token>
+  auto initiate_timed(Req&& req, detail::timed_deadline deadline, Token&& token) {
     return boost::asio::async_initiate<Token, typename caller_type::signature>(
-        [](auto handler, permit p, Req r, clock::time_point d) {
+        [](auto handler, permit p, Req r, detail::timed_deadline d) {
           caller_type owner = std::move(p.owner_);
           try {
             owner.start_timed(std::move(handler), std::move(r), d, detail::call_mode::reserved);
@@ -453,27 +490,8 @@ class permit {
         },
         token, std::move(*this), std::move(req), deadline);
   }
-  template <class Rep, class Period,
-            class Token = boost::asio::default_completion_token_t<boost::asio::any_io_executor>>
-  TENORITE_AWAITABLE_ENTRY auto async_send_request_for(Req req,
-                                                       std::chrono::duration<Rep, Period> timeout,
-                                                       Token&& token = {}) {
-    return async_send_request_until(std::move(req), owner_.deadline_after(timeout),
-                                    std::forward<Token>(token));
-  }
-  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> send_request_until(
-      Req req, clock::time_point deadline) {
-    return async_send_request_until(std::move(req), deadline, boost::asio::use_awaitable);
-  }
-  template <class Rep, class Period>
-  TENORITE_AWAITABLE_ENTRY boost::asio::awaitable<result_type> send_request_for(
-      Req req, std::chrono::duration<Rep, Period> timeout) {
-    return async_send_request_until(std::move(req), owner_.deadline_after(timeout),
-                                    boost::asio::use_awaitable);
-  }
-  result_type send_request_blocking_until(Req req, clock::time_point deadline) {
-    detail::check_blocking_allowed("tenorite::permit::send_request_blocking_until");
-    caller_type owner = take("send_request_blocking_until");
+  result_type blocking_timed(Req&& req, detail::timed_deadline deadline, const char* what) {
+    caller_type owner = take(what);
     detail::blocking_reply<result_type> reply;
     try {
       owner.start_timed(detail::blocking_handler<result_type>{&reply}, std::move(req), deadline,
@@ -484,17 +502,6 @@ class permit {
     }
     return reply.wait();
   }
-  template <class Rep, class Period>
-  result_type send_request_blocking_for(Req req, std::chrono::duration<Rep, Period> timeout) {
-    return send_request_blocking_until(std::move(req), owner_.deadline_after(timeout));
-  }
-
-  /// False once used (or moved from).
-  explicit operator bool() const noexcept { return static_cast<bool>(owner_); }
-
- private:
-  friend class caller<Req, Resp, Err>;
-  explicit permit(caller_type owner) noexcept : owner_(std::move(owner)) {}
 
   caller_type take(const char* what) {
     if (!owner_)

@@ -78,13 +78,6 @@ class sharded_caller : public call_forms<sharded_caller<Req, Resp, Err>, Req, Re
  private:
   friend forms;
 
-  // The first shard's context's time (every shard of a set runs on the contexts it was given;
-  // a simulation's is virtual), for the _for forms' deadlines.
-  typename forms::clock::time_point time_now() const noexcept {
-    if (!shards_ || shards_->empty()) return forms::clock::now();
-    return shards_->front().time_now();
-  }
-
   // ---- the primitives of call_forms: the shard's own, so outcomes are the shard's ----
 
   static constexpr const char* name = "tenorite::sharded_caller";
@@ -97,8 +90,7 @@ class sharded_caller : public call_forms<sharded_caller<Req, Resp, Err>, Req, Re
     });
   }
   template <class Token>
-  auto initiate_call_until(Req&& req, std::chrono::steady_clock::time_point deadline,
-                           Token&& token) const {
+  auto initiate_call_until(Req&& req, detail::timed_deadline deadline, Token&& token) const {
     return via(req, [&](const caller_type& c) {
       return c.initiate_call_until(std::move(req), deadline, std::forward<Token>(token));
     });
@@ -112,7 +104,7 @@ class sharded_caller : public call_forms<sharded_caller<Req, Resp, Err>, Req, Re
   result_type call_blocking(Req&& req, detail::call_mode mode) const {
     return via(req, [&](const caller_type& c) { return c.call_blocking(std::move(req), mode); });
   }
-  result_type call_blocking_until(Req&& req, std::chrono::steady_clock::time_point deadline) const {
+  result_type call_blocking_until(Req&& req, detail::timed_deadline deadline) const {
     return via(req, [&](const caller_type& c) {
       return c.call_blocking_until(std::move(req), deadline);
     });

@@ -169,9 +169,8 @@ struct sim_node {
 };
 template <class F>
 struct sim_fn final : sim_node {
-  template <class G>
-    requires(!std::is_same_v<std::decay_t<G>, sim_fn>)
-  explicit sim_fn(G&& g) : f(std::forward<G>(g)) {}
+  explicit sim_fn(F&& g) : f(std::move(g)) {}
+  explicit sim_fn(const F& g) : f(g) {}
   void run() override { std::move(f)(); }
   F f;
 };
@@ -220,8 +219,8 @@ class simulation : public tenorite::detail::virtual_time_context {
   using time_point = clock_type::time_point;
   using duration = clock_type::duration;
 
-  /// A simulation whose schedule is drawn from `seed`. The constructing thread owns it (its
-  /// blocking forms are refused, and its _for call forms read the simulation's time).
+  /// A simulation whose schedule is drawn from `seed`. The constructing thread owns it: its
+  /// blocking forms are refused while the simulation lives (only it could run the simulation).
   explicit simulation(std::uint64_t seed, simulation_options opts = {})
       : virtual_time_context(clock_type::now()),
         opts_(opts),
@@ -252,15 +251,15 @@ class simulation : public tenorite::detail::virtual_time_context {
       tenorite::detail::dying_context_scope dying(this);
       shutdown();
       drain_all();
+      {
+        std::lock_guard lk(m_);
+        dead_ = true;  // what the services' destruction submits is destroyed at once
+      }
       destroy();
-      // Completions the services' destruction left for this thread may submit more.
+      // Completions the services' destruction left for this thread, then services they made.
       tenorite::detail::dying_queue::local().drain();
-      drain_all();
-    }
-    drain_all();
-    {
-      std::lock_guard lk(m_);
-      dead_ = true;  // from now on a submission is destroyed at once
+      shutdown();
+      destroy();
     }
     // (A simulation destroyed on another thread leaves its constructing thread marked.)
     if (std::this_thread::get_id() == owner_) --tenorite::detail::this_thread_simulations();
@@ -454,7 +453,7 @@ class simulation : public tenorite::detail::virtual_time_context {
 
   void submit(std::unique_ptr<detail::sim_node> n) {
     std::unique_lock lk(m_);
-    if (dead_) {  // submitted by the simulation's own destruction, after its last drain
+    if (dead_) {  // submitted while the simulation's services are destroyed: never to run
       lk.unlock();
       n.reset();
       return;

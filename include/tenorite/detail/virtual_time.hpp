@@ -8,7 +8,8 @@
 //   an executor of it is that clock's time, and tenorite::timer waits on it in its queue;
 // - every other context reads std::chrono::steady_clock and waits with a steady_timer: with no
 //   simulation alive, the cost of the seam is one relaxed load;
-// - the _for call forms take the time of the service's context (a caller's time_now);
+// - the _for call forms count their duration in the time of the context whose timer enforces
+//   it (timed_deadline, resolved where that timer is made);
 // - on a thread that owns or runs a simulation, blocking waits are refused (nothing else would
 //   run the simulation);
 // - a wait in a clock's queue ends exactly once: fired (success), cancelled (operation_aborted),
@@ -247,5 +248,30 @@ std::chrono::steady_clock::time_point now_for(const Executor& ex) noexcept {
     return c->now();
   return std::chrono::steady_clock::now();
 }
+
+/// A call's deadline: a time point (the _until forms), or a duration (the _for forms) counted
+/// from the time of the context whose timer enforces it, resolved where that timer is made (so
+/// a simulation's handler gets virtual time, a real one real time, whichever thread calls).
+class timed_deadline {
+ public:
+  using time_point = std::chrono::steady_clock::time_point;
+  using duration = std::chrono::steady_clock::duration;
+  timed_deadline(time_point at) noexcept : at_(at) {}  // NOLINT(google-explicit-constructor)
+  static timed_deadline after(duration d) noexcept {
+    timed_deadline t(time_point{});
+    t.after_ = d;
+    t.relative_ = true;
+    return t;
+  }
+  template <class Executor>
+  time_point resolve(const Executor& ex) const noexcept {
+    return relative_ ? now_for(ex) + after_ : at_;
+  }
+
+ private:
+  time_point at_;
+  duration after_{};
+  bool relative_ = false;
+};
 
 }  // namespace tenorite::detail

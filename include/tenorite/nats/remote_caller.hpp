@@ -779,12 +779,6 @@ class remote_caller
   using handle_ptr = std::shared_ptr<detail::remote_handle<state_type>>;
   friend call_forms<remote_caller, Req, Resp, Err>;
 
-  // The time of the caller's executor's context, for the _for forms' deadlines.
-  clock::time_point time_now() const noexcept {
-    if (!handle_) return clock::now();
-    return tenorite::detail::now_for(handle_->state->ex);
-  }
-
   // ---- the primitives of call_forms (each form checked the handle first) ----
   // A remote call has no local queue to wait for room in: the try_ forms are the plain ones.
   // Calls made without a deadline get the caller's default (remote_caller_options::timeout).
@@ -797,7 +791,9 @@ class remote_caller
     return initiate_call_until(std::move(req), default_deadline(), std::forward<Token>(token));
   }
   template <class Token>
-  auto initiate_call_until(Req&& req, clock::time_point deadline, Token&& token) const {
+  auto initiate_call_until(Req&& req, tenorite::detail::timed_deadline d, Token&& token) const {
+    // The deadline's timer runs on the caller's executor: a _for form counts in its time.
+    const clock::time_point deadline = d.resolve(handle_->state->ex);
     return boost::asio::async_initiate<Token, signature>(
         [](auto handler, handle_ptr h, Req r, clock::time_point deadline,
            const trace_context& t) {
@@ -824,8 +820,9 @@ class remote_caller
   result_type call_blocking(Req&& req, tenorite::detail::call_mode) const {
     return call_blocking_until(std::move(req), default_deadline());
   }
-  result_type call_blocking_until(Req&& req, clock::time_point deadline) const {
+  result_type call_blocking_until(Req&& req, tenorite::detail::timed_deadline d) const {
     const handle_ptr& h = handle_;
+    const clock::time_point deadline = d.resolve(h->state->ex);
     if (h->state->loop)  // the reply is read on that context: waiting there waits for ourselves
       h->state->loop->refuse_blocking_wait("remote_caller::send_request_blocking");
     blocking_call call;
