@@ -64,7 +64,7 @@ $(pkg-config --modversion libnats), $(nats-server --version)"
         -P tests/consumer/run.cmake || failed+=("consumer on Boost 1.83")
   say "consumer on Boost 1.83 done at $((SECONDS - t0)) s"
 
-  say "preset trixie-clang (Clang 19 + libc++: call forms, headers, examples)"
+  say "preset trixie-clang (Clang 19 + libc++: call forms, headers, the testing kit, examples)"
   cmake --preset trixie-clang >/dev/null
   if cmake --build --preset trixie-clang; then
     ctest --preset trixie-clang || failed+=("trixie-clang tests")

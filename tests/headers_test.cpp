@@ -13,7 +13,6 @@
 #include <tenorite/prometheus.hpp>
 #include <tenorite/receiver.hpp>
 #include <tenorite/registry.hpp>
-#include <tenorite/trace.hpp>
 #include <tenorite/request.hpp>
 #include <tenorite/runtime.hpp>
 #include <tenorite/service.hpp>
@@ -22,6 +21,7 @@
 #include <tenorite/tenorite.hpp>
 #include <tenorite/testing.hpp>
 #include <tenorite/timer.hpp>
+#include <tenorite/trace.hpp>
 #include <tenorite/unhandled_exception.hpp>
 #include <type_traits>
 

@@ -69,8 +69,8 @@ TEST(Testing, ThirtySecondDeadlineTimesOutAtThirtySeconds) {
   EXPECT_EQ(sim.now() - t0, 30s);
   // cancel_after on a plain call: the same, in the handler's context's time.
   const auto t1 = sim.now();
-  auto r2 = sim.block_on(
-      caller.async_send_request(6, tenorite::cancel_after(2min, asio::use_awaitable)));
+  auto r2 =
+      sim.block_on(caller.async_send_request(6, tenorite::cancel_after(2min, asio::use_awaitable)));
   ASSERT_FALSE(r2.has_value());
   EXPECT_EQ(r2.error().kind(), error_kind::timed_out);
   EXPECT_EQ(sim.now() - t1, 2min);
@@ -81,13 +81,13 @@ TEST(Testing, SupervisedRestartWaitsItsBackoffInVirtualTime) {
   tenorite::service_options opts;
   opts.queue_size = 4;
   std::vector<std::size_t> hooks;
-  opts.restart = tenorite::restart_policy{.max_restarts = 2,
-                                          .window = 1h,
-                                          .backoff = 5s,
-                                          .backoff_factor = 2.0,
-                                          .max_backoff = 1h,
-                                          .on_restart = [&](const std::exception_ptr&,
-                                                            std::size_t n) { hooks.push_back(n); }};
+  opts.restart = tenorite::restart_policy{
+      .max_restarts = 2,
+      .window = 1h,
+      .backoff = 5s,
+      .backoff_factor = 2.0,
+      .max_backoff = 1h,
+      .on_restart = [&](const std::exception_ptr&, std::size_t n) { hooks.push_back(n); }};
   auto [task, caller] = flaky_service{}.start(sim, opts, [] { return echo_config{}; });
   const auto t0 = sim.now();
   auto failed = sim.block_on(caller.send_request(-1));
@@ -351,7 +351,8 @@ TEST(Testing, FakeServiceIsAnsweredByTheTest) {
   EXPECT_EQ(seen.ok(), 1u);
   EXPECT_EQ(seen.count(error_kind::service_error), 1u) << seen.describe();
   EXPECT_EQ(seen.total(), 2u);
-  EXPECT_EQ(seen.describe(), std::string("ok 1, ") + tenorite::to_string(error_kind::service_error) + " 1");
+  EXPECT_EQ(seen.describe(),
+            std::string("ok 1, ") + tenorite::to_string(error_kind::service_error) + " 1");
 }
 
 TEST(Testing, ExpectationThatCannotBeMetFailsWithTheSchedule) {

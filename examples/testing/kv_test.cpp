@@ -3,10 +3,12 @@
 // service under many schedules, a 30 s deadline against a slow dependency, and a supervised
 // service's restart back-off, all in virtual time (the whole file runs in milliseconds).
 // docs/testing.md walks through it.
+#include "kv.hpp"
+
 #include <gtest/gtest.h>
 
-#include <boost/asio/awaitable.hpp>
 #include <algorithm>
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <chrono>
@@ -15,8 +17,6 @@
 #include <tenorite/tenorite.hpp>
 #include <tenorite/testing.hpp>
 #include <vector>
-
-#include "kv.hpp"
 
 using namespace std::chrono_literals;
 namespace testing_kit = tenorite::testing;
@@ -133,8 +133,9 @@ TEST(JobService, RestartsAfterItsBackoffAndServesWhatWasQueued) {
     jobs.async_send_request(3, seen.recorder<result>());   // served by the restarted one
     int served_at_s = -1;
     jobs.async_send_request(4, [&](result r) {
-      if (r) served_at_s = static_cast<int>(
-                 std::chrono::duration_cast<std::chrono::seconds>(sim.now() - t0).count());
+      if (r)
+        served_at_s = static_cast<int>(
+            std::chrono::duration_cast<std::chrono::seconds>(sim.now() - t0).count());
       seen.record(r);
     });
     sim.run();

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: BSL-1.0
 // tenorite/call_forms.hpp — the call forms every caller type offers, written once.
 //
-// caller, sharded_caller and nats::remote_caller derive from call_forms, which builds every form of a call and of
-// a notification from a few primitives the derived class provides (it befriends
+// caller, sharded_caller and nats::remote_caller derive from call_forms, which builds every form of
+// a call and of a notification from a few primitives the derived class provides (it befriends
 // call_forms and keeps them private):
 //
 //   initiate_call(req, call_mode, token)      the async call (wait for room, or try_only)
@@ -33,9 +33,9 @@
 #include <expected>
 #include <tenorite/detail/config.hpp>
 #include <tenorite/detail/operation.hpp>
+#include <tenorite/detail/reply_slot.hpp>
 #include <tenorite/detail/virtual_time.hpp>
 #include <tenorite/error.hpp>
-#include <tenorite/detail/reply_slot.hpp>
 #include <tenorite/runtime.hpp>
 #include <utility>
 

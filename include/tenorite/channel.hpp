@@ -46,11 +46,11 @@
 #include <tenorite/detail/context_registry.hpp>
 #include <tenorite/detail/inbox.hpp>
 #include <tenorite/detail/operation.hpp>
-#include <tenorite/detail/virtual_time.hpp>
-#include <tenorite/detail/small_mutex.hpp>
 #include <tenorite/detail/reply_slot.hpp>
 #include <tenorite/detail/ring.hpp>
 #include <tenorite/detail/slots.hpp>
+#include <tenorite/detail/small_mutex.hpp>
+#include <tenorite/detail/virtual_time.hpp>
 #include <tenorite/detail/waiters.hpp>
 #include <utility>
 #include <vector>

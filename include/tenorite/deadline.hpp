@@ -19,9 +19,10 @@
 // timer is cancelled. The handler completes exactly when, where and as the operation does
 // (a callback on an execution context being destroyed still runs, as for the operation
 // itself). For operations that are not tenorite's, the handler's executor should be a strand
-// or single-threaded, as for any Asio cancellation. Every tenorite operation then ends at once: a queued call or notification is
-// withdrawn and its request comes back, a delivered call is abandoned (the worker sees
-// is_closed()), a parked receive, reservation or join is withdrawn and takes nothing.
+// or single-threaded, as for any Asio cancellation. Every tenorite operation then ends at once: a
+// queued call or notification is withdrawn and its request comes back, a delivered call is
+// abandoned (the worker sees is_closed()), a parked receive, reservation or join is withdrawn and
+// takes nothing.
 //
 // When the deadline is what ended the operation, the outcome says so:
 // - a tenorite outcome std::expected<T, error<Req, Err>> of kind cancelled reads timed_out
@@ -41,10 +42,10 @@
 #pragma once
 
 #include <atomic>
-#include <boost/asio/async_result.hpp>
 #include <boost/asio/associated_allocator.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -265,8 +266,7 @@ struct deadline_start {
   template <class Handler, class... A>
   void operator()(Handler&& h, A&&... a) {
     // The time as the handler's context keeps it (a simulation's is virtual).
-    const auto deadline =
-        at ? *at : now_for(boost::asio::get_associated_executor(h)) + after;
+    const auto deadline = at ? *at : now_for(boost::asio::get_associated_executor(h)) + after;
     inner(std::forward<Handler>(h), deadline, std::forward<A>(a)...);
   }
 };

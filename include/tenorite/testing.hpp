@@ -77,11 +77,11 @@
 #include <string>
 #include <tenorite/caller.hpp>
 #include <tenorite/detail/operation.hpp>
+#include <tenorite/detail/virtual_time.hpp>
 #include <tenorite/error.hpp>
 #include <tenorite/join_handle.hpp>
 #include <tenorite/request.hpp>
 #include <tenorite/service.hpp>
-#include <tenorite/detail/virtual_time.hpp>
 #include <tenorite/timer.hpp>
 #include <thread>
 #include <type_traits>
@@ -96,10 +96,10 @@ enum class schedule { random, pct, fifo };
 
 struct simulation_options {
   schedule policy = schedule::random;
-  unsigned pct_depth = 3;             ///< PCT's d: the number of priority change points + 1
-  std::uint64_t pct_horizon = 2000;   ///< PCT's k: change points fall in steps [1, k]
+  unsigned pct_depth = 3;                ///< PCT's d: the number of priority change points + 1
+  std::uint64_t pct_horizon = 2000;      ///< PCT's k: change points fall in steps [1, k]
   std::uint64_t max_steps = 10'000'000;  ///< run / block_on / advance stop here (runtime_error)
-  std::size_t trace_capacity = 4096;  ///< how many of the last steps describe_trace() can show
+  std::size_t trace_capacity = 4096;     ///< how many of the last steps describe_trace() can show
 };
 
 /// Thrown by block_on when the awaitable cannot complete: nothing is ready, no timer is pending.
@@ -111,7 +111,8 @@ class stalled : public std::runtime_error {
 /// The seeds a test loops over: 1..n (from `first`), or TENORITE_TEST_SEED alone when it is set.
 inline std::vector<std::uint64_t> seeds(std::size_t n, std::uint64_t first = 1) {
   // Read before any thread of the test could change the environment.
-  if (const char* env = std::getenv("TENORITE_TEST_SEED"); env && *env)  // NOLINT(concurrency-mt-unsafe)
+  if (const char* env = std::getenv("TENORITE_TEST_SEED");
+      env && *env)  // NOLINT(concurrency-mt-unsafe)
     return {std::strtoull(env, nullptr, 0)};
   std::vector<std::uint64_t> out;
   out.reserve(n);
@@ -121,8 +122,8 @@ inline std::vector<std::uint64_t> seeds(std::size_t n, std::uint64_t first = 1) 
 
 namespace detail {
 
-/// xoshiro256** seeded by splitmix64, and a rejection-sampled bounded draw: integer arithmetic only, so the
-/// same seed draws the same numbers with every compiler and standard library.
+/// xoshiro256** seeded by splitmix64, and a rejection-sampled bounded draw: integer arithmetic
+/// only, so the same seed draws the same numbers with every compiler and standard library.
 class rng {
  public:
   explicit rng(std::uint64_t seed) noexcept {
@@ -190,9 +191,7 @@ class sim_executor {
       boost::asio::execution::blocking_t) noexcept {
     return boost::asio::execution::blocking.never;
   }
-  sim_executor require(boost::asio::execution::blocking_t::never_t) const noexcept {
-    return *this;
-  }
+  sim_executor require(boost::asio::execution::blocking_t::never_t) const noexcept { return *this; }
   template <class F>
   void execute(F&& f) const;
 
@@ -384,18 +383,17 @@ class simulation : public tenorite::detail::virtual_time_context {
   /// The last `last` steps, one per line: "step 12 +30.000000s #17 (from #12, chain 3)".
   std::string describe_trace(std::size_t last = 50) const {
     std::lock_guard lk(m_);
-    std::string out = "schedule of seed " + std::to_string(seed_) + " (" +
-                      std::to_string(steps_) + " steps):\n";
+    std::string out =
+        "schedule of seed " + std::to_string(seed_) + " (" + std::to_string(steps_) + " steps):\n";
     const std::size_t n = std::min(last, trace_.size());
     for (std::size_t i = trace_.size() - n; i < trace_.size(); ++i) {
       const auto& s = trace_[i];
       char line[160];
-      std::snprintf(line, sizeof line, "  step %llu +%.6fs #%llu (from #%llu, chain %llu)\n",
-                    static_cast<unsigned long long>(s.step),
-                    std::chrono::duration<double>(s.at).count(),
-                    static_cast<unsigned long long>(s.id),
-                    static_cast<unsigned long long>(s.parent),
-                    static_cast<unsigned long long>(s.chain));
+      std::snprintf(
+          line, sizeof line, "  step %llu +%.6fs #%llu (from #%llu, chain %llu)\n",
+          static_cast<unsigned long long>(s.step), std::chrono::duration<double>(s.at).count(),
+          static_cast<unsigned long long>(s.id), static_cast<unsigned long long>(s.parent),
+          static_cast<unsigned long long>(s.chain));
       out += line;
     }
     return out;
@@ -569,8 +567,8 @@ class simulation : public tenorite::detail::virtual_time_context {
   std::uint64_t next_chain_ = 0;
   std::uint64_t steps_ = 0;
   std::uint64_t hash_ = 0xcbf29ce484222325ULL;
-  std::map<std::uint64_t, std::uint64_t> priority_;       // chain -> PCT priority
-  std::map<std::uint64_t, unsigned> change_points_;       // step -> new priority
+  std::map<std::uint64_t, std::uint64_t> priority_;  // chain -> PCT priority
+  std::map<std::uint64_t, unsigned> change_points_;  // step -> new priority
   std::deque<trace_step> trace_;
 };
 
@@ -697,7 +695,8 @@ class outcomes {
   /// "ok 3, timed_out 2": for an assertion's message.
   std::string describe() const {
     std::string out = "ok " + std::to_string(ok_);
-    for (const auto& [k, c] : by_kind_) out += std::string(", ") + to_string(k) + " " + std::to_string(c);
+    for (const auto& [k, c] : by_kind_)
+      out += std::string(", ") + to_string(k) + " " + std::to_string(c);
     return out;
   }
 

@@ -59,16 +59,18 @@ class timer {
   }
   /// A timer on an execution context's executor.
   template <class ExecutionContext>
-    requires std::is_convertible_v<ExecutionContext&, boost::asio::execution_context&>
+  requires std::is_convertible_v<ExecutionContext&, boost::asio::execution_context&>
   explicit timer(ExecutionContext& ctx) : timer(executor_type(ctx.get_executor())) {}
   timer(const executor_type& ex, time_point t) : timer(ex) { expires_at(t); }
   timer(const executor_type& ex, duration d) : timer(ex) { expires_after(d); }
   template <class ExecutionContext>
-    requires std::is_convertible_v<ExecutionContext&, boost::asio::execution_context&>
-  timer(ExecutionContext& ctx, time_point t) : timer(executor_type(ctx.get_executor()), t) {}
+  requires std::is_convertible_v<ExecutionContext&, boost::asio::execution_context&> timer(
+      ExecutionContext& ctx, time_point t)
+      : timer(executor_type(ctx.get_executor()), t) {}
   template <class ExecutionContext>
-    requires std::is_convertible_v<ExecutionContext&, boost::asio::execution_context&>
-  timer(ExecutionContext& ctx, duration d) : timer(executor_type(ctx.get_executor()), d) {}
+  requires std::is_convertible_v<ExecutionContext&, boost::asio::execution_context&> timer(
+      ExecutionContext& ctx, duration d)
+      : timer(executor_type(ctx.get_executor()), d) {}
 
   timer(const timer&) = delete;
   timer& operator=(const timer&) = delete;

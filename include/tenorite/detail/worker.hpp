@@ -30,6 +30,7 @@
 #include <tenorite/detail/small_mutex.hpp>
 #include <tenorite/join_handle.hpp>
 #include <tenorite/metrics.hpp>
+#include <tenorite/receiver.hpp>
 #include <tenorite/request.hpp>
 #include <tenorite/runtime.hpp>
 #include <tenorite/supervision.hpp>
@@ -37,7 +38,6 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
-#include <tenorite/receiver.hpp>
 
 namespace tenorite::detail {
 

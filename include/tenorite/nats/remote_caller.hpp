@@ -51,6 +51,7 @@
 
 #include <nats/nats.h>
 
+#include <atomic>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
@@ -58,34 +59,33 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
-#include <stdexcept>
-#include <vector>
 #include <expected>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
-#include <tenorite/timer.hpp>
 #include <tenorite/call_forms.hpp>
 #include <tenorite/detail/operation.hpp>
+#include <tenorite/detail/reply_slot.hpp>
 #include <tenorite/error.hpp>
 #include <tenorite/nats/codec.hpp>
 #include <tenorite/nats/connection.hpp>
 #include <tenorite/nats/wire.hpp>
-#include <tenorite/detail/reply_slot.hpp>
 #include <tenorite/registry.hpp>
 #include <tenorite/runtime.hpp>
+#include <tenorite/timer.hpp>
 #include <tenorite/trace.hpp>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 namespace tenorite::nats {
 
