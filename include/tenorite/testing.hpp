@@ -111,9 +111,9 @@ class stalled : public std::runtime_error {
 /// The seeds a test loops over: 1..n (from `first`), or TENORITE_TEST_SEED alone when it is set.
 inline std::vector<std::uint64_t> seeds(std::size_t n, std::uint64_t first = 1) {
   // Read before any thread of the test could change the environment.
-  if (const char* env = std::getenv("TENORITE_TEST_SEED");
-      env && *env)  // NOLINT(concurrency-mt-unsafe)
-    return {std::strtoull(env, nullptr, 0)};
+  // NOLINTNEXTLINE(concurrency-mt-unsafe)
+  const char* env = std::getenv("TENORITE_TEST_SEED");
+  if (env && *env) return {std::strtoull(env, nullptr, 0)};
   std::vector<std::uint64_t> out;
   out.reserve(n);
   for (std::size_t i = 0; i < n; ++i) out.push_back(first + i);
